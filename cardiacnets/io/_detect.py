@@ -1,0 +1,103 @@
+"""Format detection from file content."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from cardiacnets.errors import UnsupportedFormatError
+
+#: format id -> module in :mod:`cardiacnets.io` implementing ``read(path, data)``.
+FORMATS: dict[str, str] = {
+    "ge_muse_xml": "muse",
+    "philips_sierra_xml": "philips",
+    "hl7_aecg": "aecg",
+    "ge_cardiosoft_xml": "cardiosoft",
+    "dicom": "dicom",
+    "scp_ecg": "scp",
+    "wfdb": "wfdb_reader",
+    "edf": "edf",
+    "npy": "array",
+    "npz": "array",
+    "csv": "array",
+}
+
+_XML_ROOTS = {
+    "restingecg": "ge_muse_xml",
+    "restingecgdata": "philips_sierra_xml",
+    "annotatedecg": "hl7_aecg",
+    "cardiologyxml": "ge_cardiosoft_xml",
+}
+
+
+def _decode_head(head: bytes) -> str:
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return head[: len(head) // 2 * 2].decode("utf-16", errors="ignore")
+    if len(head) > 3 and head[0] == 0 and head[1] != 0:
+        return head[: len(head) // 2 * 2].decode("utf-16-be", errors="ignore")
+    if len(head) > 3 and head[0] != 0 and head[1] == 0:
+        return head[: len(head) // 2 * 2].decode("utf-16-le", errors="ignore")
+    return head.decode("latin-1")
+
+
+def _xml_root_name(text: str) -> str | None:
+    # Skip declaration, comments, processing instructions and DOCTYPE; return the first element's local name.
+    pos = 0
+    text = text.lstrip("\ufeff \t\r\n")
+    while True:
+        match = re.compile(r"\s*<([!?]?)").match(text, pos)
+        if not match:
+            return None
+        if match.group(1) == "?":
+            end = text.find("?>", match.end())
+        elif match.group(1) == "!":
+            end = text.find("-->", match.end()) if text.startswith("--", match.end()) else text.find(">", match.end())
+        else:
+            name = re.compile(r"([\w.:-]+)").match(text, match.end())
+            return name.group(1).split(":")[-1].lower() if name else None
+        if end < 0:
+            return None
+        pos = end + 1
+
+
+def _looks_like_scp(data: bytes) -> bool:
+    # SCP-ECG: CRC(2) + record length(4), then Section 0 header: CRC(2), id(2)=0, length(4), version, protocol, and
+    # six reserved bytes that writers fill with "SCPECG".
+    if len(data) < 22:
+        return False
+    return int.from_bytes(data[8:10], "little") == 0 and data[16:22] == b"SCPECG"
+
+
+def detect_format(data: bytes, path: Path | None = None) -> str:
+    """Return the format id of an ECG file's content (a key of :data:`FORMATS`)."""
+    head = data[:4096]
+    if head[128:132] == b"DICM":
+        return "dicom"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head.startswith(b"PK\x03\x04"):
+        return "npz"
+    if _looks_like_scp(data):
+        return "scp_ecg"
+    if head[:8] == b"0       " and len(head) >= 256 and head[184:192].strip().isdigit():
+        return "edf"
+    text = _decode_head(head)
+    stripped = text.lstrip("\ufeff \t\r\n")
+    if stripped.startswith("<"):
+        root = _xml_root_name(stripped)
+        if root in _XML_ROOTS:
+            return _XML_ROOTS[root]
+        raise UnsupportedFormatError(f"{path or 'input'}: XML with root element <{root}> is not a supported ECG format")
+    if path is not None and path.suffix.lower() in {".dat", ".mat", ".xyz"} and path.with_suffix(".hea").exists():
+        return "wfdb"
+    first = next((line for line in stripped.splitlines() if line.strip() and not line.startswith("#")), "")
+    if re.match(r"^[\w.-]+(/\d+)?\s+\d+(\s+[\d.]+(/[\d.]+)?(\(\-?\d+\))?)?(\s+\d+)?", first) and not re.match(
+        r"^[-\d.eE+]+\s*[,;\t]", first
+    ):
+        return "wfdb"
+    if re.match(r"^\s*[A-Za-z\"#]?[\w\s\"',;.\t-]*$", first) and ("," in first or ";" in first or "\t" in first):
+        return "csv"
+    raise UnsupportedFormatError(
+        f"{path or 'input'}: content matches no supported ECG format (MUSE/Philips/aECG/CardioSoft XML, DICOM, SCP-ECG,"
+        " WFDB, EDF, CSV/NPY/NPZ)"
+    )

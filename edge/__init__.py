@@ -1,0 +1,1 @@
+"""edge layer of the CardiacNets toolkit (depends on the cardiacnets library only)."""

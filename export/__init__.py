@@ -1,0 +1,1 @@
+"""export layer of the CardiacNets toolkit (depends on the cardiacnets library only)."""

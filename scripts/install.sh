@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# One-command set-up: a virtual environment in .venv with torch 2.13.0 (CPU build) installed first, then this package
+# with every extra (train, export, cine, parquet, dev). For the screening-only install without torch, see the README
+# ("Install for screening only").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+# torch first and pinned: an open range in a fresh environment can pull a multi-GB CUDA build.
+.venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[all]"
+echo "cardiacnets installed in .venv ($(.venv/bin/python -c 'import cardiacnets; print(cardiacnets.__version__)'))" >&2

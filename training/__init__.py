@@ -1,0 +1,1 @@
+"""training layer of the CardiacNets toolkit (depends on the cardiacnets library only)."""

@@ -1,0 +1,45 @@
+"""``cntrain``: data generation, conversion and every training stage of CardiacNets.
+
+Thin CLI: each sub-command parses its flags and calls one library or training function. Commands are registered by
+the modules listed in ``_COMMAND_MODULES`` (one per area), each exposing ``register(app)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from cardiacnets.errors import CardiacNetsError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Train CardiacNets stages on the synthetic cohort or on converted UK Biobank / MIMIC-IV-ECG data.",
+)
+
+_COMMAND_MODULES = (
+    "cardiacnets.training.cli_synth",
+    "cardiacnets.training.cli_data",
+    "cardiacnets.training.cli_stages",
+)
+
+for _name in _COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main(argv: Optional[list[str]] = None) -> None:  # noqa: UP007
+    try:
+        app(args=argv, prog_name="cntrain", standalone_mode=True)
+    except CardiacNetsError as exc:  # raised outside a command's own handling
+        if os.environ.get("CNS_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()
