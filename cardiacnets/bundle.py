@@ -1,0 +1,182 @@
+"""The model bundle: a directory of ONNX graphs plus a ``manifest.json`` that pins everything needed to use them.
+
+Layout (DESIGN section 7)::
+
+    bundle/
+      manifest.json          # format version, models and tensor specs, PreprocessConfig, labels, phenotypes,
+                             # thresholds, training-data description, tool versions, sha256 of every other file
+      screening.onnx         # ECG + covariates -> probabilities, subtype probabilities, 82 phenotypes, embedding
+      screening.int8.onnx    # optional precision variants
+      cine/...               # optional diffusion parts
+
+Loading verifies the manifest before anything else: a missing file or a hash mismatch raises
+:class:`~cardiacnets.errors.BundleIntegrityError`, a newer format version :class:`~cardiacnets.errors.BundleVersionError`.
+This module needs only the standard library and numpy: the screening edge imports it without torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cardiacnets.errors import BundleError, BundleIntegrityError, BundleVersionError
+
+logger = logging.getLogger(__name__)
+
+BUNDLE_FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+_HASH_CHUNK = 1 << 20
+
+#: Manifest keys every bundle must have.
+REQUIRED_KEYS = ("bundle_format_version", "name", "files", "models", "training_data")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _bundle_files(root: Path) -> list[str]:
+    return sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_NAME
+    )
+
+
+def write_manifest(root: str | os.PathLike[str], manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Write ``manifest.json`` into ``root`` with the sha256 of every other file there; return what was written.
+
+    ``manifest`` holds everything but ``files`` and ``bundle_format_version``, which are filled in here. The write is
+    atomic (temp file + rename) so an interrupted export never leaves a half-written manifest.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise BundleError(f"{root}: bundle directory does not exist")
+    full = dict(manifest)
+    full["bundle_format_version"] = BUNDLE_FORMAT_VERSION
+    full["files"] = {rel: {"sha256": sha256_file(root / rel), "bytes": (root / rel).stat().st_size}
+                     for rel in _bundle_files(root)}
+    missing = [k for k in REQUIRED_KEYS if k not in full]
+    if missing:
+        raise BundleError(f"manifest lacks required keys: {', '.join(missing)}")
+    tmp = root / (MANIFEST_NAME + ".tmp")
+    tmp.write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, root / MANIFEST_NAME)
+    return full
+
+
+def verify_bundle(root: str | os.PathLike[str], *, check_hashes: bool = True) -> list[str]:
+    """Return the problems found in a bundle directory (empty list: valid). Never raises for a bad bundle."""
+    root = Path(root)
+    manifest_path = root / MANIFEST_NAME
+    if not root.is_dir():
+        return [f"{root}: not a directory"]
+    if not manifest_path.is_file():
+        return [f"{root}: no {MANIFEST_NAME}"]
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return [f"{MANIFEST_NAME}: unreadable ({exc})"]
+    if not isinstance(manifest, dict):
+        return [f"{MANIFEST_NAME}: not a JSON object"]
+    problems = [f"{MANIFEST_NAME}: missing key {k!r}" for k in REQUIRED_KEYS if k not in manifest]
+    version = manifest.get("bundle_format_version")
+    if not isinstance(version, int):
+        problems.append(f"{MANIFEST_NAME}: bundle_format_version is {version!r}, expected an integer")
+    elif version > BUNDLE_FORMAT_VERSION:
+        problems.append(
+            f"bundle format version {version} is newer than this toolkit supports ({BUNDLE_FORMAT_VERSION}); upgrade"
+            " cardiacnets"
+        )
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        return problems + [f"{MANIFEST_NAME}: 'files' must map paths to hashes"]
+    for rel, entry in sorted(files.items()):
+        target = (root / rel).resolve()
+        if root.resolve() not in target.parents:
+            problems.append(f"{rel}: path escapes the bundle directory")
+            continue
+        if not target.is_file():
+            problems.append(f"{rel}: listed in the manifest but missing")
+            continue
+        expected = entry.get("sha256") if isinstance(entry, dict) else None
+        if check_hashes and sha256_file(target) != expected:
+            problems.append(f"{rel}: sha256 does not match the manifest (file changed or corrupted)")
+    for rel in _bundle_files(root):
+        if rel not in files:
+            problems.append(f"{rel}: present but not listed in the manifest")
+    for model, spec in (manifest.get("models") or {}).items():
+        for rel in _model_files(spec):
+            if rel not in files:
+                problems.append(f"model {model!r}: file {rel} is not listed in the manifest")
+    return problems
+
+
+def _model_files(spec: Any) -> Iterable[str]:
+    if not isinstance(spec, dict):
+        return []
+    out = [spec["file"]] if isinstance(spec.get("file"), str) else []
+    variants = spec.get("variants") or {}
+    out += [v["file"] for v in variants.values() if isinstance(v, dict) and isinstance(v.get("file"), str)]
+    return out
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle directory and its manifest."""
+
+    root: Path
+    manifest: dict[str, Any]
+
+    def path(self, rel: str) -> Path:
+        """Absolute path of a file listed in the manifest."""
+        if rel not in self.manifest["files"]:
+            raise BundleIntegrityError(f"{rel}: not part of bundle {self.root}")
+        return self.root / rel
+
+    def model(self, name: str) -> dict[str, Any]:
+        models = self.manifest["models"]
+        if name not in models:
+            raise BundleError(f"bundle {self.root} has no model {name!r} (has: {', '.join(sorted(models))})")
+        return models[name]
+
+    @property
+    def is_synthetic(self) -> bool:
+        return bool(self.manifest["training_data"].get("synthetic", False))
+
+    @property
+    def preprocess(self) -> dict[str, Any]:
+        return dict(self.manifest.get("preprocess") or {})
+
+    @property
+    def thresholds(self) -> dict[str, Any]:
+        return dict(self.manifest.get("thresholds") or {})
+
+
+def load_bundle(root: str | os.PathLike[str], *, check_hashes: bool = True) -> Bundle:
+    """Open and verify a bundle; raise a typed error naming the first problems found."""
+    root = Path(root)
+    problems = verify_bundle(root, check_hashes=check_hashes)
+    if problems:
+        if any("newer than this toolkit" in p for p in problems):
+            raise BundleVersionError(next(p for p in problems if "newer than this toolkit" in p))
+        shown = "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
+        raise BundleIntegrityError(f"bundle {root} failed verification: {shown}")
+    manifest = json.loads((root / MANIFEST_NAME).read_text())
+    logger.debug("loaded bundle %s (%d files)", root, len(manifest["files"]))
+    return Bundle(root=root, manifest=manifest)
+
+
+def default_bundle_path() -> Path:
+    """The bundle ``cnscreen`` uses without ``--bundle``: ``$CNS_BUNDLE`` or the one shipped in the package."""
+    env = os.environ.get("CNS_BUNDLE")
+    return Path(env) if env else Path(__file__).resolve().parent / "data" / "default-bundle"
