@@ -52,12 +52,15 @@ def _xml_root_name(text: str) -> str | None:
             end = text.find("?>", match.end())
         elif match.group(1) == "!":
             end = text.find("-->", match.end()) if text.startswith("--", match.end()) else text.find(">", match.end())
+            bracket = text.find("[", match.end())
+            if text.startswith("DOCTYPE", match.end()) and 0 <= bracket < end:  # internal subset: skip to "]>"
+                end = text.find("]", bracket)
         else:
             name = re.compile(r"([\w.:-]+)").match(text, match.end())
             return name.group(1).split(":")[-1].lower() if name else None
-        if end < 0:
+        if end < 0 or text.find(">", end) < 0:
             return None
-        pos = end + 1
+        pos = text.find(">", end) + 1  # past the whole terminator ("?>", "-->", "]>", ">")
 
 
 def _looks_like_scp(data: bytes) -> bool:
