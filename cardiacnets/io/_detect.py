@@ -65,10 +65,24 @@ def _xml_root_name(text: str) -> str | None:
 
 def _looks_like_scp(data: bytes) -> bool:
     # SCP-ECG: CRC(2) + record length(4), then Section 0 header: CRC(2), id(2)=0, length(4), version, protocol, and
-    # six reserved bytes that writers fill with "SCPECG".
-    if len(data) < 22:
+    # six reserved bytes that most writers fill with "SCPECG" (the standard does not require it). Without the marker,
+    # detect by structure: a Section 0 whose length is 16 + 10 x pointers and whose first pointer (to Section 0
+    # itself: id 0, same length, byte index 7) agrees, inside a plausible record length.
+    if len(data) < 22 or int.from_bytes(data[8:10], "little") != 0:
         return False
-    return int.from_bytes(data[8:10], "little") == 0 and data[16:22] == b"SCPECG"
+    if data[16:22] == b"SCPECG":
+        return True
+    if len(data) < 32:
+        return False
+    record_length = int.from_bytes(data[2:6], "little")
+    s0_length = int.from_bytes(data[10:14], "little")
+    plausible = 16 + 10 * 3 <= s0_length <= 16 + 10 * 1000 and (s0_length - 16) % 10 == 0
+    self_pointer = (
+        int.from_bytes(data[22:24], "little") == 0
+        and int.from_bytes(data[24:28], "little") == s0_length
+        and int.from_bytes(data[28:32], "little") == 7
+    )
+    return plausible and self_pointer and 6 + s0_length <= record_length <= 16 * len(data)
 
 
 def detect_format(data: bytes, path: Path | None = None) -> str:
