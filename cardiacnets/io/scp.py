@@ -472,7 +472,7 @@ def read(path: Path, data: bytes) -> EcgRecord:
             raise reader.fail(f"Section {needed}", "missing (no lead definitions or no rhythm data)")
     leads = reader.lead_definitions(sections[3])
     tables = reader.huffman_tables(sections[2]) if 2 in sections else None
-    declared = [end - start + 1 for start, end in zip(leads.starts, leads.ends)]
+    declared = [end - start + 1 for start, end in zip(leads.starts, leads.ends, strict=True)]
     n_declared = max(declared)
     if tables is None and n_declared * 2 * len(declared) > 4 * len(data) + 1_000_000:
         reader.warnings.append(
@@ -490,7 +490,7 @@ def read(path: Path, data: bytes) -> EcgRecord:
     fs = 1e6 / interval
     channels: dict[str, np.ndarray] = {}
     present = min(len(values) for values in rhythm)
-    for name, values, n_lead in zip(leads.names, rhythm, declared):
+    for name, values, n_lead in zip(leads.names, rhythm, declared, strict=True):
         channels[name] = values[:n_lead]
     common = min(len(v) for v in channels.values())
     if present < n_declared:
@@ -521,7 +521,7 @@ def read(path: Path, data: bytes) -> EcgRecord:
                 if 0 < n_from_s4 <= n_beat:
                     n_beat = n_from_s4
             if n_beat > 0:
-                median_channels = {name: b[:n_beat] * (m_avm / 1e6) for name, b in zip(leads.names, beats)}
+                median_channels = {name: b[:n_beat] * (m_avm / 1e6) for name, b in zip(leads.names, beats, strict=True)}
                 median_fs = 1e6 / m_interval
         except CorruptFileError as exc:
             reader.warnings.append(f"reference beat not read: {exc}")
