@@ -33,6 +33,14 @@ BUNDLE_FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 _HASH_CHUNK = 1 << 20
 
+#: The screening graph's contract, shared by the exporter and the edge runtime. Inputs: ``ecg`` (B, 12, 5000) float32
+#: preprocessed to [-1, 1]; ``covariates`` (B, 3) float32 raw values (sex 0 F / 1 M, age in years, heart rate in bpm);
+#: ``covariate_mask`` (B, 3) float32, 1 where the covariate is known. Outputs: ``disease_prob`` (B, 5) in the order of
+#: ``cardiacnets.targets.DISEASES``, ``subtype_prob`` (B, 3) (RCM, DCM, HCM), ``phenotypes`` (B, 82) in original units,
+#: ``embedding`` (B, D).
+SCREENING_INPUTS = ("ecg", "covariates", "covariate_mask")
+SCREENING_OUTPUTS = ("disease_prob", "subtype_prob", "phenotypes", "embedding")
+
 #: Manifest keys every bundle must have.
 REQUIRED_KEYS = ("bundle_format_version", "name", "files", "models", "training_data")
 

@@ -57,8 +57,64 @@ def inspect(
         Console().print(format_inspection(report), highlight=False)
 
 
+@app.command("screen")
+def screen(
+    file: Path = typer.Argument(..., help="ECG file (any supported format)."),
+    bundle: Optional[Path] = typer.Option(None, "--bundle", help="Model bundle directory (default: the bundled model)."),  # noqa: UP007
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON to stdout."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON result to this file ('-' = stdout)."),  # noqa: UP007
+    report: Optional[Path] = typer.Option(None, "--report", help="Write a self-contained HTML report."),  # noqa: UP007
+    cine: bool = typer.Option(False, "--cine", help="Generate short- and long-axis cines (GPU recommended)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or trt."),
+    include_phi: bool = typer.Option(False, "--include-phi", help="Include patient identifiers in the output."),
+) -> None:
+    """Screen one ECG: disease probabilities against the bundle's thresholds, key phenotypes, QC.
+
+    Examples:
+
+      cnscreen ecg.xml
+
+      cnscreen ecg.xml --json --out result.json --report report.html
+    """
+    from cardiacnets.edge.screen import Screener
+    from cardiacnets.edge.summary import render_result
+
+    try:
+        screener = Screener(bundle, device=device)
+        result, prepared = screener.screen_file(file, include_phi=include_phi, keep_signal=report is not None)
+        if cine:
+            from cardiacnets.edge.cine import generate_cines
+
+            result["cine"] = generate_cines(screener.bundle, prepared, out_dir=(report or file).parent, device=device)
+        if report is not None:
+            from cardiacnets.edge.report import write_report
+
+            write_report(result, prepared, report)
+            err.print(f"report written to {report}")
+    except CardiacNetsError as exc:
+        _fail(exc)
+    text = json.dumps(result, indent=2, default=str) + "\n"
+    if out is not None:
+        if str(out) == "-":
+            sys.stdout.write(text)
+        else:
+            out.write_text(text)
+    if as_json:
+        if str(out) != "-":
+            sys.stdout.write(text)
+    else:
+        Console().print(render_result(result), highlight=False)
+
+
+_SUBCOMMANDS = {"inspect", "batch", "screen"}
+
+
 def main(argv: Optional[list[str]] = None) -> None:  # noqa: UP007 - typer needs Optional on py3.10
-    app(args=argv, prog_name="cnscreen")
+    """``cnscreen FILE`` is short for ``cnscreen screen FILE``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and not args[0].startswith("-") and args[0] not in _SUBCOMMANDS:
+        args.insert(0, "screen")
+    app(args=args, prog_name="cnscreen")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,254 @@
+"""Screening one ECG with a bundle on onnxruntime: read -> QC -> preprocess -> infer -> a result dict.
+
+No torch on this path (DESIGN section 2): numpy, scipy, pywavelets, onnxruntime and the readers only. The result is
+the documented JSON schema ``cardiacnets.screening/1`` (see ``docs/screening-output.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cardiacnets.bundle import SCREENING_INPUTS, SCREENING_OUTPUTS, Bundle, default_bundle_path, load_bundle
+from cardiacnets.errors import BundleError, CardiacNetsError, InputError
+from cardiacnets.io import read_ecg
+from cardiacnets.preprocess import PreprocessConfig, preprocess_record
+from cardiacnets.qc import run_qc
+from cardiacnets.record import EcgRecord
+from cardiacnets.targets import DISEASE_NAMES, DISEASES, KEY_PHENOTYPES, SUBTYPES, phenotypes, reference_range
+
+logger = logging.getLogger(__name__)
+
+RESULT_SCHEMA = "cardiacnets.screening/1"
+SYNTHETIC_NOTE = (
+    "This model was trained on SYNTHETIC data only; its outputs are a software demonstration, not a clinical result."
+)
+_PROVIDERS = {"trt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+
+
+def select_providers(device: str = "auto") -> list[str]:
+    """Execution providers for ``device`` (``auto``, ``cpu``, ``cuda``, ``trt``), filtered by what is installed.
+
+    onnxruntime silently falls back to the CPU when a requested provider is missing; asking for ``cuda`` or ``trt``
+    explicitly on a machine without them is an error here instead.
+    """
+    import onnxruntime as ort
+
+    available = set(ort.get_available_providers())
+    if device == "auto":
+        return [p for p in (_PROVIDERS["trt"], _PROVIDERS["cuda"], _PROVIDERS["cpu"]) if p in available]
+    if device not in _PROVIDERS:
+        raise InputError(f"unknown device {device!r}; choose auto, cpu, cuda or trt")
+    wanted = _PROVIDERS[device]
+    if wanted not in available:
+        raise InputError(
+            f"device {device!r} needs onnxruntime's {wanted}, which this installation lacks (available:"
+            f" {', '.join(sorted(available))}); install onnxruntime-gpu with CUDA/TensorRT, or use --device cpu"
+        )
+    return [wanted] + ([_PROVIDERS["cpu"]] if wanted != _PROVIDERS["cpu"] else [])
+
+
+@dataclass
+class PreparedEcg:
+    """What a worker hands to inference: the model input plus everything the result needs. Picklable."""
+
+    path: str
+    ecg: np.ndarray  # (12, 5000) float32 in [-1, 1]
+    covariates: np.ndarray  # (3,) float32: sex (0 F / 1 M), age (years), heart rate (bpm)
+    covariate_mask: np.ndarray  # (3,) float32
+    qc: dict[str, Any]
+    preprocess: dict[str, Any]
+    record_info: dict[str, Any]
+    phi: dict[str, Any] = field(default_factory=dict)
+    signal_mv: np.ndarray | None = None  # (12, n) for reports; dropped in batch mode
+
+
+def covariates_from_record(record: EcgRecord, heart_rate: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, mask)`` of the external covariate set (sex, age, heart rate); unknown values masked, not zeroed."""
+    meta = record.meta
+    sex = {"M": 1.0, "F": 0.0}.get(str(meta.get("sex") or "").upper()[:1])
+    age = meta.get("age")
+    age = float(age) if isinstance(age, (int, float)) and 0 < age < 130 else None
+    hr = meta.get("heart_rate")
+    hr = float(hr) if isinstance(hr, (int, float)) and 20 < hr < 300 else heart_rate
+    values = [v if v is not None else 0.0 for v in (sex, age, hr)]
+    mask = [0.0 if v is None else 1.0 for v in (sex, age, hr)]
+    return np.asarray(values, dtype=np.float32), np.asarray(mask, dtype=np.float32)
+
+
+def prepare_record(record: EcgRecord, config: PreprocessConfig, *, keep_signal: bool = False) -> PreparedEcg:
+    """QC and preprocess a record for the screening graph."""
+    qc = run_qc(record.signal, record.fs, record.meta)
+    ecg, info = preprocess_record(record, config)
+    covariates, mask = covariates_from_record(record, info.get("heart_rate"))
+    meta = record.without_phi()
+    record_info = {
+        "format": meta.get("format"),
+        "device": meta.get("device"),
+        "acquired": meta.get("acquired"),
+        "sampling_rate_hz": record.fs,
+        "duration_s": round(record.duration_s, 3),
+        "stored_leads": meta.get("stored_leads"),
+        "derived_leads": meta.get("derived_leads"),
+        "missing_leads": meta.get("missing_leads"),
+        "warnings": list(meta.get("warnings") or []),
+        "sex": meta.get("sex"),
+        "age": meta.get("age"),
+    }
+    return PreparedEcg(
+        path=str(meta.get("path") or ""),
+        ecg=ecg,
+        covariates=covariates,
+        covariate_mask=mask,
+        qc=qc.to_dict(),
+        preprocess=info,
+        record_info=record_info,
+        phi=dict(record.meta.get("phi") or {}),
+        signal_mv=record.signal if keep_signal else None,
+    )
+
+
+def prepare_file(path: str | os.PathLike[str], config: PreprocessConfig, *, keep_signal: bool = False) -> PreparedEcg:
+    record = read_ecg(path)
+    prepared = prepare_record(record, config, keep_signal=keep_signal)
+    prepared.path = str(path)
+    return prepared
+
+
+class Screener:
+    """A loaded bundle and its onnxruntime session."""
+
+    def __init__(
+        self,
+        bundle: Bundle | str | os.PathLike[str] | None = None,
+        *,
+        device: str = "auto",
+        variant: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle or default_bundle_path())
+        spec = self.bundle.model("screening")
+        self.variant = variant or spec.get("default_variant") or "fp32"
+        if self.variant == "fp32":
+            graph = spec["file"]
+        else:
+            variants = spec.get("variants") or {}
+            if self.variant not in variants:
+                raise BundleError(f"bundle has no {self.variant!r} screening variant (has: fp32, {', '.join(variants)})")
+            graph = variants[self.variant]["file"]
+        self.providers = select_providers(device)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(self.bundle.path(graph)), options, providers=self.providers)
+        names_in = [i.name for i in self.session.get_inputs()]
+        names_out = [o.name for o in self.session.get_outputs()]
+        if tuple(names_in) != SCREENING_INPUTS or not set(SCREENING_OUTPUTS) <= set(names_out):
+            raise BundleError(f"screening graph has inputs {names_in} and outputs {names_out}; expected"
+                              f" {list(SCREENING_INPUTS)} -> {list(SCREENING_OUTPUTS)}")
+        self.preprocess_config = PreprocessConfig.from_dict(self.bundle.preprocess) if self.bundle.preprocess else (
+            PreprocessConfig())
+
+    def infer(self, ecg: np.ndarray, covariates: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the graph on a batch: ``ecg`` (B, 12, 5000), ``covariates`` and ``mask`` (B, 3)."""
+        feeds = {"ecg": np.ascontiguousarray(ecg, np.float32), "covariates": np.ascontiguousarray(covariates, np.float32),
+                 "covariate_mask": np.ascontiguousarray(mask, np.float32)}
+        outputs = self.session.run(list(SCREENING_OUTPUTS), feeds)
+        return dict(zip(SCREENING_OUTPUTS, outputs))
+
+    def infer_prepared(self, items: list[PreparedEcg]) -> list[dict[str, np.ndarray]]:
+        out = self.infer(np.stack([p.ecg for p in items]), np.stack([p.covariates for p in items]),
+                         np.stack([p.covariate_mask for p in items]))
+        return [{k: v[i] for k, v in out.items()} for i in range(len(items))]
+
+    def screen_file(self, path: str | os.PathLike[str], *, include_phi: bool = False, keep_signal: bool = False
+                    ) -> tuple[dict[str, Any], PreparedEcg]:
+        prepared = prepare_file(path, self.preprocess_config, keep_signal=keep_signal)
+        outputs = self.infer_prepared([prepared])[0]
+        return build_result(self.bundle, prepared, outputs, include_phi=include_phi), prepared
+
+
+def _threshold(bundle: Bundle, disease: str) -> tuple[float, str]:
+    entry = bundle.thresholds.get(disease) or {}
+    point = entry.get("default", "youden")
+    value = entry.get(point, 0.5)
+    return float(value), str(point)
+
+
+def build_result(bundle: Bundle, prepared: PreparedEcg, outputs: dict[str, np.ndarray], *, include_phi: bool = False
+                 ) -> dict[str, Any]:
+    """The ``cardiacnets.screening/1`` result for one ECG."""
+    reliable = bool(prepared.qc.get("reliable", False))
+    diseases = {}
+    for i, disease in enumerate(DISEASES):
+        probability = float(outputs["disease_prob"][i])
+        threshold, point = _threshold(bundle, disease)
+        diseases[disease] = {
+            "name": DISEASE_NAMES[disease],
+            "probability": round(probability, 4),
+            "threshold": round(threshold, 4),
+            "operating_point": point,
+            "flagged": probability >= threshold,
+        }
+    subtype_probs = {s: round(float(outputs["subtype_prob"][i]), 4) for i, s in enumerate(SUBTYPES)}
+    sex = prepared.record_info.get("sex")
+    values = outputs["phenotypes"]
+    key = {}
+    for p in phenotypes():
+        if p.short not in KEY_PHENOTYPES:
+            continue
+        value = float(values[p.index])
+        low_high = reference_range(p.short, sex)
+        key[p.short] = {
+            "value": round(value, 2),
+            "unit": p.unit,
+            "reference_range": list(low_high) if low_high else None,
+            "out_of_range": bool(low_high and not (low_high[0] <= value <= low_high[1])),
+        }
+    training = bundle.manifest["training_data"]
+    result: dict[str, Any] = {
+        "schema": RESULT_SCHEMA,
+        "path": prepared.path,
+        "reliable": reliable,
+        "qc": prepared.qc,
+        "diseases": diseases,
+        "subtype": {"shown": diseases["CM"]["flagged"], "probabilities": subtype_probs},
+        "key_phenotypes": key,
+        "phenotypes": {p.short: round(float(values[p.index]), 3) for p in phenotypes()},
+        "record": prepared.record_info,
+        "covariates_used": {
+            name: (float(v) if m else None)
+            for name, v, m in zip(("sex", "age", "heart_rate"), prepared.covariates, prepared.covariate_mask)
+        },
+        "preprocess": {k: prepared.preprocess.get(k) for k in ("version", "resampled", "cropped", "padded",
+                                                               "heart_rate", "heart_rate_source")},
+        "model": {
+            "bundle": bundle.manifest.get("name"),
+            "version": bundle.manifest.get("version"),
+            "synthetic": bool(training.get("synthetic", False)),
+            "training_data": training.get("description"),
+        },
+    }
+    if result["model"]["synthetic"]:
+        result["note"] = SYNTHETIC_NOTE
+    if not reliable:
+        result["note_qc"] = "Signal QC failed: the scores below are not reliable (see qc.findings)."
+    if include_phi:
+        result["patient"] = prepared.phi
+    return result
+
+
+def screen_error_result(path: str, exc: CardiacNetsError) -> dict[str, Any]:
+    return {"schema": RESULT_SCHEMA, "path": str(path), "status": "error", "reason": str(exc)}
+
+
+def default_bundle_available() -> bool:
+    return (Path(default_bundle_path()) / "manifest.json").is_file()

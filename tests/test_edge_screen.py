@@ -1,0 +1,105 @@
+"""`cnscreen FILE`: end-to-end screening on a tiny bundle (numbers checked against numpy), CLI, PHI, no torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import wfdb
+
+from cardiacnets.edge.screen import Screener, prepare_file
+from cardiacnets.record import LEADS
+from tests.edge_fixtures import make_tiny_bundle, reference_outputs
+from tests.synthetic_ecg import synthetic_ecg
+
+REPO = Path(__file__).resolve().parents[1]
+CNSCREEN = [sys.executable, "-c", "import sys; from cardiacnets.edge.cli import main; main(sys.argv[1:])"]
+
+
+def write_wfdb_ecg(directory: Path, name: str = "rec", *, patient: str = "DOE^JANE", mrn: str = "MRN-123456") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    signal = synthetic_ecg(fs=500.0, duration_s=10.0, rng=np.random.default_rng(3))
+    wfdb.wrsamp(name, fs=500, units=["mV"] * 12, sig_name=list(LEADS), p_signal=signal.T, fmt=["16"] * 12,
+                adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(directory),
+                comments=[f"patient: {patient}", f"mrn: {mrn}", "age: 61", "sex: F"])
+    return directory / f"{name}.hea"
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+
+
+def test_screen_result_matches_the_graph_in_numpy(tiny_bundle: Path, tmp_path: Path) -> None:
+    path = write_wfdb_ecg(tmp_path)
+    screener = Screener(tiny_bundle, device="cpu")
+    result, prepared = screener.screen_file(path)
+    expected = reference_outputs(prepared.ecg[None], prepared.covariates[None], prepared.covariate_mask[None])
+    for i, disease in enumerate(("CAD", "PH", "PC", "CM", "HF")):
+        p = float(expected["disease_prob"][0, i])
+        assert result["diseases"][disease]["probability"] == pytest.approx(p, abs=1e-4)
+        assert result["diseases"][disease]["flagged"] == (p >= 0.5)
+    assert result["phenotypes"]["LVEDV"] == pytest.approx(float(expected["phenotypes"][0, 0]), abs=1e-2)
+    assert result["key_phenotypes"]["LVEF"]["unit"] == "%"
+    assert result["model"]["synthetic"] is True and "SYNTHETIC" in result["note"]
+    assert result["schema"] == "cardiacnets.screening/1"
+
+
+def test_batch_of_prepared_equals_one_by_one(tiny_bundle: Path, tmp_path: Path) -> None:
+    screener = Screener(tiny_bundle, device="cpu")
+    items = [prepare_file(write_wfdb_ecg(tmp_path / str(i)), screener.preprocess_config) for i in range(3)]
+    batched = screener.infer_prepared(items)
+    for item, out in zip(items, batched):
+        single = screener.infer_prepared([item])[0]
+        np.testing.assert_allclose(out["disease_prob"], single["disease_prob"], atol=1e-6)
+
+
+def test_cli_json_no_phi_and_no_torch(tiny_bundle: Path, tmp_path: Path) -> None:
+    path = write_wfdb_ecg(tmp_path)
+    code = ("import sys, json; from cardiacnets.edge.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "assert 'torch' not in sys.modules, 'the screening path imported torch'\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(path), "--bundle", str(tiny_bundle), "--json"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result["diseases"]) == {"CAD", "PH", "PC", "CM", "HF"}
+    assert "DOE" not in proc.stdout + proc.stderr and "MRN-123456" not in proc.stdout + proc.stderr
+
+
+def test_cli_summary_and_out_file(tiny_bundle: Path, tmp_path: Path) -> None:
+    path = write_wfdb_ecg(tmp_path)
+    out = tmp_path / "result.json"
+    proc = subprocess.run([*CNSCREEN, str(path), "--bundle", str(tiny_bundle), "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "coronary artery disease" in proc.stdout and "SYNTHETIC" in proc.stdout
+    assert json.loads(out.read_text())["path"] == str(path)
+
+
+def test_tampered_bundle_is_refused_with_one_line(tiny_bundle: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    data = bytearray((copy / "screening.onnx").read_bytes())
+    data[-1] ^= 0xFF
+    (copy / "screening.onnx").write_bytes(bytes(data))
+    proc = subprocess.run([*CNSCREEN, str(write_wfdb_ecg(tmp_path / "e")), "--bundle", str(copy)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "sha256" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_gpu_provider_is_a_clear_error(tiny_bundle: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has the CUDA provider")
+    proc = subprocess.run([*CNSCREEN, str(write_wfdb_ecg(tmp_path)), "--bundle", str(tiny_bundle), "--device", "cuda"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "CUDAExecutionProvider" in proc.stderr and "Traceback" not in proc.stderr
