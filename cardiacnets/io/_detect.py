@@ -98,6 +98,9 @@ def detect_format(data: bytes, path: Path | None = None) -> str:
         return "scp_ecg"
     if head[:8] == b"0       " and len(head) >= 256 and head[184:192].strip().isdigit():
         return "edf"
+    # A WFDB signal file is raw binary: recognise it by its header sidecar before any text sniffing.
+    if path is not None and path.suffix.lower() in {".dat", ".mat", ".xyz"} and path.with_suffix(".hea").is_file():
+        return "wfdb"
     text = _decode_head(head)
     stripped = text.lstrip("\ufeff \t\r\n")
     if stripped.startswith("<"):
@@ -105,8 +108,6 @@ def detect_format(data: bytes, path: Path | None = None) -> str:
         if root in _XML_ROOTS:
             return _XML_ROOTS[root]
         raise UnsupportedFormatError(f"{path or 'input'}: XML with root element <{root}> is not a supported ECG format")
-    if path is not None and path.suffix.lower() in {".dat", ".mat", ".xyz"} and path.with_suffix(".hea").exists():
-        return "wfdb"
     first = next((line for line in stripped.splitlines() if line.strip() and not line.startswith("#")), "")
     if re.match(r"^[\w.-]+(/\d+)?\s+\d+(\s+[\d.]+(/[\d.]+)?(\(\-?\d+\))?)?(\s+\d+)?", first) and not re.match(
         r"^[-\d.eE+]+\s*[,;\t]", first
