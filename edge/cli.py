@@ -106,6 +106,45 @@ def screen(
         Console().print(render_result(result), highlight=False)
 
 
+@app.command("batch")
+def batch(
+    source: Path = typer.Argument(..., help="Directory tree, zip archive, or a text file listing one path per line."),
+    out: Path = typer.Option(..., "--out", help="Output file: .csv, .jsonl or .parquet (rerun to resume)."),
+    bundle: Optional[Path] = typer.Option(None, "--bundle", help="Model bundle directory (default: the bundled model)."),  # noqa: UP007
+    workers: Optional[int] = typer.Option(None, "--workers", help="Reader processes (default: CPU count)."),  # noqa: UP007
+    batch_size: int = typer.Option(32, "--batch-size", help="ECGs per inference call."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or trt."),
+    include_phi: bool = typer.Option(False, "--include-phi", help="Add patient identifier columns to the output."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Screen every ECG in an archive; one output row per input file, errors included. Resumable.
+
+    Exit codes: 0 every file screened (QC failures are rows with status qc_failed); 3 some files could not be read
+    (rows with status error); 1 a user error stopped the run; 2 a usage error.
+
+    Examples:
+
+      cnscreen batch /archive/ecg --out results.csv
+
+      cnscreen batch ecgs.zip --out results.parquet --workers 4
+    """
+    from cardiacnets.edge.batch import run_batch, summary_dict
+
+    try:
+        summary = run_batch(source, out, bundle=bundle, workers=workers, batch_size=batch_size, device=device,
+                            include_phi=include_phi, progress=not quiet)
+    except CardiacNetsError as exc:
+        _fail(exc)
+    info = summary_dict(summary)
+    err.print(
+        f"{info['inputs']} inputs: {info['ok']} ok, {info['qc_failed']} qc_failed, {info['error']} error"
+        f" ({info['already_done']} already in {out}); {info['seconds']} s, {info['files_per_second']} files/s",
+        highlight=False,
+    )
+    if summary.error:
+        raise typer.Exit(3)
+
+
 _SUBCOMMANDS = {"inspect", "batch", "screen"}
 
 

@@ -1,0 +1,388 @@
+"""``cnscreen batch``: screen a whole archive (directory tree, zip, or list file), resumably.
+
+Worker processes read, QC and preprocess files while the main process runs batched inference and appends one row per
+input file to the output. Rerunning the same command resumes: rows already in the output are skipped, a torn last row
+(from a kill mid-write) is cut off and its file screened again, so every input appears exactly once.
+
+Output formats by extension: ``.csv``, ``.jsonl``, ``.parquet``. CSV and JSONL are appended in place; Parquet, which
+cannot be appended, is journalled to ``<out>.journal.jsonl`` and written atomically when the run completes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cardiacnets.errors import CardiacNetsError, InputError
+from cardiacnets.preprocess import PreprocessConfig
+from cardiacnets.targets import DISEASES, SUBTYPES, phenotype_names
+
+logger = logging.getLogger(__name__)
+
+WFDB_COMPANIONS = {".dat", ".mat", ".xyz", ".atr", ".qrs", ".ecg"}
+STATUS_OK, STATUS_QC, STATUS_ERROR = "ok", "qc_failed", "error"
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One input file: ``key`` is what the output's ``path`` column holds."""
+
+    key: str
+    path: str
+    member: str | None = None  # member name when ``path`` is a zip archive
+
+
+# LUDB-style per-lead annotation files that sit beside a WFDB header.
+_LEAD_ANNOTATIONS = {".i", ".ii", ".iii", ".avr", ".avl", ".avf", ".v1", ".v2", ".v3", ".v4", ".v5", ".v6"}
+
+
+def _is_companion(name: str, names: set[str]) -> bool:
+    """True for the signal and annotation files of a WFDB record whose ``.hea`` is also present."""
+    stem, ext = os.path.splitext(name)
+    ext = ext.lower()
+    return ext in WFDB_COMPANIONS | _LEAD_ANNOTATIONS and f"{stem}.hea" in names
+
+
+def enumerate_inputs(source: str | os.PathLike[str]) -> list[InputItem]:
+    """The input files of ``source`` in a stable order. WFDB companion files (``.dat`` beside a ``.hea``) are part of
+    their record, not inputs of their own. Hidden files are skipped."""
+    source = Path(source)
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.is_file() and not any(
+            part.startswith(".") for part in p.relative_to(source).parts))
+        names = {str(p) for p in files}
+        return [InputItem(key=str(p), path=str(p)) for p in files if not _is_companion(str(p), names)]
+    if not source.is_file():
+        raise InputError(f"{source}: no such file or directory")
+    if zipfile.is_zipfile(source):
+        try:
+            with zipfile.ZipFile(source) as archive:
+                members = sorted(i.filename for i in archive.infolist() if not i.is_dir())
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise InputError(f"{source}: unreadable zip archive ({exc})") from exc
+        visible = [m for m in members if not any(part.startswith(".") for part in m.split("/"))]
+        names = set(visible)
+        return [InputItem(key=f"{source}!{m}", path=str(source), member=m) for m in visible
+                if not _is_companion(m, names)]
+    try:
+        lines = source.read_text().splitlines()
+    except (UnicodeDecodeError, OSError) as exc:
+        raise InputError(f"{source}: not a directory, zip archive or list file of paths ({exc})") from exc
+    items = []
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith("#"):
+            path = Path(line) if Path(line).is_absolute() else source.parent / line
+            items.append(InputItem(key=line, path=str(path)))
+    return items
+
+
+def _extract_member(item: InputItem, workdir: Path) -> Path:
+    """Extract a zip member (and, for WFDB, its companion files) to ``workdir``; refuse zip bombs."""
+    limit = int(os.environ.get("CNS_MAX_FILE_BYTES", 64 * 1024 * 1024))
+    with zipfile.ZipFile(item.path) as archive:
+        stem = os.path.splitext(item.member)[0]
+        wanted = [item.member]
+        if item.member.lower().endswith(".hea"):
+            wanted += [n for n in archive.namelist() if os.path.splitext(n)[0] == stem and n != item.member]
+        for name in wanted:
+            info = archive.getinfo(name)
+            if info.file_size > limit:
+                raise InputError(f"{item.key}: member of {info.file_size} bytes is over the {limit}-byte limit")
+            target = workdir / Path(name).name
+            with archive.open(info) as src, target.open("wb") as dst:
+                shutil.copyfileobj(src, dst, length=1 << 20)
+    return workdir / Path(item.member).name
+
+
+def _prepare(args: tuple[InputItem, dict[str, Any]]) -> tuple[InputItem, Any, str | None]:
+    """Worker: read, QC and preprocess one input; never raises."""
+    from cardiacnets.edge.screen import prepare_file
+
+    item, config_dict = args
+    try:
+        config = PreprocessConfig.from_dict(config_dict)
+        if item.member is None:
+            prepared = prepare_file(item.path, config)
+        else:
+            with tempfile.TemporaryDirectory(prefix="cns-") as tmp:
+                prepared = prepare_file(_extract_member(item, Path(tmp)), config)
+        prepared.path = item.key
+        return item, prepared, None
+    except CardiacNetsError as exc:
+        return item, None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - one bad file never stops the batch
+        logger.debug("unexpected error on an input", exc_info=True)
+        return item, None, f"internal error ({type(exc).__name__}: {exc})"
+
+
+def output_columns(include_phi: bool) -> list[str]:
+    cols = ["path", "status", "reason", "reliable", "qc_findings", "format", "sampling_rate_hz", "duration_s"]
+    cols += [f"p_{d}" for d in DISEASES] + [f"flag_{d}" for d in DISEASES] + [f"p_{s}" for s in SUBTYPES]
+    cols += [f"pheno_{name}" for name in phenotype_names()]
+    if include_phi:
+        cols += ["patient_id", "patient_name", "birth_date"]
+    return cols
+
+
+def result_row(result: dict[str, Any], include_phi: bool) -> dict[str, Any]:
+    qc = result.get("qc", {})
+    fails = [f["message"] for f in qc.get("findings", []) if f.get("severity") == "fail"]
+    row: dict[str, Any] = {
+        "path": result["path"],
+        "status": STATUS_OK if result["reliable"] else STATUS_QC,
+        "reason": "; ".join(fails),
+        "reliable": result["reliable"],
+        "qc_findings": "; ".join(f"{f.get('code')}{'@' + f['lead'] if f.get('lead') else ''}"
+                                 for f in qc.get("findings", [])),
+        "format": result["record"].get("format"),
+        "sampling_rate_hz": result["record"].get("sampling_rate_hz"),
+        "duration_s": result["record"].get("duration_s"),
+    }
+    for d in DISEASES:
+        row[f"p_{d}"] = result["diseases"][d]["probability"]
+        row[f"flag_{d}"] = result["diseases"][d]["flagged"]
+    for s in SUBTYPES:
+        row[f"p_{s}"] = result["subtype"]["probabilities"][s]
+    for name, value in result["phenotypes"].items():
+        row[f"pheno_{name}"] = value
+    if include_phi:
+        phi = result.get("patient") or {}
+        row.update(patient_id=phi.get("patient_id"), patient_name=phi.get("name"), birth_date=phi.get("birth_date"))
+    return row
+
+
+def error_row(key: str, reason: str) -> dict[str, Any]:
+    return {"path": key, "status": STATUS_ERROR, "reason": reason.replace("\n", " ")}
+
+
+class RowStore:
+    """Append-only rows with crash-safe resume. ``done`` holds the keys already written."""
+
+    def __init__(self, out: Path, columns: list[str]) -> None:
+        self.out = out
+        self.columns = columns
+        self.kind = out.suffix.lower().lstrip(".")
+        if self.kind not in {"csv", "jsonl", "parquet"}:
+            raise InputError(f"{out}: output must end in .csv, .jsonl or .parquet")
+        self.journal = out.with_name(out.name + ".journal.jsonl") if self.kind == "parquet" else out
+        self.done: set[str] = set()
+        self.rows_written = 0
+        self._open()
+
+    def _repair_and_load(self) -> None:
+        path = self.journal
+        if not path.exists():
+            return
+        data = path.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        if cut != len(data):  # a torn last row from a kill mid-write: drop it, its file is screened again
+            with path.open("r+b") as handle:
+                handle.truncate(cut)
+            data = data[:cut]
+        text = data.decode("utf-8")
+        if self.kind == "csv":
+            reader = csv.DictReader(io.StringIO(text))
+            if reader.fieldnames and reader.fieldnames != self.columns:
+                raise InputError(f"{path}: existing output has other columns; use another --out or the same options")
+            self.done = {row["path"] for row in reader}
+        else:
+            self.done = {json.loads(line)["path"] for line in text.splitlines() if line.strip()}
+
+    def _open(self) -> None:
+        if self.kind == "parquet" and self.out.exists() and not self.journal.exists():
+            import pyarrow.parquet as pq
+
+            self.done = set(pq.read_table(self.out, columns=["path"]).column("path").to_pylist())
+            self.handle = None
+            return
+        self._repair_and_load()
+        new = not self.journal.exists() or self.journal.stat().st_size == 0
+        self.handle = self.journal.open("a", encoding="utf-8", newline="")
+        if self.kind == "csv":
+            self.writer = csv.DictWriter(self.handle, fieldnames=self.columns, extrasaction="ignore",
+                                         lineterminator="\n")
+            if new:
+                self.writer.writeheader()
+                self.handle.flush()
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        if self.handle is None:
+            raise InputError(f"{self.out} is complete; remove it to screen again")
+        for row in rows:
+            clean = {k: (v.replace("\n", " ").replace("\r", " ") if isinstance(v, str) else v) for k, v in row.items()}
+            if self.kind == "csv":
+                self.writer.writerow(clean)
+            else:
+                self.handle.write(json.dumps({c: clean.get(c) for c in self.columns}, default=str) + "\n")
+            self.done.add(row["path"])
+            self.rows_written += 1
+        self.handle.flush()
+
+    def close(self, complete: bool) -> None:
+        if self.handle is None:
+            return
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        if complete and self.kind == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            rows = [json.loads(line) for line in self.journal.read_text().splitlines() if line.strip()]
+            table = pa.Table.from_pylist(rows, schema=_arrow_schema(self.columns))
+            tmp = self.out.with_name(self.out.name + ".tmp")
+            pq.write_table(table, tmp)
+            os.replace(tmp, self.out)
+            self.journal.unlink()
+
+
+def _arrow_schema(columns: list[str]) -> Any:
+    import pyarrow as pa
+
+    def kind(c: str) -> Any:
+        if c in {"reliable"} or c.startswith("flag_"):
+            return pa.bool_()
+        if c.startswith(("p_", "pheno_")) or c in {"sampling_rate_hz", "duration_s"}:
+            return pa.float64()
+        return pa.string()
+
+    return pa.schema([(c, kind(c)) for c in columns])
+
+
+@dataclass
+class BatchSummary:
+    total: int
+    skipped_done: int
+    ok: int = 0
+    qc_failed: int = 0
+    error: int = 0
+    seconds: float = 0.0
+
+    @property
+    def processed(self) -> int:
+        return self.ok + self.qc_failed + self.error
+
+
+def run_batch(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    bundle: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+    include_phi: bool = False,
+    progress: bool = True,
+) -> BatchSummary:
+    """Screen every input of ``source`` into ``out``; resumes when ``out`` already holds rows."""
+    from cardiacnets.edge.screen import Screener, build_result
+
+    started = time.perf_counter()
+    out = Path(out)
+    items = enumerate_inputs(source)
+    screener = Screener(bundle, device=device)
+    store = RowStore(out, output_columns(include_phi))
+    todo = [item for item in items if item.key not in store.done]
+    summary = BatchSummary(total=len(items), skipped_done=len(items) - len(todo))
+    config = screener.preprocess_config.to_dict()
+    workers = max(1, workers if workers is not None else (os.cpu_count() or 2))
+    complete = False
+    try:
+        with _progress(progress, len(todo)) as advance:
+            pending: list[Any] = []
+
+            def flush() -> None:
+                if not pending:
+                    return
+                outputs = screener.infer_prepared(pending)
+                rows = []
+                for prepared, output in zip(pending, outputs):
+                    result = build_result(screener.bundle, prepared, output, include_phi=include_phi)
+                    row = result_row(result, include_phi)
+                    summary.ok += row["status"] == STATUS_OK
+                    summary.qc_failed += row["status"] == STATUS_QC
+                    rows.append(row)
+                store.write(rows)
+                advance(len(rows))
+                pending.clear()
+
+            for item, prepared, reason in _iterate_prepared(todo, config, workers):
+                if prepared is None:
+                    store.write([error_row(item.key, reason or "unknown error")])
+                    summary.error += 1
+                    advance(1)
+                    continue
+                prepared.signal_mv = None
+                pending.append(prepared)
+                if len(pending) >= batch_size:
+                    flush()
+            flush()
+        complete = True
+    finally:
+        store.close(complete)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _iterate_prepared(items: list[InputItem], config: dict[str, Any], workers: int) -> Iterator[tuple[Any, Any, Any]]:
+    args = [(item, config) for item in items]
+    if workers <= 1 or len(items) < 4:
+        yield from map(_prepare, args)
+        return
+    # forkserver/spawn: the parent holds onnxruntime threads, which fork would copy in a locked state.
+    context = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    with context.Pool(workers) as pool:
+        yield from pool.imap_unordered(_prepare, args, chunksize=4)
+
+
+class _progress:
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled = enabled
+        self.total = total
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return lambda n: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("screening"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]:.1f} files/s"), TimeRemainingColumn(),
+                            console=Console(stderr=True), transient=False)
+        self.bar.start()
+        self.task = self.bar.add_task("screening", total=self.total, rate=0.0)
+        self.t0 = time.perf_counter()
+        self.count = 0
+
+        def advance(n: int) -> None:
+            self.count += n
+            rate = self.count / max(time.perf_counter() - self.t0, 1e-9)
+            self.bar.update(self.task, advance=n, rate=rate)
+
+        return advance
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
+def summary_dict(summary: BatchSummary) -> dict[str, Any]:
+    rate = summary.processed / summary.seconds if summary.seconds else float("nan")
+    return {"inputs": summary.total, "already_done": summary.skipped_done, "ok": summary.ok,
+            "qc_failed": summary.qc_failed, "error": summary.error, "seconds": round(summary.seconds, 2),
+            "files_per_second": round(rate, 2) if np.isfinite(rate) else None}

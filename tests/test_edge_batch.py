@@ -1,0 +1,147 @@
+"""`cnscreen batch`: one row per input (errors as rows), exactly once across kills, all output formats."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from cardiacnets.edge.batch import RowStore, enumerate_inputs, output_columns, run_batch
+from tests.edge_fixtures import make_tiny_bundle
+from tests.test_edge_screen import write_wfdb_ecg
+
+CONFORMANCE_SAMPLES = ["ge_muse_xml/braveheart/example1.xml", "hl7_aecg/Example aECG.xml", "dicom_ecg/Example.dcm"]
+CNSCREEN = [sys.executable, "-c", "import sys; from cardiacnets.edge.cli import main; main(sys.argv[1:])"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundle") / "tiny")
+
+
+def build_archive(root: Path, conformance_dir: Path | None, n_good: int = 10) -> tuple[set[str], set[str]]:
+    """Synthetic WFDB records, a few real vendor files, and broken files. Returns (good keys, broken keys)."""
+    good, broken = set(), set()
+    for i in range(n_good):
+        good.add(str(write_wfdb_ecg(root / "synthetic", f"rec{i:02d}", patient=f"PATIENT^{i}", mrn=f"MRN{i:06d}")))
+    if conformance_dir is not None:
+        for rel in CONFORMANCE_SAMPLES:
+            target = root / "vendor" / Path(rel).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(conformance_dir / rel, target)
+            good.add(str(target))
+    bad = root / "broken"
+    bad.mkdir()
+    (bad / "empty.xml").write_bytes(b"")
+    (bad / "garbage.dcm").write_bytes(os.urandom(2048))
+    (bad / "truncated.xml").write_bytes(b"<?xml version='1.0'?><RestingECG><Waveform><WaveformType>Rhythm")
+    (bad / "orphan.hea").write_text("orphan 12 500 5000\n")  # no .dat beside it
+    broken = {str(p) for p in bad.iterdir()}
+    return good, broken
+
+
+def read_rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+
+def test_companion_files_are_not_inputs(tmp_path: Path) -> None:
+    write_wfdb_ecg(tmp_path, "a")
+    (tmp_path / "notes.txt").write_text("x")
+    keys = {Path(i.key).name for i in enumerate_inputs(tmp_path)}
+    assert keys == {"a.hea", "notes.txt"}
+
+
+def test_one_row_per_input_with_errors_as_rows(tiny_bundle: Path, tmp_path: Path, conformance_dir: Path) -> None:
+    good, broken = build_archive(tmp_path / "archive", conformance_dir)
+    out = tmp_path / "out.jsonl"
+    summary = run_batch(tmp_path / "archive", out, bundle=tiny_bundle, workers=2, batch_size=4, progress=False)
+    rows = read_rows(out)
+    assert sorted(r["path"] for r in rows) == sorted(good | broken)
+    by_path = {r["path"]: r for r in rows}
+    assert all(by_path[k]["status"] == "error" and by_path[k]["reason"] for k in broken)
+    assert all(by_path[k]["status"] in {"ok", "qc_failed"} and by_path[k]["p_CAD"] is not None for k in good)
+    assert summary.error == len(broken) and summary.ok + summary.qc_failed == len(good)
+    assert "PATIENT^" not in out.read_text() and "MRN0" not in out.read_text()
+
+
+def test_zip_and_list_sources_give_the_same_results(tiny_bundle: Path, tmp_path: Path) -> None:
+    good, _ = build_archive(tmp_path / "archive", None, n_good=4)
+    archive = tmp_path / "ecgs.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in (tmp_path / "archive").rglob("*"):
+            if p.is_file():
+                zf.write(p, p.relative_to(tmp_path / "archive").as_posix())
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(sorted(good)) + "\n")
+    run_batch(archive, tmp_path / "zip.jsonl", bundle=tiny_bundle, workers=1, progress=False)
+    run_batch(listing, tmp_path / "list.jsonl", bundle=tiny_bundle, workers=1, progress=False)
+    zip_rows = {Path(r["path"].split("!")[-1]).name: r for r in read_rows(tmp_path / "zip.jsonl")}
+    list_rows = {Path(r["path"]).name: r for r in read_rows(tmp_path / "list.jsonl")}
+    for name, row in list_rows.items():
+        assert zip_rows[name]["p_HF"] == pytest.approx(row["p_HF"], abs=1e-6)
+
+
+def test_csv_and_parquet_outputs_and_phi_opt_in(tiny_bundle: Path, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    build_archive(tmp_path / "archive", None, n_good=3)
+    run_batch(tmp_path / "archive", tmp_path / "out.parquet", bundle=tiny_bundle, workers=1, progress=False,
+              include_phi=True)
+    table = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert not (tmp_path / "out.parquet.journal.jsonl").exists()
+    names = {r["patient_name"] for r in table if r["status"] == "ok"}
+    assert any(n and n.startswith("PATIENT^") for n in names), names
+    run_batch(tmp_path / "archive", tmp_path / "out.csv", bundle=tiny_bundle, workers=1, progress=False)
+    header = (tmp_path / "out.csv").read_text().splitlines()[0].split(",")
+    assert header == output_columns(False) and "patient_name" not in header
+
+
+def test_torn_last_row_is_cut_and_redone(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    columns = output_columns(False)
+    out.write_text(json.dumps({"path": "a", "status": "ok"}) + "\n" + '{"path": "b", "sta')
+    store = RowStore(out, columns)
+    assert store.done == {"a"}
+    store.write([{"path": "b", "status": "error", "reason": "x"}])
+    store.close(True)
+    assert [r["path"] for r in read_rows(out)] == ["a", "b"]
+
+
+def test_resume_after_kill9_is_exactly_once(tiny_bundle: Path, tmp_path: Path, conformance_dir: Path) -> None:
+    good, broken = build_archive(tmp_path / "archive", conformance_dir, n_good=16)
+    reference = tmp_path / "reference.jsonl"
+    run_batch(tmp_path / "archive", reference, bundle=tiny_bundle, workers=1, batch_size=4, progress=False)
+    expected = {r["path"]: r for r in read_rows(reference)}
+
+    out = tmp_path / "killed.jsonl"
+    command = [*CNSCREEN, "batch", str(tmp_path / "archive"), "--out", str(out), "--bundle", str(tiny_bundle),
+               "--workers", "2", "--batch-size", "4", "--quiet"]
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(6):
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(rng.uniform(0.5, 4.0))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    final = subprocess.run(command, capture_output=True, text=True)
+    assert final.returncode == 3, final.stderr  # broken files are error rows -> exit 3
+    assert kills >= 1, "no run was interrupted; the test proved nothing"
+    rows = read_rows(out)
+    paths = [r["path"] for r in rows]
+    assert len(paths) == len(set(paths)) == len(good | broken)
+    for row in rows:
+        ref = expected[row["path"]]
+        assert row["status"] == ref["status"]
+        if row["status"] != "error":
+            assert row["p_CAD"] == pytest.approx(ref["p_CAD"], abs=1e-6)
