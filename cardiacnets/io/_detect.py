@@ -31,6 +31,8 @@ _XML_ROOTS = {
 
 
 def _decode_head(head: bytes) -> str:
+    if head.startswith(b"\xef\xbb\xbf"):  # UTF-8 byte-order mark
+        return head[3:].decode("utf-8", errors="ignore")
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return head[: len(head) // 2 * 2].decode("utf-16", errors="ignore")
     if len(head) > 3 and head[0] == 0 and head[1] != 0:
