@@ -156,7 +156,8 @@ def _decode_values(payload: str, encoding: str, what: str) -> tuple[np.ndarray |
 
 def _lead_labels(parsed: Element, signal: Element | None, n_stored: int | None, warnings: list[str]) -> list[str]:
     labels_attr = attr(parsed, "leadlabels")
-    count = int(attr(parsed, "numberofleads") or 0) or None
+    declared = _first_number(attr(parsed, "numberofleads"))
+    count = int(declared) if declared is not None and declared < 64 else None
     if labels_attr:
         labels = labels_attr.split()
         return labels[:count] if count else labels
