@@ -1,0 +1,380 @@
+"""Signal quality control before screening (DESIGN section 4, "Signal QC").
+
+:func:`run_qc` looks at a ``(12, n)`` mV record at ``fs`` Hz and returns a :class:`QcResult`: ``reliable`` is False
+as soon as one finding has severity ``"fail"``; every finding names its check (``code``), the lead when it concerns
+one, and a message for the clinician. A record that fails QC is still reported with the reasons, never silently
+scored. Thresholds are fields of :class:`QcThresholds` (documented there).
+
+Checks: sampling rate, duration and padding, missing and flat leads, clipping (runs at the lead's extreme value),
+baseline wander, mains interference (Welch PSD), implausible amplitude (unit and scale errors), LA/RA electrode
+reversal.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import signal as sps
+
+from cardiacnets.errors import QcError
+from cardiacnets.record import LEADS
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["QcFinding", "QcResult", "QcThresholds", "lead_peak_to_peak", "median_beat", "run_qc"]
+
+
+@dataclass(frozen=True)
+class QcFinding:
+    """One QC observation. ``severity`` is ``"fail"`` (record unreliable) or ``"warn"``."""
+
+    code: str
+    severity: str
+    lead: str | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class QcResult:
+    """Outcome of :func:`run_qc`: ``reliable`` is False when any finding has severity ``"fail"``."""
+
+    reliable: bool
+    findings: list[QcFinding] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def codes(self) -> set[str]:
+        return {f.code for f in self.findings}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reliable": self.reliable,
+            "findings": [f.to_dict() for f in self.findings],
+            "metrics": self.metrics,
+        }
+
+
+@dataclass(frozen=True)
+class QcThresholds:
+    """QC limits, with the reasoning.
+
+    Attributes:
+        fs_min_fail, fs_max_fail: below 100 Hz the QRS (energy to ~40 Hz, notches above) is not resolved; above 10 kHz
+            no resting-ECG device samples (a wrong unit for the rate is likelier). Hz.
+        fs_warn: under 250 Hz the AHA minimum bandwidth (150 Hz) is lost: warn. Hz.
+        min_duration_s: under 8 s the 10-s model input would be more than 20 % zero padding: fail. Under 10 s: warn.
+        flat_window_s, flat_pp_mV, flat_fraction: a lead is flat when more than ``flat_fraction`` of its
+            ``flat_window_s`` windows (each holds a QRS at any heart rate over 30/min) span less than ``flat_pp_mV``.
+        clip_run_s: a run of at least this long (40 ms; longer than any R-wave summit stays on one sample value) at
+            the lead's own maximum or minimum is clipping/saturation.
+        wander_warn_mV, wander_fail_mV: peak-to-peak of the < 0.5 Hz component (respiration, electrode drift). Over
+            2 mV the wander is excessive (preprocessing removes it, but it signals poor electrode contact); over 5 mV
+            the electrode has lost contact.
+        calibration_max_s: a plateau at exactly +-1 mV no longer than this is a calibration pulse (warn), not
+            clipping.
+        mains_warn_db, mains_fail_db: power within +-1 Hz of 50 or 60 Hz relative to the 0.5-40 Hz ECG band.
+            A clean ECG is below -30 dB there; -20 dB is visible interference; at -6 dB the mains hum carries a
+            quarter of the ECG's power.
+        amp_high_fail_mV, amp_high_warn_mV: record amplitude = median over leads of the robust lead peak-to-peak
+            (median over 2-s windows). Normal adults: 0.5-2 mV; marked LVH rarely lifts the median lead above 3 mV.
+            Over 4 mV is a scale error (e.g. the 5x integer-uV-as-5-uV bug, or uV read as mV).
+        amp_lead_fail_mV: no single lead of a real surface ECG spans 15 mV.
+        amp_low_fail_mV, amp_low_warn_mV: a median lead under 0.1 mV is a scale error (mV read as V, 1000x); under
+            0.3 mV is low voltage or a smaller scale error (warn).
+    """
+
+    fs_min_fail: float = 100.0
+    fs_max_fail: float = 10_000.0
+    fs_warn: float = 250.0
+    min_duration_s: float = 8.0
+    target_duration_s: float = 10.0
+    flat_window_s: float = 2.0
+    flat_pp_mV: float = 0.02
+    flat_fraction: float = 0.5
+    clip_run_s: float = 0.04
+    wander_warn_mV: float = 2.0
+    wander_fail_mV: float = 5.0
+    calibration_max_s: float = 0.5
+    mains_warn_db: float = -20.0
+    mains_fail_db: float = -6.0
+    amp_high_fail_mV: float = 4.0
+    amp_high_warn_mV: float = 3.0
+    amp_lead_fail_mV: float = 15.0
+    amp_low_fail_mV: float = 0.1
+    amp_low_warn_mV: float = 0.3
+
+
+def _highpass(x: np.ndarray, fs: float, cutoff: float = 0.5) -> np.ndarray:
+    if x.shape[-1] < 16 or cutoff >= fs / 2:
+        return x - np.median(x, axis=-1, keepdims=True)
+    sos = sps.butter(2, cutoff, btype="highpass", fs=fs, output="sos")
+    padlen = min(x.shape[-1] - 1, int(3 * fs))
+    return sps.sosfiltfilt(sos, x, axis=-1, padlen=padlen)
+
+
+def _windows(x: np.ndarray, length: int) -> np.ndarray:
+    """``(leads, n)`` -> ``(leads, n_windows, length)`` non-overlapping (at least one, the whole lead if short)."""
+    n = x.shape[-1]
+    length = max(1, min(length, n))
+    count = n // length
+    return x[..., : count * length].reshape(x.shape[:-1] + (count, length))
+
+
+def lead_peak_to_peak(signal: np.ndarray, fs: float, window_s: float = 2.0) -> np.ndarray:
+    """Robust peak-to-peak amplitude of each lead of ``(leads, n)`` mV -> ``(leads,)`` mV.
+
+    Baseline wander is removed (0.5 Hz high-pass), the lead is cut into ``window_s`` windows (each holds at least one
+    beat) and the median of the windows' max - min is returned, so one artefact does not dominate."""
+    hp = _highpass(np.asarray(signal, dtype=np.float64), fs)
+    win = _windows(hp, int(round(window_s * fs)))
+    return np.median(win.max(axis=-1) - win.min(axis=-1), axis=-1)
+
+
+def median_beat(signal: np.ndarray, fs: float) -> tuple[np.ndarray, int] | None:
+    """Median beat of ``(leads, n)`` mV: ``((leads, m) mV, index of the QRS fiducial)`` or None without beats.
+
+    QRS fiducials are peaks of the summed (per-lead normalised) squared slope (50-ms smoothed) at least 0.33 s
+    apart and above 30 % of a typical beat's peak; beats are cut from 0.3 s before to 0.4 s after and the
+    sample-wise median is taken.
+    """
+    hp = _highpass(np.asarray(signal, dtype=np.float64), fs)
+    slope = np.diff(hp, axis=-1) ** 2
+    # Each lead is normalised by its own 99th percentile so one noisy lead cannot drown the others' QRS complexes.
+    scale = np.percentile(slope, 99, axis=-1, keepdims=True)
+    energy = np.sum(slope / np.where(scale > 0, scale, 1.0), axis=0)
+    width = max(1, int(round(0.05 * fs)))
+    energy = np.convolve(energy, np.ones(width) / width, mode="same")
+    candidates, props = sps.find_peaks(energy, distance=max(1, int(0.33 * fs)), height=0.0)
+    if candidates.size < 3:
+        return None
+    # Reference height: the median of the k largest candidates, k = beats expected at 40/min, so that a few
+    # artefacts larger than any QRS do not raise the bar above the real beats.
+    expected = max(3, int(energy.size / fs / 1.5))
+    reference = np.median(np.sort(props["peak_heights"])[-expected:])
+    if reference <= 0:
+        return None
+    peaks = candidates[props["peak_heights"] >= 0.3 * reference]
+    before, after = int(round(0.3 * fs)), int(round(0.4 * fs))
+    peaks = peaks[(peaks >= before) & (peaks + after <= hp.shape[-1])]
+    if peaks.size < 3:
+        return None
+    beats = np.stack([hp[:, p - before : p + after] for p in peaks])  # (beats, leads, m)
+    return np.median(beats, axis=0), before
+
+
+def _wave_polarity(beat: np.ndarray, fiducial: int, fs: float) -> tuple[np.ndarray, np.ndarray]:
+    """Signed QRS and P deflections of each lead of a median beat ``(leads, m)`` mV -> two ``(leads,)`` mV arrays."""
+
+    def at(seconds: float) -> int:
+        return int(np.clip(fiducial + round(seconds * fs), 0, beat.shape[-1] - 1))
+
+    baseline = beat[:, at(-0.10) : at(-0.06) + 1].mean(axis=-1)  # PR segment
+    qrs = beat[:, at(-0.06) : at(0.06) + 1] - baseline[:, None]
+    qrs_polarity = qrs.max(axis=-1) + qrs.min(axis=-1)  # R minus |Q/S|: sign of the dominant deflection
+    p_wave = beat[:, at(-0.26) : at(-0.10) + 1] - baseline[:, None]
+    idx = np.argmax(np.abs(p_wave), axis=-1)
+    p_polarity = p_wave[np.arange(p_wave.shape[0]), idx]
+    return qrs_polarity, p_polarity
+
+
+def run_qc(
+    signal: np.ndarray, fs: float, meta: dict[str, Any] | None = None, thresholds: QcThresholds | None = None
+) -> QcResult:
+    """Quality-control a 12-lead ECG ``(12, n)`` in mV at ``fs`` Hz (canonical lead order).
+
+    ``meta`` may carry ``missing_leads`` (leads the file did not hold, zero-filled by the reader). Returns a
+    :class:`QcResult`; raises :class:`QcError` only when the input cannot be examined at all (wrong shape).
+    """
+    th = thresholds or QcThresholds()
+    meta = meta or {}
+    x = np.asarray(signal)
+    if x.ndim != 2 or x.shape[0] != len(LEADS) or x.shape[1] == 0:
+        raise QcError(f"QC needs a (12, n) signal with n > 0, got shape {x.shape}")
+    if not np.isfinite(fs) or fs <= 0:
+        raise QcError(f"QC needs a positive sampling rate, got {fs!r}")
+    x = np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    fs = float(fs)
+    n = x.shape[1]
+    duration = n / fs
+    findings: list[QcFinding] = []
+    metrics: dict[str, Any] = {"fs": fs, "duration_s": round(duration, 3)}
+
+    def add(code: str, severity: str, lead: str | None, message: str) -> None:
+        findings.append(QcFinding(code, severity, lead, message))
+
+    # Sampling rate.
+    if fs < th.fs_min_fail or fs > th.fs_max_fail:
+        add("sampling_rate", "fail", None, f"sampling rate {fs:g} Hz is implausible for an ECG (needs 100-10000 Hz)")
+    elif fs < th.fs_warn:
+        add("sampling_rate_low", "warn", None, f"low sampling rate {fs:g} Hz: QRS detail above {fs / 2:g} Hz is lost")
+
+    # Duration and padding.
+    if duration < th.min_duration_s:
+        add("short_duration", "fail", None, f"only {duration:.2f} s recorded; at least {th.min_duration_s:g} s needed")
+    elif duration < th.target_duration_s - 0.5 / fs:
+        add("short_duration", "warn", None, f"{duration:.2f} s recorded, under the standard {th.target_duration_s:g} s")
+    if duration < th.target_duration_s - 0.5 / fs:
+        pad = th.target_duration_s - duration
+        add("padding_needed", "warn", None, f"{pad:.2f} s of zero padding needed to reach {th.target_duration_s:g} s")
+
+    if findings and any(f.code == "sampling_rate" for f in findings) and fs < 20:
+        return QcResult(reliable=False, findings=findings, metrics=metrics)
+
+    # Missing and flat leads.
+    missing = [lead for lead in meta.get("missing_leads") or [] if lead in LEADS]
+    for lead in missing:
+        add("missing_lead", "fail", lead, f"lead {lead} is not in the file (zero-filled)")
+    win = _windows(x, int(round(th.flat_window_s * fs)))
+    flat_share = np.mean((win.max(axis=-1) - win.min(axis=-1)) < th.flat_pp_mV, axis=-1)
+    flat = [lead for lead, share in zip(LEADS, flat_share, strict=True) if share > th.flat_fraction]
+    varying = [lead for row, lead in enumerate(LEADS) if lead not in missing and np.ptp(x[row]) > 0]
+    if varying and set(varying) <= set(flat):
+        # Every lead that moves at all is "flat" in mV: a scale error (e.g. volts read as mV), reported by the
+        # amplitude check below rather than as twelve dead leads.
+        flat = [lead for lead in flat if lead not in varying]
+    for lead in flat:
+        if lead not in missing:
+            add("flat_lead", "fail", lead, f"lead {lead} is flat (no signal over {th.flat_pp_mV * 1000:g} uV)")
+    live = np.array([lead not in flat and lead not in missing for lead in LEADS])
+    metrics["flat_leads"] = flat
+
+    # Clipping / saturation: long runs at the lead's own extreme value.
+    min_run = max(3, int(round(th.clip_run_s * fs)))
+    for row, lead in enumerate(LEADS):
+        if not live[row]:
+            continue
+        lead_x = x[row]
+        span = lead_x.max() - lead_x.min()
+        tol = 1e-6 * max(span, 1e-9)
+        for extreme, name in ((lead_x.max(), "maximum"), (lead_x.min(), "minimum")):
+            run = _longest_run(np.abs(lead_x - extreme) <= tol)
+            if run >= min_run and abs(abs(extreme) - 1.0) <= 0.02 and run <= th.calibration_max_s * fs:
+                # A 1-mV plateau of at most half a second is the standard calibration pulse, not saturation.
+                add(
+                    "calibration_pulse",
+                    "warn",
+                    lead,
+                    f"lead {lead} holds a {run / fs * 1000:.0f}-ms 1-mV calibration pulse (kept in the signal)",
+                )
+                break
+            if run >= min_run:
+                add(
+                    "clipping",
+                    "fail",
+                    lead,
+                    f"lead {lead} sits at its {name} ({extreme:.3f} mV) for {run / fs * 1000:.0f} ms: saturated or"
+                    " clipped",
+                )
+                break
+
+    # Baseline wander: peak-to-peak of the < 0.5 Hz component.
+    if n >= 16:
+        low = x - _highpass(x, fs)
+        low_win = low[:, int(min(n // 10, fs)) : n - int(min(n // 10, fs))] if n > 20 else low
+        wander = np.ptp(low_win, axis=-1) if low_win.shape[-1] else np.zeros(12)
+        metrics["wander_mV"] = {lead: round(float(w), 3) for lead, w in zip(LEADS, wander, strict=True)}
+        for row, lead in enumerate(LEADS):
+            if live[row] and wander[row] > th.wander_warn_mV:
+                severity = "fail" if wander[row] > th.wander_fail_mV else "warn"
+                add(
+                    "baseline_wander",
+                    severity,
+                    lead,
+                    f"lead {lead}: baseline wanders over {wander[row]:.2f} mV (< 0.5 Hz)",
+                )
+
+    # Mains interference (Welch PSD; needs the mains frequency below Nyquist).
+    nperseg = int(min(n, round(2 * fs)))
+    if nperseg >= 16:
+        freqs, psd = sps.welch(x, fs=fs, nperseg=nperseg, axis=-1)
+        df = freqs[1] - freqs[0]
+        ecg_band = psd[:, (freqs >= 0.5) & (freqs <= 40.0)].sum(axis=-1) * df
+        ratios: dict[str, float] = {}
+        for mains in (50.0, 60.0):
+            if mains + 1.0 >= fs / 2:
+                continue
+            band = psd[:, (freqs >= mains - 1.0) & (freqs <= mains + 1.0)].sum(axis=-1) * df
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio_db = 10 * np.log10(np.where(ecg_band > 0, band / ecg_band, 0.0) + 1e-30)
+            for row, lead in enumerate(LEADS):
+                if not live[row]:
+                    continue
+                ratios[f"{lead}@{mains:g}"] = round(float(ratio_db[row]), 1)
+                if ratio_db[row] > th.mains_warn_db:
+                    severity = "fail" if ratio_db[row] > th.mains_fail_db else "warn"
+                    add(
+                        "mains_noise",
+                        severity,
+                        lead,
+                        f"lead {lead}: {mains:g} Hz mains interference at {ratio_db[row]:.1f} dB of the ECG band",
+                    )
+        metrics["mains_db_max"] = max(ratios.values()) if ratios else None
+
+    # Amplitude: unit and scale errors.
+    pp = lead_peak_to_peak(x, fs)
+    metrics["peak_to_peak_mV"] = {lead: round(float(v), 3) for lead, v in zip(LEADS, pp, strict=True)}
+    if live.any():
+        record_pp = float(np.median(pp[live]))
+        metrics["median_peak_to_peak_mV"] = round(record_pp, 3)
+        if record_pp > th.amp_high_fail_mV:
+            add(
+                "amplitude_high",
+                "fail",
+                None,
+                f"median lead amplitude {record_pp:.2f} mV is implausibly high for an ECG: wrong units or scale"
+                " (e.g. uV read as mV, or a gain error)?",
+            )
+        elif record_pp > th.amp_high_warn_mV:
+            add("amplitude_high", "warn", None, f"median lead amplitude {record_pp:.2f} mV is unusually high")
+        elif record_pp < th.amp_low_fail_mV:
+            add(
+                "amplitude_low",
+                "fail",
+                None,
+                f"median lead amplitude {record_pp * 1000:.1f} uV is implausibly low for an ECG: wrong units or scale?",
+            )
+        elif record_pp < th.amp_low_warn_mV:
+            add("amplitude_low", "warn", None, f"median lead amplitude {record_pp:.2f} mV: low voltage or scale error")
+        for row, lead in enumerate(LEADS):
+            if live[row] and pp[row] > th.amp_lead_fail_mV:
+                add("amplitude_high", "fail", lead, f"lead {lead} spans {pp[row]:.1f} mV, beyond any surface ECG")
+
+    # LA/RA reversal on the median beat.
+    i_row, avr_row = LEADS.index("I"), LEADS.index("aVR")
+    if live[i_row] and live[avr_row]:
+        beat = median_beat(x, fs)
+        if beat is not None:
+            qrs_pol, p_pol = _wave_polarity(beat[0], beat[1], fs)
+            metrics["qrs_polarity_I_mV"] = round(float(qrs_pol[i_row]), 3)
+            metrics["qrs_polarity_aVR_mV"] = round(float(qrs_pol[avr_row]), 3)
+            metrics["p_polarity_I_mV"] = round(float(p_pol[i_row]), 3)
+            # Heuristic: with the arm electrodes swapped lead I is inverted (negative P and QRS) and aVR becomes the
+            # old aVL (positive). Only dextrocardia gives the same picture, so the message names both.
+            if qrs_pol[i_row] < 0 and p_pol[i_row] < 0 and qrs_pol[avr_row] > 0:
+                add(
+                    "la_ra_reversal",
+                    "fail",
+                    "I",
+                    "lead I has negative P and QRS while aVR is positive: arm electrodes (LA/RA) likely swapped"
+                    " (or dextrocardia)",
+                )
+
+    reliable = not any(f.severity == "fail" for f in findings)
+    if not reliable:
+        logger.info("QC failed: %s", sorted({f.code for f in findings if f.severity == "fail"}))
+    return QcResult(reliable=reliable, findings=findings, metrics=metrics)
+
+
+def _longest_run(mask: np.ndarray) -> int:
+    """Length of the longest run of True in a 1-D boolean array."""
+    if not mask.any():
+        return 0
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return int((edges[1::2] - edges[::2]).max())

@@ -1,0 +1,192 @@
+"""Signal QC: every check fires on a constructed fault, a clean synthetic ECG passes, and the conformance corpus gets
+the flags its known quirks call for."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cardiacnets.errors import QcError
+from cardiacnets.qc import QcResult, lead_peak_to_peak, run_qc
+from cardiacnets.record import LEADS
+from tests.synthetic_ecg import synthetic_ecg
+
+FS = 500.0
+
+
+def _clean(fs: float = FS, duration: float = 10.0, hr: float = 72.0, seed: int = 0) -> np.ndarray:
+    return synthetic_ecg(fs, duration, hr, np.random.default_rng(seed), noise_mV=0.01, wander_mV=0.1)
+
+
+def _codes(result: QcResult, severity: str | None = None) -> set[tuple[str, str | None]]:
+    return {(f.code, f.lead) for f in result.findings if severity is None or f.severity == severity}
+
+
+@pytest.mark.parametrize(("fs", "hr", "seed"), [(500.0, 72.0, 0), (1000.0, 55.0, 1), (250.0, 110.0, 2)])
+def test_clean_synthetic_ecg_passes_without_findings(fs: float, hr: float, seed: int) -> None:
+    result = run_qc(_clean(fs, hr=hr, seed=seed), fs)
+    assert result.reliable, result.findings
+    assert result.findings == []
+    assert 0.5 < result.metrics["median_peak_to_peak_mV"] < 2.0
+    json.dumps(result.to_dict())
+
+
+def test_flat_and_missing_leads_fail() -> None:
+    x = _clean()
+    x[LEADS.index("V2")] = 0.05
+    result = run_qc(x, FS, meta={"missing_leads": ["V6"]})
+    assert not result.reliable
+    assert ("flat_lead", "V2") in _codes(result, "fail")
+    assert ("missing_lead", "V6") in _codes(result, "fail")
+    assert not any(lead not in ("V2", "V6") for code, lead in _codes(result) if code in ("flat_lead", "missing_lead"))
+
+
+def test_clipped_lead_fails() -> None:
+    x = _clean()
+    row = LEADS.index("V4")
+    t = np.arange(x.shape[1]) / FS
+    x[row] = np.clip(x[row] + 1.5 * np.sin(2 * np.pi * 0.2 * t), -3.0, 1.8)  # drift into an ADC rail at 1.8 mV
+    result = run_qc(x, FS)
+    assert not result.reliable
+    assert _codes(result, "fail") == {("clipping", "V4")}
+
+
+def test_calibration_pulse_is_not_clipping() -> None:
+    x = _clean()
+    x[:, 100:200] = 1.0  # a 200-ms 1-mV calibration pulse in every lead, as Philips files carry
+    result = run_qc(x, FS)
+    assert result.reliable
+    assert {code for code, _ in _codes(result)} == {"calibration_pulse"}
+
+
+@pytest.mark.parametrize(("amplitude", "severity"), [(0.3, "fail"), (0.05, "warn")])
+def test_mains_50hz_detected(amplitude: float, severity: str) -> None:
+    x = _clean()
+    t = np.arange(x.shape[1]) / FS
+    x[LEADS.index("V5")] += amplitude * np.sin(2 * np.pi * 50.0 * t)
+    result = run_qc(x, FS)
+    assert _codes(result, severity) == {("mains_noise", "V5")}
+    assert result.reliable == (severity == "warn")
+    assert "50 Hz" in result.findings[0].message
+
+
+def test_mains_60hz_detected_on_all_leads() -> None:
+    x = _clean(fs=1000.0)
+    t = np.arange(x.shape[1]) / 1000.0
+    x += 0.3 * np.sin(2 * np.pi * 60.0 * t)
+    result = run_qc(x, 1000.0)
+    assert {lead for code, lead in _codes(result, "fail") if code == "mains_noise"} == set(LEADS)
+
+
+def test_la_ra_reversal_detected() -> None:
+    x = _clean()
+    i, ii, iii, avr, avl, avf = x[:6].copy()
+    swapped = x.copy()
+    swapped[:6] = np.stack([-i, iii, ii, avl, avr, avf])  # arm electrodes swapped
+    result = run_qc(swapped, FS)
+    assert not result.reliable
+    assert _codes(result, "fail") == {("la_ra_reversal", "I")}
+    assert "la_ra_reversal" not in run_qc(x, FS).codes
+
+
+@pytest.mark.parametrize(
+    ("factor", "code"), [(5.0, "amplitude_high"), (1000.0, "amplitude_high"), (1e-3, "amplitude_low")]
+)
+def test_unit_and_scale_errors_fail(factor: float, code: str) -> None:
+    result = run_qc(_clean() * factor, FS)
+    assert not result.reliable
+    assert code in {c for c, _ in _codes(result, "fail")}
+
+
+def test_short_recordings_and_padding() -> None:
+    warn = run_qc(_clean(duration=9.0), FS)
+    assert warn.reliable and {c for c, _ in _codes(warn, "warn")} == {"short_duration", "padding_needed"}
+    fail = run_qc(_clean(duration=6.0), FS)
+    assert not fail.reliable and ("short_duration", None) in _codes(fail, "fail")
+    assert "padding_needed" not in run_qc(_clean(duration=10.0), FS).codes
+
+
+@pytest.mark.parametrize(("fs", "severity"), [(50.0, "fail"), (20_000.0, "fail"), (200.0, "warn"), (500.0, None)])
+def test_sampling_rate_plausibility(fs: float, severity: str | None) -> None:
+    x = _clean(fs=fs) if fs <= 2000 else _clean(fs=2000.0)[:, :2000]
+    result = run_qc(x, fs)
+    found = [f for f in result.findings if f.code.startswith("sampling_rate")]
+    assert [f.severity for f in found] == ([severity] if severity else [])
+
+
+@pytest.mark.parametrize(("sway_mV", "severity"), [(3.0, "warn"), (8.0, "fail")])
+def test_baseline_wander(sway_mV: float, severity: str) -> None:
+    x = _clean()
+    t = np.arange(x.shape[1]) / FS
+    x[LEADS.index("V1")] += sway_mV / 2 * np.sin(2 * np.pi * 0.15 * t)
+    result = run_qc(x, FS)
+    assert _codes(result, severity) == {("baseline_wander", "V1")}
+
+
+def test_lead_peak_to_peak_is_robust_to_one_artefact() -> None:
+    x = _clean()
+    spiky = x.copy()
+    spiky[0, 2500] += 20.0
+    np.testing.assert_allclose(lead_peak_to_peak(spiky, FS)[0], lead_peak_to_peak(x, FS)[0], rtol=0.05)
+
+
+def test_bad_shape_raises_qc_error() -> None:
+    with pytest.raises(QcError):
+        run_qc(np.zeros((8, 5000)), FS)
+    with pytest.raises(QcError):
+        run_qc(np.zeros((12, 5000)), 0.0)
+
+
+# --------------------------------------------------------------------------------------------- conformance corpus
+
+_RELIABLE = [
+    "ge_muse_xml/braveheart/example1.xml",
+    "ge_muse_xml/braveheart/example2.xml",
+    "ge_muse_xml/egm/muse-sinus.xml",  # the same recording as muse-sinus.hea, at the right scale
+    "hl7_aecg/Example aECG.xml",
+    "dicom_ecg/Example.dcm",
+    "dicom_ecg/waveform_ecg.dcm",
+    "scp_ecg/Example.scp",
+    "wfdb/egm/ludb-ecg.hea",
+]
+
+
+@pytest.mark.parametrize("relpath", _RELIABLE)
+def test_clean_corpus_files_are_reliable(relpath: str, conformance_dir: Path) -> None:
+    from cardiacnets.io import read_ecg
+
+    record = read_ecg(conformance_dir / relpath)
+    result = run_qc(record.signal, record.fs, record.meta)
+    assert result.reliable, [f.message for f in result.findings]
+
+
+@pytest.mark.parametrize("relpath", ["wfdb/egm/muse-sinus.hea", "wfdb/egm/muse-af.hea"])
+def test_corpus_5x_amplitude_bug_flagged(relpath: str, conformance_dir: Path) -> None:
+    from cardiacnets.io import read_ecg
+
+    record = read_ecg(conformance_dir / relpath)
+    result = run_qc(record.signal, record.fs, record.meta)
+    assert not result.reliable
+    assert ("amplitude_high", None) in _codes(result, "fail")
+
+
+def test_corpus_scp_flat_chest_leads(conformance_dir: Path) -> None:
+    from cardiacnets.io import read_ecg
+
+    record = read_ecg(conformance_dir / "scp_ecg/0000050.ECG.scp")
+    result = run_qc(record.signal, record.fs, record.meta)
+    assert not result.reliable
+    flat = {lead for code, lead in _codes(result, "fail") if code == "flat_lead"}
+    assert flat == {"V1", "V2", "V3", "V4", "V5", "V6"}
+
+
+def test_corpus_ptbxl_100hz_low_rate_warning(conformance_dir: Path) -> None:
+    from cardiacnets.io import read_ecg
+
+    record = read_ecg(conformance_dir / "wfdb/ptbxl/00001_lr.hea")
+    result = run_qc(record.signal, record.fs, record.meta)
+    assert ("sampling_rate_low", None) in _codes(result, "warn")
+    assert result.reliable
