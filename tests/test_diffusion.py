@@ -1,0 +1,303 @@
+"""ECG2CMR latent video diffusion: denoiser, autoencoder, pipeline, outputs and faithfulness measurement (tiny configs)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+from cardiacnets.diffusion.evaluate import (  # noqa: E402
+    measure_sa_cine,
+    pearson_with_ci,
+    psnr,
+    segment_sa_frame,
+    ssim,
+)
+from cardiacnets.diffusion.io import SYNTHETIC_LABEL, labelled_frames, save_cine, sidecar_path  # noqa: E402
+from cardiacnets.diffusion.schedulers import make_training_scheduler  # noqa: E402
+from cardiacnets.diffusion.unet import Ecg2CmrConfig, EcgConditionedUNet3D  # noqa: E402
+from cardiacnets.diffusion.vae import create_vae, decode_latents, encode_cine, measure_latent_scaling  # noqa: E402
+from cardiacnets.errors import ConfigError, InputError  # noqa: E402
+
+FRAMES, SIZE = 4, 16
+
+
+def tiny_encoder() -> torch.nn.Module:
+    from cardiacnets.models.registry import create_model
+
+    torch.manual_seed(0)
+    return create_model("ecg-vit-tiny", embed_dim=16, depth=1, num_heads=2).eval()
+
+
+def tiny_config(**overrides: object) -> Ecg2CmrConfig:
+    values = {"num_frames": FRAMES, "height": SIZE, "width": SIZE, "latent_downsample": 2, "condition_dim": 16}
+    values.update(overrides)
+    return Ecg2CmrConfig.from_preset("tiny", "sa", **values)
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    from cardiacnets import EcgToCmrPipeline
+
+    torch.manual_seed(0)
+    denoiser = EcgConditionedUNet3D(tiny_config())
+    vae = create_vae("tiny", image_size=SIZE)
+    return EcgToCmrPipeline(tiny_encoder(), denoiser, vae)
+
+
+@pytest.fixture(scope="module")
+def ecgs() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.uniform(-1, 1, size=(2, 12, 5000)).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------------------------- denoiser
+def test_conditional_unet_forward_backward_and_condition_use() -> None:
+    torch.manual_seed(0)
+    model = EcgConditionedUNet3D(tiny_config())
+    x = torch.randn(2, *model.config.latent_shape)  # (2, 4, 4, 8, 8)
+    tokens = torch.randn(2, 600, 16)
+    out = model(x, torch.tensor([10, 900]), tokens, drop_condition=torch.tensor([False, True]))
+    assert out.shape == x.shape
+    out.square().mean().backward()
+    assert model.condition_proj.weight.grad is not None and model.condition_proj.weight.grad.abs().sum() > 0
+    assert model.null_condition.grad is not None and model.null_condition.grad.abs().sum() > 0
+    with torch.no_grad():
+        t = torch.tensor([500, 500])
+        a = model(x, t, tokens)
+        b = model(x, t, tokens + torch.randn_like(tokens))
+        dropped = model(x, t, tokens, drop_condition=torch.tensor([True, True]))
+        null = model(x, t, None)
+    assert (a - b).abs().max() > 1e-4, "the ECG condition must change the prediction"
+    torch.testing.assert_close(dropped, null, atol=1e-5, rtol=1e-5)
+
+
+def test_denoiser_save_load_round_trip_and_strict_config(tmp_path) -> None:
+    torch.manual_seed(1)
+    model = EcgConditionedUNet3D(tiny_config()).eval()
+    model.save_pretrained(tmp_path / "d")
+    assert (tmp_path / "d" / "config.json").is_file() and (tmp_path / "d" / "model.safetensors").is_file()
+    loaded = EcgConditionedUNet3D.from_pretrained(tmp_path / "d").eval()
+    x = torch.randn(1, *model.config.latent_shape)
+    tokens = torch.randn(1, 600, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, 3, tokens), loaded(x, 3, tokens))
+    meta = json.loads((tmp_path / "d" / "config.json").read_text())
+    meta["config"]["colour"] = "red"
+    (tmp_path / "d" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="colour"):
+        EcgConditionedUNet3D.from_pretrained(tmp_path / "d")
+
+
+def test_config_views_and_validation() -> None:
+    la = Ecg2CmrConfig.from_preset("small", "la")
+    assert (la.num_frames, la.height, la.width) == (50, 96, 96)
+    assert la.latent_shape == (4, 50, 24, 24)
+    with pytest.raises(ConfigError):
+        Ecg2CmrConfig.from_preset("small", "sa", height=82)
+    with pytest.raises(ConfigError, match="known"):
+        Ecg2CmrConfig.from_preset("huge", "sa")
+
+
+def test_training_steps_with_add_noise_run_and_update_weights() -> None:
+    torch.manual_seed(0)
+    model = EcgConditionedUNet3D(tiny_config())
+    sched = make_training_scheduler()
+    assert sched.config.beta_start == pytest.approx(1e-4) and sched.config.beta_end == pytest.approx(0.02)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    z0 = torch.randn(2, *model.config.latent_shape)
+    tokens = torch.randn(2, 600, 16)
+    before = model.condition_proj.weight.detach().clone()
+    losses = []
+    for _ in range(2):
+        noise = torch.randn_like(z0)
+        t = torch.randint(0, 1000, (2,))
+        noisy = sched.add_noise(z0, noise, t)
+        loss = torch.nn.functional.mse_loss(model(noisy, t, tokens, torch.rand(2) < 0.1), noise)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(math.isfinite(v) for v in losses)
+    assert not torch.equal(before, model.condition_proj.weight)
+
+
+# ------------------------------------------------------------------------------------------------- autoencoder
+def test_vae_encode_decode_shapes_and_measured_scaling() -> None:
+    torch.manual_seed(0)
+    vae = create_vae("tiny", image_size=SIZE)
+    cine = torch.rand(2, 3, SIZE, SIZE)
+    shift, scale = measure_latent_scaling(vae, cine)
+    z = encode_cine(vae, cine, chunk_size=4)
+    assert z.shape == (2, 4, 3, SIZE // 2, SIZE // 2)
+    assert float(z.std()) == pytest.approx(1.0, rel=1e-3)
+    assert float(z.mean()) == pytest.approx(0.0, abs=1e-4)
+    assert vae.config.scaling_factor == pytest.approx(scale)
+    x = decode_latents(vae, z, chunk_size=4)
+    assert x.shape == (2, 3, SIZE, SIZE) and float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    with pytest.raises(InputError):
+        encode_cine(vae, torch.rand(1, 2, 15, 15))
+
+
+# ------------------------------------------------------------------------------------------------- pipeline
+def test_pipeline_seed_reproducible_and_seed_sensitive(pipeline, ecgs) -> None:
+    a = pipeline(ecgs, num_inference_steps=3, seed=7)
+    b = pipeline(ecgs, num_inference_steps=3, seed=7)
+    c = pipeline(ecgs, num_inference_steps=3, seed=8)
+    g = pipeline(ecgs, num_inference_steps=3, generator=torch.Generator().manual_seed(7))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, g)
+    assert np.abs(a - c).max() > 1e-4
+
+
+def test_pipeline_guidance_scale_changes_output(pipeline, ecgs) -> None:
+    # make the condition matter: a random null token and projection differ from the ECG context
+    one = pipeline(ecgs, num_inference_steps=3, guidance_scale=1.0, seed=3)
+    three = pipeline(ecgs, num_inference_steps=3, guidance_scale=3.0, seed=3)
+    assert np.abs(one - three).max() > 1e-5
+
+
+@pytest.mark.parametrize("scheduler", ["ddim", "dpm"])
+def test_pipeline_samplers_return_cines_in_unit_range(pipeline, ecgs, scheduler) -> None:
+    out = pipeline(ecgs, num_inference_steps=4, scheduler=scheduler, seed=0)
+    assert out.shape == (2, FRAMES, SIZE, SIZE) and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    unconditional = pipeline(None, batch_size=3, num_inference_steps=2, scheduler=scheduler, seed=0)
+    assert unconditional.shape == (3, FRAMES, SIZE, SIZE)
+
+
+@pytest.mark.parametrize(
+    ("ecg", "kwargs", "match"),
+    [
+        (np.zeros((2, 12, 4000)), {}, "12, 5000"),
+        (np.full((1, 12, 5000), np.nan), {}, "NaN"),
+        (np.zeros((1, 12, 5000)), {"num_inference_steps": 0}, "num_inference_steps"),
+        (np.zeros((1, 12, 5000)), {"guidance_scale": float("nan")}, "guidance_scale"),
+        (np.zeros((1, 12, 5000)), {"guidance_scale": -1.0}, "guidance_scale"),
+        (np.zeros((1, 12, 5000)), {"scheduler": "euler"}, "scheduler"),
+        (np.zeros((1, 12, 5000)), {"seed": 1, "generator": "g"}, "either"),
+        (np.zeros((1, 12, 5000)), {"seed": -3}, "seed"),
+        (None, {}, "batch_size"),
+    ],
+)
+def test_pipeline_input_checks_raise_input_error(pipeline, ecg, kwargs, match) -> None:
+    if kwargs.get("generator") == "g":
+        kwargs = {**kwargs, "generator": torch.Generator()}
+    with pytest.raises(InputError, match=match):
+        pipeline(ecg, **kwargs)
+
+
+def test_pipeline_save_load_round_trip(pipeline, ecgs, tmp_path) -> None:
+    from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
+
+    pipeline.save_pretrained(tmp_path / "p")
+    loaded = EcgToCmrPipeline.from_pretrained(tmp_path / "p")
+    np.testing.assert_allclose(
+        pipeline(ecgs[:1], num_inference_steps=2, seed=5), loaded(ecgs[:1], num_inference_steps=2, seed=5), atol=1e-5
+    )
+
+
+# ------------------------------------------------------------------------------------------------- outputs
+def test_saved_cines_exist_and_carry_the_synthetic_label(tmp_path) -> None:
+    import imageio.v3 as iio
+    import nibabel as nib
+
+    rng = np.random.default_rng(0)
+    cine = rng.uniform(0, 1, size=(5, 20, 24)).astype(np.float32)
+    gif = save_cine(cine, tmp_path / "c.gif", metadata={"seed": 3})
+    frames = iio.imread(gif, index=None)
+    expected = labelled_frames(cine)
+    assert frames.shape[0] == 5
+    banner = expected[0, 20 * (expected.shape[2] // 24) :]
+    assert banner.max() == 255 and (banner > 128).mean() > 0.01, "the label must be burned into the banner"
+    gray = frames[0] if frames.ndim == 3 else frames[0][..., 0]
+    np.testing.assert_array_equal(gray[-banner.shape[0] :], banner)
+    comment = iio.immeta(gif).get("comment", b"")
+    assert SYNTHETIC_LABEL in (comment.decode() if isinstance(comment, bytes) else str(comment))
+    nii = save_cine(cine, tmp_path / "c.nii.gz")
+    image = nib.load(str(nii))
+    assert image.header["descrip"].tobytes().decode().rstrip("\x00") == SYNTHETIC_LABEL
+    np.testing.assert_allclose(np.asarray(image.dataobj)[:, :, 0, :].transpose(2, 1, 0), cine)
+    npy = save_cine(cine, tmp_path / "c.npy")
+    np.testing.assert_array_equal(np.load(npy, allow_pickle=False), cine)
+    for path in (gif, nii, npy):
+        side = json.loads(sidecar_path(path).read_text())
+        assert side["synthetic"] is True and side["label"] == SYNTHETIC_LABEL
+    assert json.loads(sidecar_path(gif).read_text())["seed"] == 3
+    with pytest.raises(InputError):
+        save_cine(cine, tmp_path / "c.png")
+
+
+def test_mp4_written_with_label(tmp_path) -> None:
+    pytest.importorskip("imageio_ffmpeg")
+    cine = np.random.default_rng(0).uniform(0, 1, size=(4, 16, 16)).astype(np.float32)
+    path = save_cine(cine, tmp_path / "c.mp4")
+    assert path.stat().st_size > 0
+    assert json.loads(sidecar_path(path).read_text())["label"] == SYNTHETIC_LABEL
+
+
+def test_import_cardiacnets_does_not_import_torch() -> None:
+    code = "import sys, cardiacnets; assert 'torch' not in sys.modules and 'diffusers' not in sys.modules"
+    code += "; assert callable(cardiacnets.EcgToCmrPipeline) and 'torch' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------------------------------------- measurement
+def _disc(shape: tuple[int, int], cy: float, cx: float, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+
+
+def phantom(r_lv: float, wall: float, r_rv: float = 11.0) -> np.ndarray:
+    """SA frame: bright LV disc, mid-grey myocardial ring, bright RV crescent, dark lung; ``(80, 80)``."""
+    img = np.full((80, 80), 0.05)
+    epi = _disc(img.shape, 42, 46, r_lv + wall)
+    rv = _disc(img.shape, 42, 46 - r_lv - wall - r_rv * 0.4, r_rv) & ~_disc(img.shape, 42, 46, r_lv + wall + 1.5)
+    img[epi] = 0.4
+    img[_disc(img.shape, 42, 46, r_lv)] = 0.9
+    img[rv] = 0.85
+    return img + np.random.default_rng(0).normal(0, 0.01, img.shape)
+
+
+def test_measurement_recovers_disc_phantom_areas() -> None:
+    r_lv, wall = 12.0, 6.0
+    img = phantom(r_lv, wall)
+    seg = segment_sa_frame(img)
+    assert seg.lv.sum() == pytest.approx(math.pi * r_lv**2, rel=0.03)
+    assert seg.myo.sum() == pytest.approx(math.pi * ((r_lv + wall) ** 2 - r_lv**2), rel=0.05)
+    rv_true = (
+        _disc(img.shape, 42, 46 - r_lv - wall - 11 * 0.4, 11) & ~_disc(img.shape, 42, 46, r_lv + wall + 1.5)
+    ).sum()
+    assert seg.rv.sum() == pytest.approx(rv_true, rel=0.05)
+    assert not (seg.lv & seg.rv).any()
+
+
+def test_cine_measurement_gives_volumes_and_ejection_fraction() -> None:
+    radii = [12.0, 10.0, 8.0, 10.0]  # ED, mid-systole, ES, diastole
+    cine = np.stack([phantom(r, 6.0) for r in radii])
+    ph = measure_sa_cine(cine)
+    ed_area, es_area = math.pi * 12.0**2, math.pi * 8.0**2
+    assert ph["LVEDV"] == pytest.approx(ed_area**1.5, rel=0.05)
+    assert ph["LVESV"] == pytest.approx(es_area**1.5, rel=0.08)
+    assert ph["LVEF"] == pytest.approx(1 - (es_area / ed_area) ** 1.5, abs=0.03)
+    assert ph["LVM"] == pytest.approx(math.pi * (18.0**2 - 12.0**2), rel=0.05)
+
+
+def test_similarity_and_correlation_statistics() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 1, (3, 32, 32))
+    assert ssim(a, a) == pytest.approx(1.0)
+    assert ssim(a, rng.uniform(0, 1, a.shape)) < 0.2
+    assert psnr(a, a + 0.1) == pytest.approx(20.0, abs=1e-6)
+    x = rng.normal(size=200)
+    strong = pearson_with_ci(x, x + rng.normal(scale=0.5, size=200), n_resamples=300)
+    null = pearson_with_ci(x, rng.normal(size=200), n_resamples=300)
+    assert strong["ci"][0] > 0.8 and strong["ci"][0] <= strong["value"] <= strong["ci"][1]
+    assert null["ci"][0] < 0 < null["ci"][1]
