@@ -29,7 +29,10 @@ err = Console(stderr=True)
 def _fail(exc: CardiacNetsError) -> None:
     if os.environ.get("CNS_DEBUG"):
         raise exc
-    err.print(f"[bold red]error:[/] {exc}", highlight=False)
+    from rich.markup import escape
+
+    # One line whatever the terminal width; the message is text from files, never markup.
+    err.print(f"[bold red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -54,7 +57,7 @@ def inspect(
     else:
         from cardiacnets.inspect import format_inspection
 
-        Console().print(format_inspection(report), highlight=False)
+        sys.stdout.write(format_inspection(report) + "\n")  # plain text: file content must not be read as markup
 
 
 @app.command("screen")
