@@ -33,6 +33,7 @@ import json
 import logging
 import re
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -192,7 +193,7 @@ def _read_npz(path: Path, data: bytes, fs: float | None, leads: Sequence[str] | 
         try:
             with archive.open(info) as handle:
                 raw = handle.read(MAX_ARRAY_BYTES + 1)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError) as exc:
             raise CorruptFileError(f"{where}: NPZ member {key!r} is corrupt ({exc})") from exc
         if len(raw) > MAX_ARRAY_BYTES:
             raise FileTooLargeError(f"{where}: NPZ member {key!r} expands beyond {MAX_ARRAY_BYTES} bytes")

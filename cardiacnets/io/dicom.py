@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -206,17 +207,28 @@ def read(path: Path, data: bytes) -> EcgRecord:
     from pydicom.errors import InvalidDicomError
 
     where = str(path)
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data))
-    except InvalidDicomError as exc:
-        raise CorruptFileError(f"{where}: not a valid DICOM file ({exc})") from exc
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many types on truncated/garbled input
-        raise CorruptFileError(f"{where}: malformed DICOM ({type(exc).__name__}: {exc})") from exc
+    # pydicom warns about irregular values by quoting them (names, IDs): keep those out of the logs, count them.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data))
+        except InvalidDicomError as exc:
+            raise CorruptFileError(f"{where}: not a valid DICOM file ({exc})") from exc
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types on truncated/garbled input
+            raise CorruptFileError(f"{where}: malformed DICOM ({type(exc).__name__})") from exc
+        record = _read_dataset_typed(ds, path)
+    if caught:
+        record.warnings.append(f"DICOM: {len(caught)} irregular element values tolerated while decoding")
+    return record
+
+
+def _read_dataset_typed(ds: Any, path: Path) -> EcgRecord:
+    where = str(path)
     try:
         return _read_dataset(ds, path)
     except CardiacNetsError:
         raise
-    except (AttributeError, TypeError, ValueError, KeyError, IndexError, OverflowError, EOFError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - pydicom decodes elements lazily: any error there means a garbled file
         raise CorruptFileError(f"{where}: malformed DICOM waveform ({type(exc).__name__}: {exc})") from exc
 
 
