@@ -278,23 +278,23 @@ def _fuzz_test(stats: _FuzzStats, examples: int, derandomize: bool):
     return fuzz
 
 
-def _report(request: pytest.FixtureRequest, text: str) -> None:
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(text)
+def _report(capsys: pytest.CaptureFixture[str], text: str) -> None:
+    """Show the count on the terminal even under output capture."""
+    with capsys.disabled():
+        print(text)
 
 
-def test_fuzz_corpus_fast(conformance_dir: Path, request: pytest.FixtureRequest) -> None:
+def test_fuzz_corpus_fast(conformance_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     stats = _FuzzStats()
     start = time.perf_counter()
     _fuzz_test(stats, examples=int(os.environ.get("CNS_FUZZ_FAST_EXAMPLES", "150")), derandomize=True)()
     elapsed = time.perf_counter() - start
-    _report(request, f"\nfuzz (fast tier): {stats.tried} inputs in {elapsed:.1f} s, outcomes {dict(stats.outcomes)}")
+    _report(capsys, f"\nfuzz (fast tier): {stats.tried} inputs in {elapsed:.1f} s, outcomes {dict(stats.outcomes)}")
     assert stats.tried >= 50
 
 
 @pytest.mark.slow
-def test_fuzz_corpus_long(conformance_dir: Path, request: pytest.FixtureRequest) -> None:
+def test_fuzz_corpus_long(conformance_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     examples = int(os.environ.get("CNS_FUZZ_EXAMPLES", "20000"))
     stats = _FuzzStats()
     start = time.perf_counter()
@@ -320,6 +320,6 @@ def test_fuzz_corpus_long(conformance_dir: Path, request: pytest.FixtureRequest)
     out = REPO / "benchmarks" / "results" / "fuzz.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    _report(request, f"\nfuzz (long tier): {stats.tried} inputs in {elapsed:.0f} s, outcomes {dict(stats.outcomes)}")
+    _report(capsys, f"\nfuzz (long tier): {stats.tried} inputs in {elapsed:.0f} s, outcomes {dict(stats.outcomes)}")
     if error is not None:
         raise error
