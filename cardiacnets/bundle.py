@@ -40,6 +40,8 @@ _HASH_CHUNK = 1 << 20
 #: ``embedding`` (B, D).
 SCREENING_INPUTS = ("ecg", "covariates", "covariate_mask")
 SCREENING_OUTPUTS = ("disease_prob", "subtype_prob", "phenotypes", "embedding")
+#: Optional output: ``saliency`` (B, 5, 12, 50), each disease logit's exact share per (lead, 0.2-s patch).
+SCREENING_OPTIONAL_OUTPUTS = ("saliency",)
 
 #: Manifest keys every bundle must have.
 REQUIRED_KEYS = ("bundle_format_version", "name", "files", "models", "training_data")

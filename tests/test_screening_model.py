@@ -63,3 +63,17 @@ def test_cmr_upper_bound_model_runs() -> None:
     sa, la = torch.rand(2, 50, 80, 80) * 2 - 1, torch.rand(2, 50, 96, 96) * 2 - 1
     out = model((sa, la), torch.zeros(2, 3), torch.zeros(2, 3))
     assert out["disease_logits"].shape == (2, 5) and out["phenotypes_z"].shape == (2, 82)
+
+
+def test_token_contributions_sum_to_the_logits() -> None:
+    model = create_model("screening-ecg-tiny").eval()
+    torch.nn.init.normal_(model.film.proj.weight, std=0.05)  # a non-trivial FiLM
+    ecg, cov, mask = _inputs()
+    with torch.no_grad():
+        contrib = model.token_contributions(ecg, cov, mask, "disease")
+        out = model(ecg, cov, mask)
+        z = (cov - model.covariate_mean) / model.covariate_std
+        _, beta = model.film.proj(torch.cat([z * mask, mask], dim=-1)).chunk(2, dim=-1)
+        constant = beta @ model.disease_head.weight.T + model.disease_head.bias
+    assert contrib.shape == (3, 5, 12, 50)
+    torch.testing.assert_close(contrib.sum(dim=(-1, -2)) + constant, out["disease_logits"], atol=1e-4, rtol=1e-4)

@@ -127,6 +127,27 @@ class ScreeningModel(nn.Module):
             "embedding": h,
         }
 
+    def token_contributions(
+        self, ecg: torch.Tensor, covariates: torch.Tensor, covariate_mask: torch.Tensor, head: str = "disease"
+    ) -> torch.Tensor:
+        """Exact per-token share of each output of ``head`` (``disease``, ``subtype`` or ``phenotype``):
+        ``(B, K, n_leads, n_patches_per_lead)``, the class activation map (Zhou et al. 2016), which Grad-CAM reduces
+        to for a mean-pooled encoder with a linear head. Summing over tokens gives the logit minus the constant
+        ``W @ beta + b``. Needs ``ecg.pool == "mean"``; computed without autograd, so it exports to ONNX.
+        """
+        if self.config.input != "ecg" or self.config.ecg.pool != "mean":
+            raise InputError("token contributions need an ECG encoder with mean pooling (ecg.pool='mean')")
+        weight = {"disease": self.disease_head, "subtype": self.subtype_head, "phenotype": self.phenotype_head}[head].weight
+        tokens = self.encoder.forward_features(ecg)[:, 1:]  # (B, N, D), lead-major
+        scale = torch.ones_like(tokens[:, 0])  # (B, D)
+        if self.film is not None:
+            z = (covariates - self.covariate_mean) / self.covariate_std
+            gamma, _ = self.film.proj(torch.cat([z * covariate_mask, covariate_mask], dim=-1)).chunk(2, dim=-1)
+            scale = 1.0 + gamma
+        contrib = torch.einsum("bnd,kd,bd->bkn", tokens, weight, scale) / tokens.shape[1]  # (B, K, N)
+        cfg = self.config.ecg
+        return contrib.reshape(contrib.shape[0], contrib.shape[1], cfg.n_leads, -1)
+
     def predict(
         self, x: torch.Tensor | tuple[torch.Tensor, torch.Tensor], covariates: torch.Tensor, covariate_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -142,15 +163,20 @@ class ScreeningModel(nn.Module):
 
 
 class ScreeningExportWrapper(nn.Module):
-    """``(ecg, covariates, covariate_mask) -> (disease_prob, subtype_prob, phenotypes, embedding)`` for ONNX."""
+    """``(ecg, covariates, covariate_mask) -> (disease_prob, subtype_prob, phenotypes, embedding[, saliency])`` for
+    ONNX. With ``with_saliency`` the graph also returns the disease token contributions ``(B, 5, 12, 50)``."""
 
-    def __init__(self, model: ScreeningModel) -> None:
+    def __init__(self, model: ScreeningModel, with_saliency: bool = False) -> None:
         super().__init__()
         if model.config.input != "ecg":
             raise InputError("only ECG-input screening models are exported for the edge")
+        if with_saliency and model.config.ecg.pool != "mean":
+            raise InputError("saliency output needs a mean-pooled encoder (ecg.pool='mean')")
         self.model = model.eval()
+        self.with_saliency = with_saliency
 
-    def forward(
-        self, ecg: torch.Tensor, covariates: torch.Tensor, covariate_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.model.predict(ecg, covariates, covariate_mask)
+    def forward(self, ecg: torch.Tensor, covariates: torch.Tensor, covariate_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.model.predict(ecg, covariates, covariate_mask)
+        if self.with_saliency:
+            return (*outputs, self.model.token_contributions(ecg, covariates, covariate_mask, "disease"))
+        return outputs
