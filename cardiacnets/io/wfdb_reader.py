@@ -163,10 +163,11 @@ def read(path: Path, data: bytes) -> EcgRecord:
         raise CorruptFileError(f"{where}: WFDB record holds no samples")
     warnings: list[str] = []
     channels: dict[str, np.ndarray] = {}
-    for k, name in enumerate(record.sig_name):
-        unit = (record.units[k] if record.units else "mV") or "mV"
+    for k, raw_name in enumerate(record.sig_name or []):
+        name = str(raw_name).strip() if raw_name else f"signal {k + 1}"
+        unit = str((record.units[k] if record.units and k < len(record.units) else "mV") or "mV")
         factor = _UNITS_TO_MV.get(unit.strip().lower())
-        gain = record.adc_gain[k] if record.adc_gain else None
+        gain = record.adc_gain[k] if record.adc_gain and k < len(record.adc_gain) else None
         if gain == 0:
             warnings.append(f"WFDB signal {name!r} is uncalibrated (gain 0); read with WFDB's default gain")
         if factor is None:
