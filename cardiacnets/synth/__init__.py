@@ -1,1 +1,178 @@
-"""cardiacnets.synth."""
+"""Synthetic paired ECG / cine-CMR cohort (DESIGN section 6).
+
+``simulate(n, seed)`` returns subjects ``0..n-1`` of the cohort ``seed``; ``simulate_subjects(indices, seed)`` any
+subset. Subject ``i`` is a pure function of ``(seed, i)`` (counter-based randomness, see ``_random``), so a dataset
+can generate subject ``i`` on the fly and batches never change a subject. Pipeline: latent subject
+(``subjects``) -> geometry over 50 frames and the 82 phenotypes measured from it (``geometry``) -> short-axis and
+4-chamber cines (``render``) -> 12-lead ECG from a Dower-projected VCG with electrode-level noise (``ecg``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from cardiacnets.errors import InputError
+from cardiacnets.synth._random import SubjectRandom
+from cardiacnets.synth.ecg import ecg_features, synthesize_ecg
+from cardiacnets.synth.geometry import build_geometry
+from cardiacnets.synth.render import render_four_chamber, render_short_axis
+from cardiacnets.synth.subjects import (
+    BALANCED_GROUPS,
+    CM_SUBTYPES,
+    CONDUCTIONS,
+    DEFAULT_PREVALENCE,
+    LABELS,
+    RHYTHMS,
+    icd10_codes,
+    labels_of,
+    sample_subjects,
+)
+
+__all__ = [
+    "BALANCED_GROUPS",
+    "CM_SUBTYPES",
+    "CONDUCTIONS",
+    "DEFAULT_PREVALENCE",
+    "LABELS",
+    "RHYTHMS",
+    "ecg_features",
+    "simulate",
+    "simulate_subjects",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Subjects rendered per internal chunk (keeps the (chunk, 50, 96*96) temporaries cache-sized).
+_CHUNK = 8
+
+_COVARIATES = (
+    "sex",
+    "age",
+    "height",
+    "weight",
+    "bmi",
+    "bsa",
+    "heart_rate",
+    "pulse_pressure",
+    "hypertension",
+    "rhythm",
+    "conduction",
+    "cm_subtype",
+    "cad_territory",
+    "cad_mi",
+    "hf_type",
+    "hcm_variant",
+    "amyloid",
+    "pc_effusion_mm",
+    "pc_stage",
+)
+_SEVERITIES = ("cad_severity", "ph_severity", "pc_severity", "cm_severity", "hf_severity")
+
+
+def _simulate_chunk(
+    indices: np.ndarray,
+    seed: int,
+    mode: str,
+    prevalence: Mapping[str, float] | None,
+    with_cines: bool,
+    ecg_noise: bool,
+    mains_hz: float,
+) -> dict[str, np.ndarray]:
+    rnd = SubjectRandom(seed, indices)
+    subj = sample_subjects(rnd, mode=mode, prevalence=prevalence)
+    geom = build_geometry(subj, rnd)
+    out: dict[str, np.ndarray] = {"subject_index": indices.astype(np.int64)}
+    out.update(synthesize_ecg(subj, geom, rnd, noise=ecg_noise, mains_hz=mains_hz))
+    if with_cines:
+        sa = render_short_axis(geom, subj, rnd)
+        out["cine_sa"] = sa["cine"]
+        out["sa_lv_center"] = sa["lv_center"].astype(np.float32)
+        out["cine_la"] = render_four_chamber(geom, subj, rnd)["cine"]
+    out["phenotypes"] = geom["phenotypes"]
+    out["labels"] = labels_of(subj)
+    for key in _COVARIATES:
+        value = subj[key]
+        out[key] = value.astype(np.float32) if value.dtype.kind == "f" else value.astype(np.int8)
+    out["severity"] = np.stack([subj[k] for k in _SEVERITIES], axis=1).astype(np.float32)
+    out["icd10"] = icd10_codes(subj)
+    out["es_frame"] = geom["es_frame"].astype(np.int16)
+    out["lv_volume_curve"] = geom["lv_volume"].astype(np.float32)
+    out["lv_mass_true"] = geom["lv_mass_true"].astype(np.float32)
+    return out
+
+
+def simulate_subjects(
+    indices: Sequence[int] | np.ndarray,
+    seed: int = 0,
+    *,
+    mode: str = "population",
+    prevalence: Mapping[str, float] | None = None,
+    with_cines: bool = True,
+    ecg_noise: bool = True,
+    mains_hz: float = 50.0,
+) -> dict[str, np.ndarray]:
+    """Simulate the subjects ``indices`` of cohort ``seed``; see :func:`simulate` for the returned arrays."""
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or (idx.size and (idx.dtype.kind not in "iu" or idx.min() < 0)):
+        raise InputError("indices must be a 1-D sequence of non-negative integers")
+    if mains_hz not in (50.0, 60.0):
+        raise InputError(f"mains_hz must be 50 or 60, got {mains_hz!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise InputError(f"seed must be an integer, got {seed!r}")
+    chunk = _CHUNK if with_cines else 256
+    parts = [
+        _simulate_chunk(idx[i : i + chunk], int(seed), mode, prevalence, with_cines, ecg_noise, mains_hz)
+        for i in range(0, max(idx.size, 1), chunk)
+    ]
+    if idx.size == 0:
+        return {k: v[:0] for k, v in parts[0].items()}
+    return {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
+
+
+def simulate(
+    n: int,
+    seed: int = 0,
+    *,
+    start: int = 0,
+    mode: str = "population",
+    prevalence: Mapping[str, float] | None = None,
+    with_cines: bool = True,
+    ecg_noise: bool = True,
+    mains_hz: float = 50.0,
+) -> dict[str, np.ndarray]:
+    """Simulate ``n`` paired subjects (indices ``start .. start+n-1``) of cohort ``seed``.
+
+    Returns a dict of numpy arrays (first axis = subject):
+
+    - ``ecg`` float32 ``(n, 12, 5000)`` mV, leads I, II, III, aVR, aVL, aVF, V1..V6 at 500 Hz (``ecg_noise=False``:
+      clean projection, no noise / filter / quantisation); ``qrs_onsets`` ``(n, 64)`` beat onsets (samples, -1 pad);
+      ``ecg_hr``, ``pr_s``, ``qrs_s``, ``qt_s``, ``qtc_s`` (generator intervals).
+    - ``cine_sa`` float32 ``(n, 50, 80, 80)`` and ``cine_la`` ``(n, 50, 96, 96)`` in [0, 1], frame 0 = end diastole
+      (absent with ``with_cines=False``); ``sa_lv_center`` ``(n, 2)`` LV centre (row, col) pixel.
+    - ``phenotypes`` float32 ``(n, 82)``, order and units of ``reference/phenotypes_82.csv``.
+    - ``labels`` int8 ``(n, 5)`` (CAD, PH, PC, CM, HF); ``cm_subtype`` int8 (-1 none, 0 RCM, 1 DCM, 2 HCM);
+      ``severity`` ``(n, 5)`` in [0, 1]; ``icd10`` str codes joined by ``;``.
+    - covariates: ``sex`` (0 F, 1 M), ``age`` (y), ``height`` (cm), ``weight`` (kg), ``bmi``, ``bsa`` (m²),
+      ``heart_rate`` (bpm, CMR), ``pulse_pressure`` (mmHg), ``hypertension``, ``rhythm`` (0 sinus, 1 AF),
+      ``conduction`` (0 none, 1 LBBB, 2 RBBB) and disease sub-states.
+    - ``es_frame``, ``lv_volume_curve`` ``(n, 50)`` mL, ``lv_mass_true`` g (noise-free geometry), ``subject_index``.
+
+    ``mode="balanced"`` draws healthy, CAD, PH, PC, HF, RCM, DCM and HCM with equal probability; ``prevalence``
+    overrides the population-mode prevalences (:data:`DEFAULT_PREVALENCE`). ``mains_hz`` 50 (UK) or 60 (US).
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise InputError(f"n must be a non-negative integer, got {n!r}")
+    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
+        raise InputError(f"start must be a non-negative integer, got {start!r}")
+    return simulate_subjects(
+        np.arange(start, start + n, dtype=np.int64),
+        seed,
+        mode=mode,
+        prevalence=prevalence,
+        with_cines=with_cines,
+        ecg_noise=ecg_noise,
+        mains_hz=mains_hz,
+    )
