@@ -60,3 +60,7 @@ class DatasetError(CardiacNetsError):
 
 class CheckpointError(CardiacNetsError):
     """A checkpoint or run directory cannot be loaded."""
+
+
+class ExportError(CardiacNetsError):
+    """An export failed its own checks (onnx checker, parity) or a needed tool or device (TensorRT, GPU) is missing."""
