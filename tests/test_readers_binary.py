@@ -403,6 +403,9 @@ def test_edf_truncated_and_garbled_headers(tmp_path: Path) -> None:
     (tmp_path / "garbled.edf").write_bytes(bytes(garbled))
     with pytest.raises(CorruptFileError, match="number of data records"):
         read_ecg(tmp_path / "garbled.edf")
+    (tmp_path / "tail.edf").write_bytes(data + b"\x01\x00" * 800)  # bytes after the declared data records
+    record = read_ecg(tmp_path / "tail.edf")
+    assert record.n_samples == 1000 and any("after the last data record" in w for w in record.warnings)
     huge = bytearray(data)
     huge[236:244] = b"99999999"
     (tmp_path / "huge.edf").write_bytes(bytes(huge))

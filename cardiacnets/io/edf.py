@@ -22,6 +22,7 @@ import datetime as _dt
 import io
 import logging
 import re
+import warnings as warnings_module
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -149,9 +150,15 @@ def read(path: Path, data: bytes) -> EcgRecord:
     where = str(path)
     warnings: list[str] = []
     n_records, labels, samples_per_record, duration = _check_header(data, where, warnings)
+    header_bytes = 256 * (len(labels) + 1)
+    declared_end = header_bytes + n_records * 2 * sum(samples_per_record)
     try:
-        edf = edfio.read_edf(io.BytesIO(data))
-        signals = list(edf.signals)
+        with warnings_module.catch_warnings():
+            warnings_module.simplefilter(
+                "ignore"
+            )  # edfio "updates" the header from the file size; we follow the header
+            edf = edfio.read_edf(io.BytesIO(data[:declared_end]))
+            signals = list(edf.signals)
     except CardiacNetsError:
         raise
     except Exception as exc:  # noqa: BLE001 - edfio raises ValueError & co. on malformed headers
