@@ -85,14 +85,17 @@ def screen(
     try:
         screener = Screener(bundle, device=device)
         result, prepared = screener.screen_file(file, include_phi=include_phi, keep_signal=report is not None)
+        cine_gifs = None
         if cine:
             from cardiacnets.edge.cine import generate_cines
 
-            result["cine"] = generate_cines(screener.bundle, prepared, out_dir=(report or file).parent, device=device)
+            cine_info, cine_gifs = generate_cines(screener.bundle, prepared, out_dir=(report or out or file).parent,
+                                                  stem=file.stem, device=device)
+            result["cine"] = cine_info
         if report is not None:
             from cardiacnets.edge.report import write_report
 
-            write_report(result, prepared, report)
+            write_report(result, prepared, report, cine_gifs)
             err.print(f"report written to {report}")
     except CardiacNetsError as exc:
         _fail(exc)

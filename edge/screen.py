@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from cardiacnets.bundle import SCREENING_INPUTS, SCREENING_OUTPUTS, Bundle, default_bundle_path, load_bundle
+from cardiacnets.bundle import SCREENING_INPUTS, SCREENING_OPTIONAL_OUTPUTS, SCREENING_OUTPUTS, Bundle, default_bundle_path, load_bundle
 from cardiacnets.errors import BundleError, CardiacNetsError, InputError
 from cardiacnets.io import read_ecg
 from cardiacnets.preprocess import PreprocessConfig, preprocess_record
@@ -66,6 +66,8 @@ class PreparedEcg:
     record_info: dict[str, Any]
     phi: dict[str, Any] = field(default_factory=dict)
     signal_mv: np.ndarray | None = None  # (12, n) for reports; dropped in batch mode
+    fs: float | None = None
+    saliency: np.ndarray | None = None  # (5, 12, 50) when the graph provides it
 
 
 def covariates_from_record(record: EcgRecord, heart_rate: float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -110,6 +112,7 @@ def prepare_record(record: EcgRecord, config: PreprocessConfig, *, keep_signal: 
         record_info=record_info,
         phi=dict(record.meta.get("phi") or {}),
         signal_mv=record.signal if keep_signal else None,
+        fs=record.fs,
     )
 
 
@@ -151,6 +154,7 @@ class Screener:
         self.session = ort.InferenceSession(str(self.bundle.path(graph)), options, providers=self.providers)
         names_in = [i.name for i in self.session.get_inputs()]
         names_out = [o.name for o in self.session.get_outputs()]
+        self.output_names = set(names_out)
         if tuple(names_in) != SCREENING_INPUTS or not set(SCREENING_OUTPUTS) <= set(names_out):
             raise BundleError(f"screening graph has inputs {names_in} and outputs {names_out}; expected"
                               f" {list(SCREENING_INPUTS)} -> {list(SCREENING_OUTPUTS)}")
@@ -161,8 +165,8 @@ class Screener:
         """Run the graph on a batch: ``ecg`` (B, 12, 5000), ``covariates`` and ``mask`` (B, 3)."""
         feeds = {"ecg": np.ascontiguousarray(ecg, np.float32), "covariates": np.ascontiguousarray(covariates, np.float32),
                  "covariate_mask": np.ascontiguousarray(mask, np.float32)}
-        outputs = self.session.run(list(SCREENING_OUTPUTS), feeds)
-        return dict(zip(SCREENING_OUTPUTS, outputs))
+        names = list(SCREENING_OUTPUTS) + [n for n in SCREENING_OPTIONAL_OUTPUTS if n in self.output_names]
+        return dict(zip(names, self.session.run(names, feeds)))
 
     def infer_prepared(self, items: list[PreparedEcg]) -> list[dict[str, np.ndarray]]:
         out = self.infer(np.stack([p.ecg for p in items]), np.stack([p.covariates for p in items]),
@@ -173,7 +177,10 @@ class Screener:
                     ) -> tuple[dict[str, Any], PreparedEcg]:
         prepared = prepare_file(path, self.preprocess_config, keep_signal=keep_signal)
         outputs = self.infer_prepared([prepared])[0]
-        return build_result(self.bundle, prepared, outputs, include_phi=include_phi), prepared
+        result = build_result(self.bundle, prepared, outputs, include_phi=include_phi)
+        if keep_signal and "saliency" in outputs:
+            prepared.saliency = outputs["saliency"]  # (5, 12, 50) disease token contributions
+        return result, prepared
 
 
 def _threshold(bundle: Bundle, disease: str) -> tuple[float, str]:

@@ -11,4 +11,13 @@ fi
 # torch first and pinned: an open range in a fresh environment can pull a multi-GB CUDA build.
 .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[all]"
+# The HTML-report test drives Debian's headless Chromium. CI (and anyone who sets CNS_INSTALL_BROWSER=1) installs it;
+# elsewhere that one test skips and says why.
+if { [ "${CI:-}" = "true" ] || [ "${CNS_INSTALL_BROWSER:-}" = "1" ]; } && ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "warning: cannot install chromium (needs root and apt-get); the browser test will skip" >&2
+  fi
+fi
 echo "cardiacnets installed in .venv ($(.venv/bin/python -c 'import cardiacnets; print(cardiacnets.__version__)'))" >&2

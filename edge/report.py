@@ -1,0 +1,132 @@
+"""Self-contained HTML report of one screening: ECG on paper with saliency, risks, phenotypes, QC, optional cines.
+
+Everything is inlined (CSS, PNG and GIF as data URIs), so the file can be mailed or archived alone. Text from the ECG
+file is escaped. Generated cines are labelled as AI-generated imagery.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cardiacnets.errors import InputError
+from cardiacnets.plotting import figure_png, plot_ecg_paper
+from cardiacnets.targets import DISEASES
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#1f2937;max-width:1200px}
+h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 8px;border-bottom:1px solid #e5e7eb}
+table{border-collapse:collapse;font-size:13px}td,th{padding:4px 10px;border-bottom:1px solid #f0f0f0;text-align:left}
+.num{text-align:right;font-variant-numeric:tabular-nums}.flag{color:#b91c1c;font-weight:600}.ok{color:#15803d}
+.note{background:#fef3c7;border:1px solid #f59e0b;padding:8px 12px;border-radius:6px;margin:10px 0}
+.fail{background:#fee2e2;border:1px solid #ef4444;padding:8px 12px;border-radius:6px;margin:10px 0}
+img.ecg{width:100%;height:auto;border:1px solid #e5e7eb}.cines{display:flex;gap:24px}
+.cines figure{margin:0}.cines img{width:240px;image-rendering:pixelated;border:1px solid #e5e7eb}
+.ai{font-size:12px;color:#92400e;font-weight:600}.meta{color:#6b7280;font-size:13px}
+"""
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def flagged_saliency(result: dict[str, Any], saliency: np.ndarray | None) -> tuple[np.ndarray | None, str]:
+    """Positive evidence ``(12, 50)`` summed over the flagged diseases (or the highest-risk one when none is)."""
+    if saliency is None:
+        return None, "the model bundle provides no saliency output"
+    flagged = [i for i, d in enumerate(DISEASES) if result["diseases"][d]["flagged"]]
+    if not flagged:
+        top = max(range(len(DISEASES)), key=lambda i: result["diseases"][DISEASES[i]]["probability"])
+        flagged, why = [top], f"no condition flagged; shown for the highest-risk one ({DISEASES[top]})"
+    else:
+        why = "shown for " + ", ".join(DISEASES[i] for i in flagged)
+    return np.clip(saliency[flagged], 0, None).sum(axis=0), why
+
+
+def render_report(result: dict[str, Any], prepared: Any, cine_gifs: dict[str, bytes] | None = None) -> str:
+    """The report as one HTML string."""
+    if prepared.signal_mv is None or prepared.fs is None:
+        raise InputError("the report needs the ECG signal (screen with keep_signal=True)")
+    esc = html.escape
+    saliency, saliency_note = flagged_saliency(result, getattr(prepared, "saliency", None))
+    png = figure_png(plot_ecg_paper(prepared.signal_mv, prepared.fs, saliency=saliency))
+    record = result["record"]
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<title>CardiacNets screening report</title><style>{_CSS}</style></head><body>",
+        "<h1>CardiacNets ECG screening report</h1>",
+        f"<div class='meta'>{esc(str(result['path']))} &middot; {esc(str(record.get('format')))} &middot; "
+        f"{esc(str(record.get('sampling_rate_hz')))} Hz &middot; {esc(str(record.get('duration_s')))} s &middot; "
+        f"model {esc(str(result['model'].get('bundle')))}</div>",
+    ]
+    if result.get("note"):
+        parts.append(f"<div class='note'>{esc(result['note'])}</div>")
+    if not result.get("reliable", True):
+        parts.append("<div class='fail'>Signal quality control failed: the scores are not reliable.</div>")
+    parts.append("<h2>12-lead ECG</h2>")
+    parts.append(f"<img class='ecg' alt='12-lead ECG on standard paper, 25 mm/s, 10 mm/mV' src='{_data_uri(png, 'image/png')}'>")
+    parts.append(f"<div class='meta'>Blue shading: where the model found evidence ({esc(saliency_note)}).</div>")
+
+    parts.append("<h2>Screening</h2><table><tr><th>condition</th><th class='num'>probability</th>"
+                 "<th class='num'>threshold</th><th>result</th></tr>")
+    for code, d in result["diseases"].items():
+        verdict = "<span class='flag'>flagged</span>" if d["flagged"] else "<span class='ok'>below threshold</span>"
+        parts.append(f"<tr><td>{esc(d['name'])} ({code})</td><td class='num'>{d['probability']:.3f}</td>"
+                     f"<td class='num'>{d['threshold']:.3f} ({esc(d['operating_point'])})</td><td>{verdict}</td></tr>")
+    parts.append("</table>")
+    if result["subtype"]["shown"]:
+        parts.append("<h2>Cardiomyopathy subtype</h2><table>")
+        for name, p in sorted(result["subtype"]["probabilities"].items(), key=lambda kv: -kv[1]):
+            parts.append(f"<tr><td>{esc(name)}</td><td class='num'>{p:.3f}</td></tr>")
+        parts.append("</table>")
+
+    parts.append("<h2>CMR phenotypes estimated from the ECG</h2><table><tr><th>phenotype</th><th class='num'>value"
+                 "</th><th>unit</th><th>reference</th><th></th></tr>")
+    for name, p in result["key_phenotypes"].items():
+        ref = p.get("reference_range")
+        mark = "<span class='flag'>out of range</span>" if p.get("out_of_range") else ""
+        parts.append(f"<tr><td>{esc(name)}</td><td class='num'>{p['value']:.1f}</td><td>{esc(p['unit'])}</td>"
+                     f"<td>{f'{ref[0]:g}&ndash;{ref[1]:g}' if ref else '-'}</td><td>{mark}</td></tr>")
+    parts.append("</table>")
+
+    parts.append("<h2>Signal quality</h2>")
+    findings = result["qc"].get("findings") or []
+    if findings:
+        parts.append("<table><tr><th>severity</th><th>lead</th><th>finding</th></tr>")
+        for f in findings:
+            cls = "flag" if f.get("severity") == "fail" else ""
+            parts.append(f"<tr><td class='{cls}'>{esc(str(f.get('severity')))}</td><td>{esc(str(f.get('lead') or '-'))}"
+                         f"</td><td>{esc(str(f.get('message')))}</td></tr>")
+        parts.append("</table>")
+    else:
+        parts.append("<p class='ok'>No findings.</p>")
+    warnings = record.get("warnings") or []
+    if warnings:
+        parts.append("<ul class='meta'>" + "".join(f"<li>{esc(w)}</li>" for w in warnings) + "</ul>")
+
+    if cine_gifs:
+        parts.append("<h2>Cine MRI generated from this ECG</h2>")
+        parts.append("<p class='ai'>AI-GENERATED IMAGERY: synthesised from the ECG by a diffusion model. It is not a"
+                     " scan of this patient and must not be used for diagnosis.</p><div class='cines'>")
+        for view, gif in cine_gifs.items():
+            parts.append(f"<figure><img alt='AI-generated {esc(view)} cine' src='{_data_uri(gif, 'image/gif')}'>"
+                         f"<figcaption class='ai'>{esc(view)} (AI-generated)</figcaption></figure>")
+        parts.append("</div>")
+    parts.append("<p class='meta'>Screening aid only. Probabilities and phenotype estimates come from a model; they are"
+                 " not a diagnosis.</p></body></html>")
+    return "\n".join(parts)
+
+
+def write_report(result: dict[str, Any], prepared: Any, path: str | Path, cine_gifs: dict[str, bytes] | None = None
+                 ) -> Path:
+    path = Path(path)
+    text = render_report(result, prepared, cine_gifs)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
