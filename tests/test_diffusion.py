@@ -1,4 +1,4 @@
-"""ECG2CMR latent video diffusion: denoiser, autoencoder, pipeline, outputs and faithfulness measurement (tiny configs)."""
+"""ECG2CMR latent diffusion: denoiser, autoencoder, pipeline, outputs, faithfulness measurement (tiny configs)."""
 
 from __future__ import annotations
 

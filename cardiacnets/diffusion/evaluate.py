@@ -312,7 +312,7 @@ def faithfulness_study(pipeline: Any, ecgs: np.ndarray, real_cines: np.ndarray, 
 
 def _similarity(generated: np.ndarray, real: np.ndarray, seconds: float) -> dict[str, float]:
     return {
-        "ssim": float(np.mean([ssim(g, r) for g, r in zip(generated, real)])),
-        "psnr": float(np.mean([psnr(g, r) for g, r in zip(generated, real)])),
+        "ssim": float(np.mean([ssim(g, r) for g, r in zip(generated, real, strict=True)])),
+        "psnr": float(np.mean([psnr(g, r) for g, r in zip(generated, real, strict=True)])),
         "seconds_per_cine": float(seconds),
     }

@@ -246,6 +246,16 @@ class EcgToCmrPipeline:
         return path
 
     @classmethod
+    def from_components(
+        cls, ecg_encoder_dir: str | Path, denoiser_dir: str | Path, vae_dir: str | Path, device: str = "cpu"
+    ) -> EcgToCmrPipeline:
+        """Assemble a pipeline from training outputs (run directories resolve to their ``best/``)."""
+        encoder = load_ecg_encoder(_model_dir(Path(ecg_encoder_dir)))
+        denoiser = EcgConditionedUNet3D.from_pretrained(_model_dir(Path(denoiser_dir)))
+        vae = load_vae(_model_dir(Path(vae_dir)))
+        return cls(encoder, denoiser, vae, device=device)
+
+    @classmethod
     def from_pretrained(
         cls,
         directory: str | Path,
@@ -274,6 +284,10 @@ class EcgToCmrPipeline:
         denoiser = EcgConditionedUNet3D.from_pretrained(path / "denoiser")
         vae = load_vae(path / "vae")
         return cls(encoder, denoiser, vae, sched_cfg, meta.get("default_scheduler", "dpm"), device)
+
+
+def _model_dir(path: Path) -> Path:
+    return path / "best" if (path / "best" / "config.json").is_file() else path
 
 
 def load_ecg_encoder(directory: str | Path) -> nn.Module:

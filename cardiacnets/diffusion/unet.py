@@ -137,6 +137,9 @@ class EcgConditionedUNet3D(nn.Module):
     drop_condition (B,) bool or None) -> predicted noise (B, C, F, h, w)``.
     """
 
+    model_type = "ecg2cmr_denoiser"
+    config_class = Ecg2CmrConfig
+
     def __init__(self, config: Ecg2CmrConfig) -> None:
         super().__init__()
         from diffusers import UNet3DConditionModel
@@ -201,12 +204,17 @@ class EcgConditionedUNet3D(nn.Module):
         return self.unet(sample, timestep.long(), encoder_hidden_states=context, return_dict=False)[0]
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` into ``directory``."""
+        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (the model registry's format)."""
         from safetensors.torch import save_file
 
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
-        meta = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "config": self.config.to_dict()}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "model_type": self.model_type,
+            "config": self.config.to_dict(),
+            "metadata": {"format": FORMAT_NAME},
+        }
         (path / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(path / "model.safetensors"), metadata={"format": FORMAT_NAME})
@@ -225,13 +233,13 @@ class EcgConditionedUNet3D(nn.Module):
             meta = json.loads(config_path.read_text())
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{config_path} is not valid JSON: {exc}") from exc
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-            raise CheckpointError(f"{config_path} is not an ECG2CMR denoiser config (format {FORMAT_NAME!r})")
+        if not isinstance(meta, dict) or meta.get("model_type") != cls.model_type:
+            raise CheckpointError(f"{config_path} is not an ECG2CMR denoiser (model_type {cls.model_type!r})")
         if int(meta.get("format_version", 0)) > FORMAT_VERSION:
             raise CheckpointError(
                 f"{config_path} has format_version {meta.get('format_version')}; this toolkit reads <= {FORMAT_VERSION}"
             )
-        extra_keys = sorted(set(meta) - {"format", "format_version", "config"})
+        extra_keys = sorted(set(meta) - {"format_version", "model_type", "config", "metadata"})
         if extra_keys:
             raise ConfigError(f"unknown key(s) in {config_path}: {', '.join(extra_keys)}")
         model = cls(Ecg2CmrConfig.from_dict(meta["config"]))

@@ -11,11 +11,14 @@ Latents are normalised as ``(z - shift_factor) * scaling_factor`` with both fact
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from cardiacnets.errors import CheckpointError, InputError
 
@@ -63,17 +66,55 @@ def create_vae(preset: str = "small", image_size: int = 80) -> AutoencoderKL:
     )
 
 
-def load_vae(directory: str | Path) -> AutoencoderKL:
-    """Load an autoencoder saved with ``save_pretrained`` from a LOCAL directory (no network access is attempted).
+@dataclass
+class FrameAutoencoderConfig:
+    """A trained frame autoencoder: preset, frame side and the measured latent normalisation."""
 
-    A pretrained 3-channel natural-image autoencoder is accepted too: frames are then repeated to 3 channels on encode
-    and the channels averaged on decode (see :func:`encode_cine`).
+    preset: str = "small"
+    image_size: int = 80
+    scaling_factor: float = 1.0
+    shift_factor: float = 0.0
+
+
+class FrameAutoencoder(nn.Module):
+    """Registry wrapper around the diffusers ``AutoencoderKL`` (so the training loop can save it as ``best/``)."""
+
+    model_type = "frame_autoencoder"
+    config_class = FrameAutoencoderConfig
+
+    def __init__(self, config: FrameAutoencoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.vae = create_vae(config.preset, config.image_size)
+        self.vae.register_to_config(scaling_factor=config.scaling_factor, shift_factor=config.shift_factor)
+
+    def sync_scaling(self) -> None:
+        """Copy the autoencoder's measured scaling into this wrapper's config."""
+        self.config.scaling_factor = float(self.vae.config.scaling_factor)
+        self.config.shift_factor = float(self.vae.config.shift_factor or 0.0)
+
+
+def load_vae(directory: str | Path) -> AutoencoderKL:
+    """Load an autoencoder from a LOCAL directory (no network access is attempted).
+
+    Accepts a diffusers ``AutoencoderKL.save_pretrained`` directory, or a :class:`FrameAutoencoder` saved by the
+    model registry (``cntrain vae``'s ``best/``). A pretrained 3-channel natural-image autoencoder is accepted too:
+    frames are then repeated to 3 channels on encode and the channels averaged on decode (see :func:`encode_cine`).
     """
     from diffusers import AutoencoderKL
 
     path = Path(directory)
     if not (path / "config.json").is_file():
         raise CheckpointError(f"no autoencoder at {path}: expected a directory with config.json and weights")
+    try:
+        is_registry = json.loads((path / "config.json").read_text()).get("model_type") == FrameAutoencoder.model_type
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise CheckpointError(f"{path / 'config.json'} is not a valid autoencoder config: {exc}") from exc
+    if is_registry:
+        from cardiacnets.models.registry import MODEL_TYPES, from_pretrained
+
+        MODEL_TYPES.setdefault(FrameAutoencoder.model_type, FrameAutoencoder)
+        return from_pretrained(path).vae.eval().requires_grad_(False)
     try:
         vae = AutoencoderKL.from_pretrained(str(path), local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:

@@ -1,0 +1,203 @@
+"""``cntrain diffusion --view sa|la``: train the ECG2CMR latent video denoiser (CardiacNets, "ECG2CMR Diffusion Model").
+
+Per micro-batch: real cines are resampled to the denoiser's frames/resolution and encoded by the frozen autoencoder;
+the frozen aligned ECG encoder gives the condition tokens; noise is added with the training scheduler's ``add_noise``
+(linear betas 1e-4..0.02) at uniform timesteps; the condition is dropped (null token) with probability
+``condition_dropout`` so classifier-free guidance is real; the loss is the epsilon-prediction MSE.
+
+EMA: the trained module holds the denoiser and its EMA copy (so checkpoints and exact resume include the EMA). The EMA
+is updated at the start of each ``training_forward`` from the weights of the previous optimiser step (with gradient
+accumulation it is applied once per micro-batch; the extra decay toward the same weights is harmless). Evaluation,
+sample grids and ``best/`` use the EMA weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from cardiacnets.datasets import open_dataset
+from cardiacnets.diffusion.data import resample_cine
+from cardiacnets.diffusion.schedulers import make_training_scheduler
+from cardiacnets.diffusion.unet import Ecg2CmrConfig, EcgConditionedUNet3D
+from cardiacnets.diffusion.vae import encode_cine
+from cardiacnets.errors import ConfigError
+from cardiacnets.models.registry import MODEL_TYPES
+from cardiacnets.training.loop import Task
+
+logger = logging.getLogger(__name__)
+
+MODEL_TYPES.setdefault(EcgConditionedUNet3D.model_type, EcgConditionedUNet3D)  # so the loop can save best/
+
+
+class DenoiserWithEma(nn.Module):
+    """The trained denoiser plus its EMA copy (no gradients) and the EMA step count (a buffer, checkpointed)."""
+
+    def __init__(self, denoiser: EcgConditionedUNet3D, decay: float) -> None:
+        super().__init__()
+        self.denoiser = denoiser
+        self.ema = copy.deepcopy(denoiser).requires_grad_(False)
+        self.decay = float(decay)
+        self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.denoiser(*args, **kwargs)
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        # warm-up as in diffusers' EMAModel: decay grows with the number of updates
+        n = int(self.ema_updates) + 1
+        decay = min(self.decay, (1 + n) / (10 + n))
+        for e, p in zip(self.ema.parameters(), self.denoiser.parameters(), strict=True):
+            e.lerp_(p.detach(), 1.0 - decay)
+        self.ema_updates += 1
+
+
+def ecg_batch_preprocess(ecg: torch.Tensor, fs: float = 500.0) -> torch.Tensor:
+    """Raw ECGs ``(B, 12, n)`` in mV -> model input ``(B, 12, 5000)`` with the shared preprocessing."""
+    from cardiacnets.preprocess import preprocess_ecg
+
+    return torch.from_numpy(preprocess_ecg(ecg.cpu().numpy().astype(np.float64), fs))
+
+
+class DiffusionTask(Task):
+    """ECG2CMR denoiser training on one view.
+
+    Args:
+        vae: the frozen frame autoencoder (diffusers ``AutoencoderKL`` with measured scaling).
+        ecg_encoder: the frozen aligned ECG encoder (``forward_tokens``).
+        config: the denoiser config (frames, resolution, sizes); ``condition_dim`` must equal the encoder's width.
+        condition_dropout: probability of replacing a sample's condition by the null token.
+        ema_decay: EMA decay of the denoiser weights.
+        preprocess_ecg: dataset ECGs are raw mV and are preprocessed in ``collate`` when True.
+    """
+
+    name = "diffusion"
+    selection_metric = "val_loss"
+
+    def __init__(
+        self,
+        *,
+        vae: nn.Module,
+        ecg_encoder: nn.Module,
+        config: Ecg2CmrConfig,
+        source: str = "synthetic",
+        n_subjects: int | None = 64,
+        seed: int = 0,
+        condition_dropout: float = 0.1,
+        ema_decay: float = 0.999,
+        preprocess_ecg: bool = True,
+        train_split: str = "train",
+        val_split: str = "val",
+        sample_every_eval: bool = True,
+    ) -> None:
+        if not 0.0 <= condition_dropout < 1.0:
+            raise ConfigError(f"condition_dropout must be in [0, 1); got {condition_dropout}")
+        width = getattr(ecg_encoder, "embed_dim", config.condition_dim)
+        if width != config.condition_dim:
+            raise ConfigError(f"the ECG encoder's width {width} differs from condition_dim {config.condition_dim}")
+        self.vae = vae.eval().requires_grad_(False)
+        self.ecg_encoder = ecg_encoder.eval().requires_grad_(False)
+        self.config = config
+        self.key = f"cine_{config.view}"
+        self.source, self.n_subjects, self.seed = source, n_subjects, seed
+        self.train_split, self.val_split = train_split, val_split
+        self.condition_dropout = float(condition_dropout)
+        self.preprocess = preprocess_ecg
+        self.sample_every_eval = sample_every_eval
+        self.scheduler = make_training_scheduler()
+        self.model = DenoiserWithEma(EcgConditionedUNet3D(config), ema_decay)
+        self.forward_model = self.model
+        self._sample_batch: dict[str, torch.Tensor] | None = None
+
+    # ----------------------------------------------------------------------------------------------- data
+    def _dataset(self, split: str) -> Dataset:
+        return open_dataset(
+            self.source, split, n_subjects=self.n_subjects, seed=self.seed, modalities=["ecg", self.key]
+        )
+
+    def train_dataset(self) -> Dataset:
+        return self._dataset(self.train_split)
+
+    def val_dataset(self) -> Dataset:
+        return self._dataset(self.val_split)
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        ecg = torch.stack([item["ecg"] for item in items]).float()
+        cine = torch.stack([item[self.key] for item in items])
+        c = self.config
+        return {
+            "ecg": ecg_batch_preprocess(ecg) if self.preprocess else ecg,  # (B, 12, 5000)
+            "cine": resample_cine(cine, c.num_frames, c.height, c.width),  # (B, F, H, W)
+        }
+
+    # ------------------------------------------------------------------------------------------- training
+    def _frozen_inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        device = batch["cine"].device
+        self.vae.to(device)
+        self.ecg_encoder.to(device)
+        with torch.no_grad():
+            latents = encode_cine(self.vae, batch["cine"])  # (B, C, F, h, w)
+            tokens = self.ecg_encoder.forward_tokens(batch["ecg"])  # (B, T, D)
+        return latents, tokens
+
+    def training_forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        self.model.update_ema()
+        latents, tokens = self._frozen_inputs(batch)
+        b = latents.shape[0]
+        noise = torch.randn_like(latents)
+        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), device=latents.device)
+        noisy = self.scheduler.add_noise(latents, noise, t)
+        drop = torch.rand(b, device=latents.device) < self.condition_dropout
+        eps = self.forward_model(noisy, t, tokens, drop_condition=drop)
+        loss = F.mse_loss(eps.float(), noise)
+        return {"loss": loss, "cond_dropped": drop.float().mean()}
+
+    def evaluate(self, loader: DataLoader) -> dict[str, float]:
+        """EMA-weight epsilon MSE at fixed noise and timesteps (seeded, comparable across evaluations)."""
+        g = torch.Generator().manual_seed(1234)
+        total, n = 0.0, 0
+        for i, batch in enumerate(loader):
+            latents, tokens = self._frozen_inputs(batch)
+            b = latents.shape[0]
+            noise = torch.randn(latents.shape, generator=g).to(latents.device)
+            t = torch.randint(0, self.scheduler.config.num_train_timesteps, (b,), generator=g).to(latents.device)
+            eps = self.model.ema(self.scheduler.add_noise(latents, noise, t), t, tokens)
+            total += float(F.mse_loss(eps.float(), noise, reduction="sum"))
+            n += noise.numel()
+            if i == 0:
+                self._sample_batch = {k: v[:2].detach() for k, v in batch.items()}
+        return {"val_loss": total / max(n, 1)}
+
+    def best_model(self) -> nn.Module:
+        return self.model.ema
+
+    def best_metadata(self) -> dict[str, Any]:
+        return {"stage": "diffusion", "view": self.config.view, "weights": "ema", "data": self.source}
+
+    def on_evaluate(self, run_dir: Path, step: int) -> None:
+        """Save a PNG grid: real frames (rows 1-2) and EMA samples from the same ECGs (rows 3-4)."""
+        if not self.sample_every_eval or self._sample_batch is None:
+            return
+        import imageio.v3 as iio
+
+        from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
+
+        pipe = EcgToCmrPipeline(self.ecg_encoder, self.model.ema, self.vae, device=self.model.ema_updates.device)
+        generated = pipe(self._sample_batch["ecg"], num_inference_steps=10, guidance_scale=2.0, seed=0)
+        real = self._sample_batch["cine"].cpu().numpy()
+        cols = np.linspace(0, real.shape[1] - 1, min(8, real.shape[1])).round().astype(int)
+        rows = [np.concatenate(list(c[cols]), axis=1) for c in (*real, *generated)]
+        out = Path(run_dir) / "samples"
+        out.mkdir(parents=True, exist_ok=True)
+        iio.imwrite(out / f"samples_step{step:06d}.png", (np.concatenate(rows, axis=0) * 255).astype(np.uint8))
+        self.model.ema.requires_grad_(False)
+        self.model.denoiser.train()
