@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "cardiacnets.training.cli_synth",
     "cardiacnets.training.cli_data",
     "cardiacnets.training.cli_stages",
+    "cardiacnets.training.cli_diffusion",
 )
 
 for _name in _COMMAND_MODULES:
