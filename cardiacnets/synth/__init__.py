@@ -122,7 +122,7 @@ def simulate_subjects(
         raise InputError(f"mains_hz must be 50 or 60, got {mains_hz!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise InputError(f"seed must be an integer, got {seed!r}")
-    chunk = _CHUNK if with_cines else 256
+    chunk = _CHUNK if with_cines else 32
     parts = [
         _simulate_chunk(idx[i : i + chunk], int(seed), mode, prevalence, with_cines, ecg_noise, mains_hz)
         for i in range(0, max(idx.size, 1), chunk)

@@ -68,9 +68,9 @@ def ecg_parameters(subj: Mapping[str, np.ndarray], geom: Mapping[str, np.ndarray
     lvm = geom["lv_mass_true"]
     edv = geom["lv_volume"][:, 0]
     sub = subj["cm_subtype"]
-    dcm, hcm, rcm = sub == 1, sub == 2, sub == 0
+    _dcm, hcm, _rcm = sub == 1, sub == 2, sub == 0
     amyloid = subj["amyloid"]
-    ph, pc, cad = subj["ph"], subj["pc"], subj["cad"]
+    ph, _pc, cad = subj["ph"], subj["pc"], subj["cad"]
     ph_sev = subj["ph_severity"]
     lbbb, rbbb = subj["conduction"] == 1, subj["conduction"] == 2
     af = subj["rhythm"] == 1
@@ -94,8 +94,10 @@ def ecg_parameters(subj: Mapping[str, np.ndarray], geom: Mapping[str, np.ndarray
     infiltration = np.where(amyloid, 0.35 + 0.3 * rnd.uniform("amyloid_volt"), 1.0)
     mag = 1.35 * (lvm / 100.0) ** 0.6 * chest * habitus * effusion * infiltration
     axis = 45.0 + 18.0 * rnd.normal("axis") - 0.15 * (subj["age"] - 60.0) - 0.3 * (subj["bmi"] - 26.0)
-    axis = axis + np.where(ph, 45.0 + 40.0 * ph_sev, 0.0) - np.where(lbbb, 25.0, 0.0)
-    elev = 28.0 + 10.0 * rnd.normal("elev") - np.where(ph, 35.0 * ph_sev + 15.0, 0.0)
+    # PH: right-axis / anterior rotation grows with severity and RV hypertrophy, which varies a lot (often normal).
+    rvh = ph_sev * rnd.uniform("rvh")
+    axis = axis + np.where(ph, 55.0 * rvh, 0.0) - np.where(lbbb, 25.0, 0.0)
+    elev = 28.0 + 10.0 * rnd.normal("elev") - np.where(ph, 40.0 * rvh, 0.0)
     main_dir = _direction(axis, elev)
 
     septal = 0.16 * np.ones(n) * np.where(lbbb | amyloid, 0.0, 1.0) * np.where(hcm, 3.0, 1.0)
@@ -116,7 +118,7 @@ def ecg_parameters(subj: Mapping[str, np.ndarray], geom: Mapping[str, np.ndarray
     apical = subj["hcm_variant"] == 2
     t_dir = np.where(apical[:, None], _unit(-0.4 * np.ones(n), -0.5 * np.ones(n), 0.75 * np.ones(n)), t_dir)
     t_mag = np.where(apical, 0.9 + 0.5 * rnd.uniform("giant_t"), t_mag)
-    rv_strain = ph & (ph_sev > 0.3)
+    rv_strain = ph & (rvh > 0.4)
     t_dir = np.where(rv_strain[:, None], _unit(0.2 * np.ones(n), -0.6 * np.ones(n), 0.8 * np.ones(n)), t_dir)
     t_dir = np.where((cad & subj["cad_mi"])[:, None], _unit(*(t_dir + 0.8 * away).T), t_dir)
     stage = subj["pc_stage"]
@@ -129,8 +131,8 @@ def ecg_parameters(subj: Mapping[str, np.ndarray], geom: Mapping[str, np.ndarray
     st_dir = np.where((strain > 0)[:, None] & (stage != 1)[:, None], -main_dir, st_dir)
     ta_gain = np.where(stage == 1, 3.5, 1.0)
 
-    p_mag = (0.12 + 0.02 * rnd.normal("pmag")) * np.where(ph, 1.5 + 0.5 * ph_sev, 1.0)
-    p_dir = _direction(np.where(ph, 80.0, 55.0) + 10.0 * rnd.normal("paxis"), np.full(n, 0.0))
+    p_mag = (0.12 + 0.02 * rnd.normal("pmag")) * np.where(ph, 1.0 + 0.6 * rvh, 1.0)
+    p_dir = _direction(55.0 + np.where(ph, 25.0 * rvh, 0.0) + 10.0 * rnd.normal("paxis"), np.full(n, 0.0))
     p_mag = np.where(af, 0.0, p_mag)
     return {
         "hr": hr,
@@ -158,7 +160,7 @@ def ecg_parameters(subj: Mapping[str, np.ndarray], geom: Mapping[str, np.ndarray
         "lbbb": lbbb,
         "rbbb": rbbb,
         "ph": ph,
-        "ph_sev": ph_sev,
+        "rvh": rvh,
         "af": af,
     }
 
@@ -194,7 +196,7 @@ def beat_template(p: Mapping[str, np.ndarray]) -> np.ndarray:
     lobes.append((notch[:, None] * p["main_dir"], _gauss(tau, 0.68 * qrs, 0.1 * qrs)))
     term_dir = _unit(-0.25 * np.ones_like(mag), -0.5 * np.ones_like(mag), 0.8 * np.ones_like(mag))
     lobes.append(((0.28 * mag * (1 - lbbb))[:, None] * term_dir, _gauss(tau, 0.74 * qrs, 0.09 * qrs)))
-    rb = np.where(p["rbbb"], 0.55, 0.0) + np.where(p["ph"], 0.35 * p["ph_sev"], 0.0)
+    rb = np.where(p["rbbb"], 0.55, 0.0) + np.where(p["ph"], 0.3 * p["rvh"], 0.0)
     rv_dir = _unit(-0.75 * np.ones_like(mag), 0.1 * np.ones_like(mag), -0.65 * np.ones_like(mag))
     lobes.append(((rb * 1.0)[:, None] * rv_dir, _gauss(tau, 0.83 * qrs, 0.1 * qrs)))
     # ST plateau from J to T, then an asymmetric T wave (slow up, fast down).

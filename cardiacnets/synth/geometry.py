@@ -82,7 +82,7 @@ def build_geometry(subj: Mapping[str, np.ndarray], rnd: SubjectRandom) -> dict[s
     n = rnd.n
     male = subj["sex"] == 1
     age, bsa, hr = subj["age"], subj["bsa"], subj["heart_rate"]
-    cad, ph, pc, hf = subj["cad"], subj["ph"], subj["pc"], subj["hf"]
+    _cad, ph, pc, hf = subj["cad"], subj["ph"], subj["pc"], subj["hf"]
     sub = subj["cm_subtype"]
     dcm, hcm, rcm = sub == 1, sub == 2, sub == 0
     amyloid = subj["amyloid"]

@@ -53,7 +53,6 @@ def sample_subjects(
     ``pc_effusion_mm``, ``pc_thickening_mm``, ``pc_stage``, ``pc_constrictive``, ``rhythm`` (0 sinus, 1 AF),
     ``conduction`` (0 none, 1 LBBB, 2 RBBB)).
     """
-    n = rnd.n
     if mode not in ("population", "balanced"):
         raise InputError(f"mode must be 'population' or 'balanced', got {mode!r}")
     prev = _check_prevalence(prevalence)
