@@ -17,7 +17,7 @@ Pipeline of :func:`preprocess_ecg` (``(..., 12, n)`` mV at ``fs`` Hz -> ``(..., 
 3. :func:`remove_baseline_seasonal`: subtract the seasonal-decomposition trend, a centred moving average over one
    beat (period = fs * 60 / HR samples).
 4. :func:`wavelet_denoise`: db6, level 4, universal threshold with a MAD noise estimate, soft.
-5. :func:`savgol_smooth`: window 15 samples (30 ms), order 3.
+5. :func:`savgol_smooth`: window 11 samples (22 ms), order 3.
 6. :func:`minmax_scale` channel-wise to [-1, 1] (a flat channel becomes 0).
 7. centre zero-padding to 5000 samples when shorter (after scaling, so the padding sits at the neutral 0 and does not
    move the min-max range).
@@ -82,8 +82,9 @@ class PreprocessConfig:
         threshold_rule: ``"universal"``: lambda = sigma * sqrt(2 ln n) (Donoho-Johnstone VisuShrink), one per lead.
         noise_estimator: ``"mad"``: sigma = median(|D1|) / 0.6745, from the finest detail band, robust to QRS.
         threshold_mode: ``"soft"`` (paper).
-        savgol_window: 15 samples = 30 ms at 500 Hz; with order 3 the -3 dB point is ~55 Hz, so QRS content (< 40 Hz)
-            passes and residual high-frequency noise is smoothed. Must be odd and > savgol_order.
+        savgol_window: 11 samples = 22 ms at 500 Hz; with order 3 the -3 dB point is 49 Hz (-12 dB at 100 Hz), so
+            QRS content (mostly < 40 Hz) passes and residual high-frequency noise is smoothed. (15 samples would put
+            the -3 dB point at 36 Hz and blunt R peaks.) Must be odd and > savgol_order.
         savgol_order: 3 (cubic keeps QRS peak heights better than a quadratic at this window).
         scale_range: channel-wise min-max target range (paper: [-1, 1]).
     """
@@ -100,7 +101,7 @@ class PreprocessConfig:
     threshold_rule: str = "universal"
     noise_estimator: str = "mad"
     threshold_mode: str = "soft"
-    savgol_window: int = 15
+    savgol_window: int = 11
     savgol_order: int = 3
     scale_range: tuple[float, float] = (-1.0, 1.0)
 
@@ -374,7 +375,7 @@ def wavelet_denoise(
     return np.moveaxis(out, -1, axis)
 
 
-def savgol_smooth(signal: np.ndarray, window: int = 15, order: int = 3, axis: int = -1) -> np.ndarray:
+def savgol_smooth(signal: np.ndarray, window: int = 11, order: int = 3, axis: int = -1) -> np.ndarray:
     """Savitzky-Golay smoothing along ``axis`` (``scipy.signal.savgol_filter``, ``mode="interp"``); units unchanged.
 
     Rows shorter than ``window`` are returned unchanged (the filter is undefined there)."""

@@ -107,9 +107,11 @@ def test_wavelet_denoise_improves_snr_and_keeps_r_peaks() -> None:
 def test_savgol_passes_ecg_band_and_attenuates_high_frequency() -> None:
     t = np.arange(5000) / 500.0
     slow = np.sin(2 * np.pi * 5.0 * t)
+    qrs_band = np.sin(2 * np.pi * 40.0 * t)
     fast = np.sin(2 * np.pi * 150.0 * t)
     inner = slice(100, 4900)
     assert _db(np.mean(slow[inner] ** 2) / np.mean(savgol_smooth(slow)[inner] ** 2)) < 0.1
+    assert _db(np.mean(qrs_band[inner] ** 2) / np.mean(savgol_smooth(qrs_band)[inner] ** 2)) < 3.0
     assert _db(np.mean(fast[inner] ** 2) / np.mean(savgol_smooth(fast)[inner] ** 2)) > 10.0
 
 
@@ -167,7 +169,7 @@ def test_preprocess_record_reports_what_it_did() -> None:
 
 
 def test_config_round_trip_and_strictness() -> None:
-    config = PreprocessConfig(wavelet_level=5, savgol_window=11)
+    config = PreprocessConfig(wavelet_level=5, savgol_window=15)
     assert PreprocessConfig.from_dict(config.to_dict()) == config
     import json
 
