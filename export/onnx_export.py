@@ -44,13 +44,17 @@ MAX_BATCH = 1024
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Parity bound ``|onnx - torch| <= atol + rtol * |torch|`` elementwise."""
+    """Parity bound ``|onnx - torch| <= atol + rtol * |torch| + range_rel * max|torch|`` elementwise.
+
+    ``range_rel`` scales with the output's largest magnitude, for outputs whose units vary per column (phenotypes).
+    """
 
     atol: float
     rtol: float = 0.0
+    range_rel: float = 0.0
 
     def to_dict(self) -> dict[str, float]:
-        return {"atol": self.atol, "rtol": self.rtol}
+        return {"atol": self.atol, "rtol": self.rtol, "range_rel": self.range_rel}
 
 
 #: Screening graph vs torch (FP32). Probabilities are bounded in [0, 1]: an absolute bound. Phenotypes are in original
@@ -251,7 +255,8 @@ def compare_outputs(
             continue
         diff = np.abs(got - ref)
         finite = bool(np.isfinite(got).all() and np.isfinite(ref).all())
-        ok = finite and bool(np.all(diff <= tol.atol + tol.rtol * np.abs(ref)))
+        bound = tol.atol + tol.rtol * np.abs(ref) + tol.range_rel * (float(np.abs(ref).max()) if ref.size else 0.0)
+        ok = finite and bool(np.all(diff <= bound))
         rel = diff / np.maximum(np.abs(ref), 1e-6)
         report[name] = {
             "ok": ok,
@@ -297,7 +302,7 @@ def parity_check(
 
 def _describe(entry: Mapping[str, Any]) -> str:
     return (f"max |diff| {entry['max_abs']:.3g}, max rel {entry['max_rel']:.3g} exceeds atol {entry['atol']:g}"
-            f" + rtol {entry['rtol']:g}")  # fmt: skip
+            f" + rtol {entry['rtol']:g} + range_rel {entry['range_rel']:g}")  # fmt: skip
 
 
 def _to_numpy(value: Any) -> np.ndarray:

@@ -1,0 +1,238 @@
+"""Inference benchmarks (run on purpose, never as tests): screening throughput and latency for torch eager, ORT FP32
+and ORT INT8 in one run, the model's FLOPs against the machine's measured matmul rate, and diffusion sampling time.
+
+Timing: every runtime is warmed up, then the runtimes are measured in interleaved rounds (torch, ORT FP32, ORT INT8,
+torch, ...) so a load spike from other processes hits all of them alike; the median per-call latency over all rounds
+is reported, with throughput = batch / median latency and ratios against torch eager.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cardiacnets.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+
+def vit_flops(embed_dim: int, depth: int, mlp_ratio: float, n_patches: int, patch_samples: int) -> dict[str, int]:
+    """Analytic forward FLOPs (2 per multiply-add) of the ECG ViT for one ECG; norms, GELU and softmax excluded.
+
+    Patch embedding ``2 N P D``; per block with T = N + 1 tokens: QKV ``6 T D^2``, attention scores and weighted sum
+    ``4 T^2 D``, output projection ``2 T D^2``, MLP ``4 r T D^2``.
+    """
+    d, t = embed_dim, n_patches + 1
+    hidden = int(d * mlp_ratio)
+    patch = 2 * n_patches * patch_samples * d
+    block = 6 * t * d * d + 4 * t * t * d + 2 * t * d * d + 4 * t * d * hidden
+    return {"patch_embed": patch, "blocks": depth * block, "total": patch + depth * block}
+
+
+def profiled_flops(module: Any, args: tuple[Any, ...]) -> int:
+    """FLOPs of one forward counted by ``torch.utils.flop_counter`` (matmul, conv, attention)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        module(*args)
+    return int(counter.get_total_flops())
+
+
+def matmul_rate(threads: int | None = None, n: int = 1024, seconds: float = 1.5) -> dict[str, float]:
+    """Measured FP32 matrix-multiply rate of this machine through torch (GFLOP/s, best of repeated n x n products)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = math.inf
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return {"gflops": 2 * n**3 / best / 1e9, "n": n, "threads": torch.get_num_threads()}
+
+
+def _interleaved(runners: dict[str, Callable[[], Any]], rounds: int, per_round: int) -> dict[str, list[float]]:
+    for fn in runners.values():  # warm-up: first calls of a new ORT session are ~2x slower
+        fn()
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(rounds):
+        for name, fn in runners.items():
+            for _ in range(per_round):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def bench_screening(
+    *,
+    model: Any = None,
+    model_name: str = "screening-ecg-tiny",
+    screening_dir: str | os.PathLike[str] | None = None,
+    batches: Sequence[int] = (1, 8, 32),
+    threads: int | None = None,
+    rounds: int = 5,
+    budget_s: float = 4.0,
+) -> dict[str, Any]:
+    """Latency/throughput of torch eager, ORT FP32 and ORT INT8 per batch size, FLOPs and efficiency.
+
+    The model is ``model``, or loaded from ``screening_dir``, or ``create_model(model_name)`` (random weights, eval;
+    speed does not depend on the weights). Its FP32 and INT8 graphs are exported (with their checks) to a temp dir.
+    """
+    import onnxruntime as ort
+    import torch
+    from cardiacnets.export.onnx_export import export_screening, screening_feeds
+    from cardiacnets.export.precision import quantize_int8
+
+    if any(b < 1 for b in batches):
+        raise InputError(f"batch sizes must be >= 1, got {list(batches)}")
+    if model is None and screening_dir is not None:
+        from cardiacnets.export.bundle_builder import load_screening
+
+        model = load_screening(screening_dir)[0]
+        model_name = str(screening_dir)
+    elif model is None:
+        from cardiacnets.models.registry import create_model
+
+        torch.manual_seed(0)
+        model = create_model(model_name)
+    model = model.eval()
+    threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    cfg = model.config.ecg
+    report: dict[str, Any] = {
+        "model": model_name,
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "conditions": _conditions(threads),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "screening.onnx"
+        int8 = Path(tmp) / "screening.int8.onnx"
+        export_screening(model, fp32)
+        quantize_int8(fp32, int8)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        sessions = {k: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
+                    for k, p in (("ort_fp32", fp32), ("ort_int8", int8))}  # fmt: skip
+        rng = np.random.default_rng(0)
+        per_ecg = vit_flops(cfg.embed_dim, cfg.depth, cfg.mlp_ratio, cfg.num_patches, cfg.patch_samples)
+        example = screening_feeds(1, rng)
+        counted = profiled_flops(model.predict, tuple(torch.from_numpy(example[k]) for k in example))
+        rate = matmul_rate(threads)
+        report["flops_per_ecg"] = {"analytic_vit": per_ecg["total"], "profiled_model": counted}
+        report["matmul_gflops"] = rate
+        report["batches"] = {}
+        for batch in batches:
+            feed = screening_feeds(batch, rng)
+            tensors = tuple(torch.from_numpy(feed[k]) for k in feed)
+
+            def run_torch(t: tuple[Any, ...] = tensors) -> Any:
+                with torch.inference_mode():
+                    return model.predict(*t)
+
+            runners: dict[str, Callable[[], Any]] = {"torch_eager": run_torch}
+            for name, session in sessions.items():
+                runners[name] = lambda s=session, f=feed: s.run(None, f)
+            start = time.perf_counter()
+            run_torch()
+            one = time.perf_counter() - start
+            per_round = max(1, min(20, int(budget_s / rounds / max(one, 1e-4) / len(runners))))
+            times = _interleaved(runners, rounds, per_round)
+            row: dict[str, Any] = {}
+            for name, values in times.items():
+                median = float(np.median(values))
+                gflops = counted * batch / median / 1e9
+                row[name] = {
+                    "latency_ms_median": median * 1e3,
+                    "latency_ms_p90": float(np.percentile(values, 90)) * 1e3,
+                    "throughput_ecg_per_s": batch / median,
+                    "achieved_gflops": gflops,
+                    "efficiency_vs_matmul": gflops / rate["gflops"],
+                    "calls": len(values),
+                }
+            base = row["torch_eager"]["latency_ms_median"]
+            for name in row:
+                row[name]["speedup_vs_torch"] = base / row[name]["latency_ms_median"]
+            report["batches"][str(batch)] = row
+    return report
+
+
+def bench_diffusion(
+    *, preset: str = "tiny", view: str = "sa", frames: int = 8, size: int = 32, latent_downsample: int = 4,
+    samplers: Sequence[tuple[str, int]] = (("ddim", 100), ("dpm", 20)), threads: int | None = None,
+    guidance: float = 3.0,
+) -> dict[str, Any]:  # fmt: skip
+    """Seconds per generated cine for each ``(sampler, steps)`` with a random-weight pipeline of the given size
+    (classifier-free guidance on, so each step runs the denoiser at batch 2)."""
+    import torch
+
+    from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
+    from cardiacnets.diffusion.unet import Ecg2CmrConfig, EcgConditionedUNet3D
+    from cardiacnets.diffusion.vae import VAE_PRESETS, create_vae
+    from cardiacnets.models.registry import create_model
+
+    threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    encoder = create_model("ecg-vit-tiny").eval()
+    factors = {p: 2 ** (len(s["block_out_channels"]) - 1) for p, s in VAE_PRESETS.items()}
+    vae_preset = next((p for p, f in factors.items() if f == latent_downsample), None)
+    if vae_preset is None:
+        raise InputError(f"no autoencoder preset downsamples by {latent_downsample} (have {sorted(factors.values())})")
+    shape = {"num_frames": frames, "height": size, "width": size, "latent_downsample": latent_downsample}
+    config = Ecg2CmrConfig.from_preset(preset, view, condition_dim=encoder.embed_dim, **shape)
+    pipeline = EcgToCmrPipeline(encoder, EcgConditionedUNet3D(config), create_vae(vae_preset, image_size=size))
+    ecg = np.random.default_rng(0).uniform(-1, 1, size=(1, 12, 5000)).astype(np.float32)
+    pipeline(ecg, num_inference_steps=1, seed=0, guidance_scale=guidance)  # warm-up
+    out: dict[str, Any] = {
+        "denoiser": {
+            "preset": preset,
+            "view": view,
+            "latent_shape": list(config.latent_shape),
+            "parameters": int(sum(p.numel() for p in pipeline.denoiser.parameters())),
+        },  # fmt: skip
+        "vae_preset": vae_preset,
+        "cine_shape": [frames, size, size],
+        "guidance_scale": guidance,
+        "conditions": _conditions(threads),
+        "samplers": {},
+    }
+    for name, steps in samplers:
+        _, seconds = pipeline.timed_call(ecg, num_inference_steps=steps, scheduler=name, seed=0,
+                                         guidance_scale=guidance)  # fmt: skip
+        out["samplers"][f"{name}-{steps}"] = {"seconds_per_cine": seconds, "ms_per_step": seconds / steps * 1e3}
+    return out
+
+
+def _conditions(threads: int) -> dict[str, Any]:
+    import onnxruntime
+    import torch
+
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    return {"cpu_count": os.cpu_count(), "threads": threads, "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(), "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__, "load_average_1min_at_start": load}  # fmt: skip
+
+
+__all__ = ["bench_diffusion", "bench_screening", "matmul_rate", "profiled_flops", "vit_flops"]

@@ -1,0 +1,333 @@
+"""Build the model bundle of DESIGN section 7 from a trained screening model (and optionally an ECG2CMR pipeline).
+
+Layout::
+
+    out/
+      manifest.json             written last, by cardiacnets.bundle.write_manifest (sha256 of every other file)
+      screening.onnx            FP32 master, checked against torch
+      screening.int8.onnx       dynamic INT8 (CPU), checked against the FP32 graph, accuracy cost measured
+      screening.fp16.onnx       FP16 with norms/softmax in FP32 (GPU / TensorRT), likewise
+      cine/ecg_encoder.onnx     with --diffusion: ECG -> tokens
+      cine/unet_<view>.onnx     the denoiser (+ .fp16.onnx), fixed frames, dynamic batch
+      cine/vae_decoder.onnx     latents -> frames
+      cine/scheduler_config.json
+
+``default_variant`` of the screening model is INT8 only when its measured AUROC cost on the evaluation split is at
+most :data:`~cardiacnets.export.precision.MAX_AUROC_COST` on every disease; FP16 is a GPU variant and never the CPU
+default. The build refuses a non-empty output directory unless ``overwrite``; it writes into ``out.partial`` and
+renames, so a failed build leaves no half bundle behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cardiacnets.bundle import load_bundle, write_manifest
+from cardiacnets.errors import CheckpointError, ExportError, InputError
+
+logger = logging.getLogger(__name__)
+
+NOT_FOR_CLINICAL_USE = "not for clinical use"
+SCREENING_VARIANTS = ("int8", "fp16")
+
+
+def resolve_model_dir(path: str | os.PathLike[str]) -> Path:
+    """A saved-model directory (``config.json`` + ``model.safetensors``) or a training run directory (its ``best/``)."""
+    path = Path(path)
+    for candidate in (path, path / "best"):
+        if (candidate / "config.json").is_file() and (candidate / "model.safetensors").is_file():
+            return candidate
+    raise CheckpointError(f"{path}: no saved model (config.json + model.safetensors) here or in {path / 'best'}")
+
+
+def load_screening(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any], Path]:
+    """``(model, metadata, model_dir)`` of an ECG-input screening model saved with ``save_pretrained``."""
+    from cardiacnets.models.registry import from_pretrained, read_pretrained_metadata
+    from cardiacnets.models.screening import ScreeningModel
+
+    model_dir = resolve_model_dir(path)
+    model = from_pretrained(model_dir)
+    if not isinstance(model, ScreeningModel) or model.config.input != "ecg":
+        raise CheckpointError(f"{model_dir} holds a {type(model).__name__}, not an ECG-input screening model")
+    return model.eval(), read_pretrained_metadata(model_dir), model_dir
+
+
+def preprocess_from_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``PreprocessConfig`` dict the model was trained with (the default config when the metadata has none)."""
+    from cardiacnets.preprocess import PreprocessConfig
+
+    raw = metadata.get("preprocess")
+    if raw is None:
+        logger.warning("model metadata has no preprocessing config; the bundle uses the default PreprocessConfig")
+        return PreprocessConfig().to_dict()
+    if not isinstance(raw, Mapping):
+        raise CheckpointError(f"model metadata 'preprocess' must be a mapping, got {type(raw).__name__}")
+    if "kind" in raw:  # training's {"kind": "full" | "minmax", "config": {...}}
+        if raw["kind"] != "full":
+            raise ExportError(
+                f"the model was trained with ECG preprocessing {raw['kind']!r}; the edge runtime applies the full"
+                " PreprocessConfig pipeline, so it cannot be bundled (retrain with ecg_preprocess=full)"
+            )
+        raw = raw.get("config") or {}
+    return PreprocessConfig.from_dict(dict(raw)).to_dict()
+
+
+def thresholds_from_metadata(metadata: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """``(thresholds, source)``: per disease ``{"youden", "high_specificity", "default"}`` from the model's metadata,
+    or 0.5 placeholders (source ``"placeholder"``) when it has none."""
+    from cardiacnets.targets import DISEASES
+
+    raw = metadata.get("thresholds")
+    if not raw:
+        logger.warning("model metadata has no decision thresholds; the bundle uses 0.5 placeholders")
+        return {d: {"youden": 0.5, "high_specificity": 0.5, "default": "youden"} for d in DISEASES}, "placeholder"
+    if not isinstance(raw, Mapping):
+        raise CheckpointError(f"model metadata 'thresholds' must map diseases to thresholds, got {raw!r}")
+    out = {}
+    for disease in DISEASES:
+        entry = raw.get(disease)
+        if isinstance(entry, (int, float)) and not isinstance(entry, bool):
+            entry = {"youden": float(entry), "default": "youden"}
+        if not isinstance(entry, Mapping):
+            raise CheckpointError(f"model metadata has no threshold for {disease} (has: {', '.join(map(str, raw))})")
+        entry = dict(entry)
+        entry.setdefault("default", "youden")
+        point = entry["default"]
+        value = entry.get(point)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+            raise CheckpointError(f"threshold {disease}.{point} must be a probability in [0, 1], got {value!r}")
+        out[disease] = entry
+    return out, "model metadata"
+
+
+def training_data_from_metadata(metadata: Mapping[str, Any], eval_description: str | None) -> dict[str, Any]:
+    """Training-data description. Unless the metadata says ``"synthetic": false`` the bundle is marked synthetic."""
+    raw = metadata.get("training_data")
+    info: dict[str, Any] = dict(raw) if isinstance(raw, Mapping) else {}
+    if isinstance(raw, str):
+        info["description"] = raw
+    info.setdefault("description", "CardiacNets screening model trained on the synthetic cohort (cardiacnets.synth)")
+    info["synthetic"] = bool(info.get("synthetic", True))
+    info["clinical_use"] = NOT_FOR_CLINICAL_USE
+    if eval_description:
+        info["precision_evaluation_split"] = eval_description
+    return info
+
+
+def label_spec() -> dict[str, Any]:
+    """Disease and subtype names and the 82 phenotypes (name, unit) in output order, from ``cardiacnets.targets``."""
+    from cardiacnets.targets import COVARIATES, DISEASE_NAMES, DISEASES, SUBTYPE_NAMES, SUBTYPES, phenotypes
+
+    return {
+        "diseases": [{"code": d, "name": DISEASE_NAMES[d]} for d in DISEASES],
+        "subtypes": [{"code": s, "name": SUBTYPE_NAMES[s]} for s in SUBTYPES],
+        "covariates": list(COVARIATES),
+        "phenotypes": [{"index": p.index, "short": p.short, "name": p.name, "unit": p.unit} for p in phenotypes()],
+    }
+
+
+def tool_versions() -> dict[str, str]:
+    """Versions of the tools that built the bundle."""
+    import onnx
+    import onnxruntime
+    import torch
+
+    import cardiacnets
+
+    versions = {"cardiacnets": cardiacnets.__version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                "onnxruntime": onnxruntime.__version__, "python": platform.python_version(),
+                "numpy": np.__version__}  # fmt: skip
+    try:
+        import onnxscript
+
+        versions["onnxscript"] = onnxscript.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def _variant_tolerances(variant: str) -> dict[str, Any]:
+    from cardiacnets.export.onnx_export import Tolerance
+
+    prob = 0.05 if variant == "int8" else 0.01
+    spread = 0.05 if variant == "int8" else 0.01
+    return {"disease_prob": Tolerance(prob), "subtype_prob": Tolerance(prob),
+            "phenotypes": Tolerance(0.0, 0.0, spread), "embedding": Tolerance(0.0, 0.0, spread)}  # fmt: skip
+
+
+def make_screening_variant(fp32: Path, variant: str, dst: Path) -> dict[str, Any]:
+    """Write an ``int8`` or ``fp16`` variant of the FP32 screening graph and check it against FP32 on fixed inputs."""
+    from cardiacnets.export.onnx_export import check_graph, ort_session, parity_check, screening_feeds
+    from cardiacnets.export.precision import convert_to_fp16, quantize_int8
+
+    from cardiacnets.bundle import SCREENING_OUTPUTS
+
+    if variant == "int8":
+        quantize_int8(fp32, dst)
+        info: dict[str, Any] = {"precision": "int8-dynamic (S8 weights, MatMul/Gemm)", "target": "cpu"}
+    elif variant == "fp16":
+        info = {"precision": "fp16 (norms, softmax in fp32; fp32 I/O)", "target": "gpu",
+                "conversion": convert_to_fp16(fp32, dst)}  # fmt: skip
+    else:
+        raise InputError(f"unknown precision variant {variant!r}; choose from {', '.join(SCREENING_VARIANTS)}")
+    check_graph(dst)
+    reference = ort_session(fp32)
+    names = list(SCREENING_OUTPUTS)
+
+    def run_fp32(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(names, reference.run(names, feed), strict=True))
+
+    rng = np.random.default_rng(11)
+    info["parity"] = parity_check(dst, run_fp32, [screening_feeds(b, rng) for b in (1, 3)],
+                                  _variant_tolerances(variant), what="screening.onnx (fp32)")  # fmt: skip
+    return info
+
+
+def build_bundle(
+    screening: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    diffusion: str | os.PathLike[str] | None = None,
+    eval_split: Any = None,
+    variants: Sequence[str] = SCREENING_VARIANTS,
+    name: str | None = None,
+    version: str | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Export, check and write a bundle directory; return its manifest.
+
+    Args:
+        screening: a saved screening model directory or a training run directory.
+        out: the bundle directory to create.
+        diffusion: an ``EcgToCmrPipeline`` directory (``save_pretrained``) whose parts go into ``cine/``.
+        eval_split: an :class:`~cardiacnets.export.precision.EvalSplit` to measure the variants' accuracy cost on;
+            without it no variant can become the default (the bundle defaults to FP32).
+        variants: precision variants of the screening graph to build.
+    """
+    from cardiacnets.export.onnx_export import export_screening
+    from cardiacnets.export.precision import accuracy_cost, choose_default_variant
+
+    started = time.time()
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"{out} exists and is not empty; choose another --out or pass --force")
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        model, metadata, model_dir = load_screening(screening)
+        preprocess = preprocess_from_metadata(metadata)
+        thresholds, thresholds_source = thresholds_from_metadata(metadata)
+        result = export_screening(model, partial / "screening.onnx")
+        entry = result.manifest_entry("screening.onnx")
+        entry["source"] = {"model_dir": model_dir.name, "config": _model_summary(model)}
+        entry["variants"] = {}
+        for variant in variants:
+            rel = f"screening.{variant}.onnx"
+            entry["variants"][variant] = {"file": rel, **make_screening_variant(partial / "screening.onnx", variant,
+                                                                               partial / rel)}  # fmt: skip
+        precision_report = None
+        default, reason = "fp32", "no evaluation split given: variants' accuracy cost unmeasured"
+        if eval_split is not None and entry["variants"]:
+            paths = {v: partial / e["file"] for v, e in entry["variants"].items()}
+            precision_report = accuracy_cost(partial / "screening.onnx", paths, eval_split)
+            default, reason = choose_default_variant(precision_report)
+            for v, cost in precision_report["variants"].items():
+                keys = ("auroc_cost", "max_auroc_cost", "phenotype_r_cost", "max_abs_prob_diff")
+                entry["variants"][v]["accuracy_cost"] = {k: cost[k] for k in keys}
+        entry["default_variant"] = default
+        entry["default_variant_reason"] = reason
+        models: dict[str, Any] = {"screening": entry}
+        cine = _add_diffusion(diffusion, partial, models) if diffusion is not None else None
+        manifest: dict[str, Any] = {
+            "name": name or f"cardiacnets-{model_dir.parent.name if model_dir.name == 'best' else model_dir.name}",
+            "version": version or "0.1.0",
+            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "tools": tool_versions(),
+            "models": models,
+            "preprocess": preprocess,
+            "labels": label_spec(),
+            "thresholds": thresholds,
+            "thresholds_source": thresholds_source,
+            "training_data": training_data_from_metadata(
+                metadata, precision_report["split"] if precision_report else None
+            ),
+            "precision_report": precision_report,
+            "build_seconds": round(time.time() - started, 1),
+        }
+        if cine is not None:
+            manifest["cine"] = cine
+        write_manifest(partial, _json_safe(manifest))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    bundle = load_bundle(out)  # re-verify what was written
+    logger.info("bundle %s written: %d files, default variant %s", out, len(bundle.manifest["files"]), default)
+    return bundle.manifest
+
+
+def _model_summary(model: Any) -> dict[str, Any]:
+    from cardiacnets.models._config import config_to_dict
+
+    cfg = config_to_dict(model.config)
+    return {"ecg": cfg.get("ecg"), "n_diseases": cfg.get("n_diseases"), "n_phenotypes": cfg.get("n_phenotypes"),
+            "parameters": int(sum(p.numel() for p in model.parameters()))}  # fmt: skip
+
+
+def _add_diffusion(directory: str | os.PathLike[str], root: Path, models: dict[str, Any]) -> dict[str, Any]:
+    """Export an ECG2CMR pipeline into ``root/cine`` and register its graphs in ``models``; return the cine section."""
+    from cardiacnets.export.onnx_export import export_pipeline
+    from cardiacnets.export.precision import convert_to_fp16
+
+    from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
+
+    pipeline = EcgToCmrPipeline.from_pretrained(directory)
+    cine_dir = root / "cine"
+    results = export_pipeline(pipeline, cine_dir)
+    for key, result in results.items():
+        rel = f"cine/{result.path.name}"
+        models[key] = result.manifest_entry(rel)
+        if result.kind == "unet":
+            fp16 = result.path.with_suffix(".fp16.onnx")
+            counts = convert_to_fp16(result.path, fp16)
+            models[key]["variants"] = {"fp16": {"file": f"cine/{fp16.name}", "precision": "fp16", "target": "gpu",
+                                                "conversion": counts}}  # fmt: skip
+    (cine_dir / "scheduler_config.json").write_text(json.dumps(pipeline.scheduler_config, indent=2) + "\n")
+    meta = json.loads((Path(directory) / "pipeline.json").read_text())
+    return {
+        "view": pipeline.config.view,
+        "latent_shape": list(pipeline.config.latent_shape),
+        "cine_shape": [pipeline.config.num_frames, pipeline.config.height, pipeline.config.width],
+        "default_scheduler": pipeline.default_scheduler,
+        "scheduler_config": "cine/scheduler_config.json",
+        "label": meta.get("label"),
+        "classifier_free_guidance": "batch [latents, latents] with drop_condition [True]*B + [False]*B",
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+__all__ = ["NOT_FOR_CLINICAL_USE", "build_bundle", "label_spec", "load_screening", "resolve_model_dir"]

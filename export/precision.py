@@ -1,0 +1,406 @@
+"""Precision variants of exported graphs and their measured accuracy cost.
+
+* FP16 (GPUs, TensorRT strongly typed builds): :func:`convert_to_fp16`, written with ``onnx`` alone (no
+  onnxconverter-common). Float tensors become float16, except: the graph's inputs and outputs (FP32 at the interface,
+  cast inside), normalisations and softmax (:data:`FP32_OPS`; their FP16 variance/exponent overflows, export-notes.md
+  4.4), the sinusoidal timestep embedding (Sin/Cos and every float node feeding them: ``t * freq`` with t up to 999 is
+  off by up to 0.5 rad in FP16), inputs an op's schema requires as float32 (Resize ``scales``) and ops whose schema
+  admits no float16 (Range). Casts are inserted wherever a producer's and consumer's dtypes differ, so explicit
+  ``Cast(to=FLOAT)`` nodes in the graph are retargeted rather than breaking it (the onnxconverter-common failure that
+  export-notes.md section 3 records).
+* INT8 (CPU screening): ``onnxruntime.quantization.quantize_dynamic`` with S8 weights on MatMul/Gemm only after
+  ``quant_pre_process`` (export-notes.md 1.2: best accuracy/speed trade-off, ~25% faster on x86).
+
+:func:`accuracy_cost` measures a variant against FP32 on a labelled split (AUROC per disease, mean phenotype Pearson r)
+and :func:`choose_default_variant` applies the rule: a variant costing more than :data:`MAX_AUROC_COST` AUROC on any
+disease is not the default.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cardiacnets.errors import ExportError, InputError
+
+logger = logging.getLogger(__name__)
+
+#: A variant whose AUROC drops by more than this on any disease (vs FP32, same split) is never the default.
+MAX_AUROC_COST = 0.005
+
+#: Ops kept in FP32 in FP16 graphs: normalisations (x^2 overflows FP16 past |x| > 256) and softmax.
+FP32_OPS = frozenset(
+    {"LayerNormalization", "InstanceNormalization", "GroupNormalization", "BatchNormalization", "Softmax",
+     "LogSoftmax", "ReduceMean", "ReduceSumSquare", "Pow", "Sqrt", "Reciprocal"}
+)  # fmt: skip
+#: Ops whose float inputs, and everything float upstream of them, stay FP32 (timestep embeddings).
+FP32_UPSTREAM_OPS = frozenset({"Sin", "Cos"})
+#: Ops that accept any input dtype (no cast is inserted before them).
+_ANY_INPUT_OPS = frozenset({"Cast", "Shape", "Size", "Identity"})
+
+_FLOAT = 1  # onnx.TensorProto.FLOAT
+_FLOAT16 = 10  # onnx.TensorProto.FLOAT16
+
+
+# --------------------------------------------------------------------------------------------------------- FP16
+def convert_to_fp16(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, fp32_ops: frozenset[str] = FP32_OPS
+) -> dict[str, int]:
+    """Write an FP16 (mixed) copy of the FP32 graph ``src`` to ``dst``; inputs and outputs stay float32.
+
+    Returns counts: ``{"fp16_nodes", "fp32_nodes", "casts", "fp16_initializers"}``. Raises :class:`ExportError` for
+    graphs with subgraphs (If/Loop) or local functions, which this converter does not handle.
+    """
+    import onnx
+    from onnx import defs, helper, numpy_helper, shape_inference
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    if model.functions:
+        model = onnx.inliner.inline_local_functions(model)
+        graph = model.graph
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in graph.node for a in n.attribute):
+        raise ExportError(f"{Path(src).name}: graphs with If/Loop subgraphs are not supported by the FP16 converter")
+    inferred = shape_inference.infer_shapes(model)
+    elem: dict[str, int] = {}
+    for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        elem[v.name] = v.type.tensor_type.elem_type
+    for init in graph.initializer:
+        elem[init.name] = init.data_type
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 18)
+
+    producers = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def is_float(name: str) -> bool:
+        return bool(name) and elem.get(name) == _FLOAT
+
+    def schema_of(node: Any) -> Any:
+        if node.domain not in ("", "ai.onnx"):
+            return None
+        try:
+            return defs.get_schema(node.op_type, opset, node.domain)
+        except defs.SchemaError:
+            return None
+
+    # 1. nodes computed in FP32
+    blocked: set[int] = set()
+    for node in graph.node:
+        schema = schema_of(node)
+        if node.op_type in fp32_ops or schema is None:
+            blocked.add(id(node))
+            continue
+        allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+        for i, name in enumerate([*node.input, *node.output]):
+            if not is_float(name):
+                continue
+            formal = schema.inputs if i < len(node.input) else schema.outputs
+            j = i if i < len(node.input) else i - len(node.input)
+            if not formal:
+                continue
+            type_str = formal[min(j, len(formal) - 1)].type_str
+            if type_str in allowed and "tensor(float16)" not in allowed[type_str]:
+                blocked.add(id(node))
+    stack = [n for n in graph.node if n.op_type in FP32_UPSTREAM_OPS]
+    while stack:
+        node = stack.pop()
+        if id(node) in blocked and node.op_type not in FP32_UPSTREAM_OPS:
+            continue
+        blocked.add(id(node))
+        for name in node.input:
+            if is_float(name) and name in producers:
+                stack.append(producers[name])
+
+    # 2. dtype each float tensor is produced with, and the dtype each use needs
+    graph_inputs = {v.name for v in graph.input}
+
+    def wanted(node: Any, index: int, name: str) -> int | None:
+        if not is_float(name) or node.op_type in _ANY_INPUT_OPS:
+            return None
+        if id(node) in blocked:
+            return _FLOAT
+        schema = schema_of(node)
+        if schema is not None and schema.inputs:
+            type_str = schema.inputs[min(index, len(schema.inputs) - 1)].type_str
+            if type_str == "tensor(float)":
+                return _FLOAT
+        return _FLOAT16
+
+    produced: dict[str, int] = {}
+    fp16_inits = 0
+    new_inits = []
+    for init in graph.initializer:
+        if init.data_type != _FLOAT:
+            new_inits.append(init)
+            continue
+        uses = [wanted(n, list(n.input).index(init.name), init.name) for n in consumers.get(init.name, [])]
+        if uses and all(u == _FLOAT for u in uses):
+            produced[init.name] = _FLOAT
+            new_inits.append(init)
+        else:
+            array = numpy_helper.to_array(init)
+            new_inits.append(numpy_helper.from_array(_to_half(array), init.name))
+            produced[init.name] = _FLOAT16
+            fp16_inits += 1
+    del graph.initializer[:]
+    graph.initializer.extend(new_inits)
+    for name in graph_inputs:
+        if is_float(name):
+            produced[name] = _FLOAT
+    for node in graph.node:
+        fp16 = id(node) not in blocked
+        if node.op_type == "Cast" and fp16:
+            to = next(a for a in node.attribute if a.name == "to")
+            if to.i == _FLOAT:
+                to.i = _FLOAT16
+        if node.op_type == "Constant" and fp16:
+            for a in node.attribute:
+                if a.name == "value" and a.t.data_type == _FLOAT:
+                    a.t.CopyFrom(numpy_helper.from_array(_to_half(numpy_helper.to_array(a.t)), a.t.name))
+        if node.op_type == "ConstantOfShape" and fp16:
+            for a in node.attribute:
+                if a.name == "value" and a.t.data_type == _FLOAT:
+                    a.t.CopyFrom(numpy_helper.from_array(_to_half(numpy_helper.to_array(a.t)), a.t.name))
+        for out in node.output:
+            if is_float(out):
+                produced[out] = _FLOAT16 if fp16 else _FLOAT
+
+    # 3. rebuild the node list with casts where a producer's dtype differs from what a use needs
+    casts: dict[tuple[str, int], str] = {}
+    new_nodes: list[Any] = []
+    n_casts = 0
+
+    def cast_of(name: str, to: int, sink: list[Any]) -> str:
+        nonlocal n_casts
+        key = (name, to)
+        if key not in casts:
+            out = f"{name}__to_{'fp16' if to == _FLOAT16 else 'fp32'}"
+            sink.append(helper.make_node("Cast", [name], [out], to=to, name=f"cast_{out}"))
+            casts[key] = out
+            n_casts += 1
+        return casts[key]
+
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            need = wanted(node, i, name)
+            if need is not None and produced.get(name, need) != need:
+                node.input[i] = cast_of(name, need, new_nodes)
+        new_nodes.append(node)
+    output_renames = {}
+    for out in graph.output:
+        if is_float(out.name) and produced.get(out.name) == _FLOAT16:
+            output_renames[out.name] = f"{out.name}__fp16"
+    if output_renames:  # the producer writes X__fp16, a final cast restores the FP32 output name X
+        for node in new_nodes:
+            for i, name in enumerate(node.output):
+                if name in output_renames:
+                    node.output[i] = output_renames[name]
+            for i, name in enumerate(node.input):
+                if name in output_renames:
+                    node.input[i] = output_renames[name]
+        for name, tmp in output_renames.items():
+            new_nodes.append(helper.make_node("Cast", [tmp], [name], to=_FLOAT, name=f"cast_out_{name}"))
+            n_casts += 1
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    del graph.value_info[:]  # stale FP32 annotations would contradict the new types
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, shape_inference.InferenceError) as exc:
+        raise ExportError(f"FP16 conversion of {Path(src).name} produced an invalid graph: {exc}") from None
+    onnx.save(model, str(dst))
+    counts = {
+        "fp16_nodes": sum(1 for n in graph.node if id(n) not in blocked and n.op_type != "Cast"),
+        "fp32_nodes": len(blocked),
+        "casts": n_casts,
+        "fp16_initializers": fp16_inits,
+    }
+    logger.info("FP16 graph %s: %s", dst, counts)
+    return counts
+
+
+def _to_half(array: np.ndarray) -> np.ndarray:
+    """float32 -> float16, saturating at the FP16 range instead of overflowing to inf."""
+    info = np.finfo(np.float16)
+    return np.clip(array, info.min, info.max).astype(np.float16)
+
+
+# --------------------------------------------------------------------------------------------------------- INT8
+def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Dynamic INT8 quantisation (S8 weights, MatMul/Gemm only) after ``quant_pre_process``."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        try:
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        except Exception as exc:  # noqa: BLE001 - the pre-pass is an optimisation; quantise the raw graph instead
+            logger.warning("quant_pre_process failed on %s (%s); quantising the graph as exported", src, exc)
+            pre = Path(src)
+        try:
+            quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+        except Exception as exc:  # noqa: BLE001
+            raise ExportError(f"INT8 quantisation of {Path(src).name} failed: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------------ accuracy cost
+@dataclass
+class EvalSplit:
+    """A labelled evaluation split in model-input form.
+
+    ``ecg`` (n, 12, 5000) preprocessed to [-1, 1]; ``covariates``/``covariate_mask`` (n, 3); ``labels`` (n, 5) 0/1 in
+    ``cardiacnets.targets.DISEASES`` order; ``phenotypes`` (n, 82) in original units; ``description`` says where it
+    came from (e.g. "synthetic test split, 64 subjects, seed 0").
+    """
+
+    ecg: np.ndarray
+    covariates: np.ndarray
+    covariate_mask: np.ndarray
+    labels: np.ndarray
+    phenotypes: np.ndarray
+    description: str
+
+    def __post_init__(self) -> None:
+        n = self.ecg.shape[0]
+        if self.ecg.ndim != 3 or self.ecg.shape[1:] != (12, 5000):
+            raise InputError(f"evaluation ECGs must be (n, 12, 5000), got {self.ecg.shape}")
+        for name in ("covariates", "covariate_mask", "labels", "phenotypes"):
+            if getattr(self, name).shape[0] != n:
+                raise InputError(f"evaluation split: {name} has {getattr(self, name).shape[0]} rows, ECGs {n}")
+
+
+def load_eval_split(
+    source: str = "synthetic", *, split: str = "test", n_subjects: int = 400, seed: int = 0,
+    preprocess: Mapping[str, Any] | None = None, max_items: int | None = None,
+) -> EvalSplit:  # fmt: skip
+    """Load a dataset split (``cardiacnets.datasets.open_dataset``) and preprocess its ECGs as the bundle will.
+
+    ``source="synthetic"`` simulates the cohort of ``n_subjects`` with ``seed`` (balanced mode, so every disease has
+    positives) and keeps its ``split``.
+    """
+    from cardiacnets.datasets import open_dataset
+    from cardiacnets.preprocess import PreprocessConfig, preprocess_ecg
+
+    kwargs: dict[str, Any] = {"mode": "balanced"} if source == "synthetic" else {}
+    dataset = open_dataset(source, split, n_subjects=n_subjects, seed=seed,
+                           modalities=["ecg", "phenotypes", "labels"], **kwargs)  # fmt: skip
+    n = len(dataset) if max_items is None else min(len(dataset), max_items)
+    if n < 4:
+        raise InputError(f"{source} {split} split has {n} subjects; need at least 4 to measure AUROC")
+    items = [dataset[i] for i in range(n)]
+    config = PreprocessConfig.from_dict(dict(preprocess)) if preprocess else PreprocessConfig()
+    raw = np.stack([np.asarray(it["ecg"], np.float32) for it in items])  # (n, 12, 5000) mV at 500 Hz
+    ecg = np.asarray(preprocess_ecg(raw, 500.0, config), dtype=np.float32)
+    return EvalSplit(
+        ecg=ecg,
+        covariates=np.stack([np.asarray(it["covariates"], np.float32) for it in items]),
+        covariate_mask=np.stack([np.asarray(it["covariate_mask"], np.float32) for it in items]),
+        labels=np.stack([np.asarray(it["labels"], np.float32) for it in items]),
+        phenotypes=np.stack([np.asarray(it["phenotypes"], np.float32) for it in items]),
+        description=f"{source} {split} split, {n} subjects, seed {seed}",
+    )
+
+
+def run_graph(path: str | os.PathLike[str], data: EvalSplit, *, batch: int = 32) -> dict[str, np.ndarray]:
+    """Screening outputs of a graph on the whole split (onnxruntime CPU, in batches)."""
+    from cardiacnets.export.onnx_export import ort_session
+
+    from cardiacnets.bundle import SCREENING_OUTPUTS
+
+    session = ort_session(path)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in SCREENING_OUTPUTS}
+    for i in range(0, data.ecg.shape[0], batch):
+        feed = {"ecg": data.ecg[i : i + batch], "covariates": data.covariates[i : i + batch],
+                "covariate_mask": data.covariate_mask[i : i + batch]}  # fmt: skip
+        for name, value in zip(SCREENING_OUTPUTS, session.run(list(SCREENING_OUTPUTS), feed), strict=True):
+            parts[name].append(value)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def screening_metrics(outputs: Mapping[str, np.ndarray], data: EvalSplit) -> dict[str, Any]:
+    """AUROC per disease (None where the split lacks a class) and mean phenotype Pearson r (constant columns
+    skipped)."""
+    from cardiacnets.metrics import auroc, pearson_r
+    from cardiacnets.targets import DISEASES
+
+    aurocs: dict[str, float | None] = {}
+    for k, disease in enumerate(DISEASES):
+        y = data.labels[:, k]
+        aurocs[disease] = float(auroc(y, outputs["disease_prob"][:, k])) if 0 < y.sum() < len(y) else None
+    rs = []
+    for j in range(data.phenotypes.shape[1]):
+        truth, pred = data.phenotypes[:, j], outputs["phenotypes"][:, j]
+        if np.ptp(truth) > 0 and np.ptp(pred) > 0 and np.isfinite(truth).all():
+            rs.append(pearson_r(truth, pred))
+    return {"auroc": aurocs, "mean_phenotype_r": float(np.mean(rs)) if rs else None}
+
+
+def accuracy_cost(
+    fp32_path: str | os.PathLike[str], variants: Mapping[str, str | os.PathLike[str]], data: EvalSplit
+) -> dict[str, Any]:
+    """Metrics of FP32 and of each variant on ``data`` and the variants' cost (FP32 minus variant; positive = worse).
+
+    Returns ``{"split", "fp32": metrics, "variants": {name: {"metrics", "auroc_cost": {disease: d},
+    "max_auroc_cost", "phenotype_r_cost", "max_abs_prob_diff"}}}``.
+    """
+    reference = run_graph(fp32_path, data)
+    base = screening_metrics(reference, data)
+    report: dict[str, Any] = {"split": data.description, "n": int(data.ecg.shape[0]), "fp32": base, "variants": {}}
+    for name, path in variants.items():
+        outputs = run_graph(path, data)
+        metrics = screening_metrics(outputs, data)
+        cost = {d: (base["auroc"][d] - metrics["auroc"][d]) if base["auroc"][d] is not None else None
+                for d in base["auroc"]}  # fmt: skip
+        valid = [c for c in cost.values() if c is not None]
+        r_base, r_variant = base["mean_phenotype_r"], metrics["mean_phenotype_r"]
+        r_cost = r_base - r_variant if r_base is not None and r_variant is not None else None
+        report["variants"][name] = {
+            "metrics": metrics,
+            "auroc_cost": cost,
+            "max_auroc_cost": max(valid) if valid else None,
+            "phenotype_r_cost": r_cost,
+            "max_abs_prob_diff": float(np.abs(outputs["disease_prob"] - reference["disease_prob"]).max()),
+        }
+    return report
+
+
+def choose_default_variant(report: Mapping[str, Any], preference: Sequence[str] = ("int8",)) -> tuple[str, str]:
+    """``(variant, reason)``: the first of ``preference`` whose measured AUROC cost is at most :data:`MAX_AUROC_COST`
+    on every disease, else ``"fp32"``. A variant with no measurable AUROC is never chosen."""
+    for name in preference:
+        entry = report.get("variants", {}).get(name)
+        if entry is None:
+            continue
+        cost = entry.get("max_auroc_cost")
+        if cost is None:
+            logger.info("variant %s: AUROC not measurable on %s; not the default", name, report.get("split"))
+            continue
+        if cost <= MAX_AUROC_COST:
+            return name, f"{name}: max AUROC cost {cost:+.4f} <= {MAX_AUROC_COST} on {report.get('split')}"
+        logger.info("variant %s costs %.4f AUROC (> %.3f): not the default", name, cost, MAX_AUROC_COST)
+    return "fp32", f"no variant within {MAX_AUROC_COST} AUROC of FP32 on {report.get('split')}"
+
+
+__all__ = [
+    "FP32_OPS",
+    "MAX_AUROC_COST",
+    "EvalSplit",
+    "accuracy_cost",
+    "choose_default_variant",
+    "convert_to_fp16",
+    "load_eval_split",
+    "quantize_int8",
+    "run_graph",
+    "screening_metrics",
+]
