@@ -1,0 +1,792 @@
+"""Stage 4: downstream fine-tuning of the whole encoder for screening, subtype and phenotype tasks.
+
+Paper: CardiacNets, Methods "Downstream tasks": the aligned ECG encoder (or a random one: the ECG-only baseline; or
+SA + LA CMR towers: the CMR-based upper bound) is fine-tuned end to end with covariates through FiLM, batch 10, a
+10-epoch warm-up to 1e-4 then cosine annealing, evaluation after every epoch and the checkpoint of the best validation
+AUROC kept; binary tasks train on a 1:1 case-control sample.
+
+Tasks (``task.task``):
+
+- ``cad``, ``ph``, ``pc``, ``cm``, ``hf``: one binary head output, BCE on subjects whose label is known; the training
+  subset is 1:1 case-control (all cases, as many controls drawn without replacement; ``case_control: false`` keeps
+  every subject). Selection: validation AUROC.
+- ``subtype``: RCM / DCM / HCM cross-entropy on cardiomyopathy cases with a known subtype. Selection: macro
+  one-vs-rest AUROC.
+- ``phenotypes``: MSE on the 82 phenotypes standardised with the training subset's mean / std (stored in the model,
+  whose ``predict`` returns original units), masked where NaN. Selection: mean Pearson r over phenotypes.
+- ``all``: every head at once (BCE + CE + MSE). A single 1:1 sample cannot balance five diseases at once, so ``all``
+  keeps every training subject and weights each disease's positives by n_negative / n_positive instead. Selection:
+  mean validation AUROC over the diseases.
+
+Label fraction (``label_fraction``): a subject-level subset of the training split, stratified by the task's label
+(disease pattern for ``all`` / ``phenotypes``) and drawn with ``label_seed``, before case-control sampling.
+
+Epoch-based schedule: ``warmup_epochs`` / ``max_epochs`` are converted to optimiser steps from the size of the training
+subset, evaluation runs once per epoch, and training stops after ``patience`` evaluations without improvement of the
+selection metric (the loop's ``best/`` keeps the best one). Thresholds (Youden and a high-specificity point) are chosen
+on the validation predictions of the checkpoint being saved and stored in its metadata, with the preprocessing config.
+After training, :func:`run_finetune` reloads ``best/`` and writes ``evaluation.json`` (validation and test: AUROC with
+DeLong intervals, metrics at the stored thresholds with Wilson intervals, reliability curve and ECE, subtype confusion,
+phenotype r with bootstrap intervals) and ``predictions_<split>.npz``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from cardiacnets.training.config import DataConfig, RunConfig
+from cardiacnets.training.data import ecg_transform
+from cardiacnets.training.loop import Task, TrainResult, run_training
+from torch.utils.data import Dataset
+
+from cardiacnets import metrics
+from cardiacnets.errors import CheckpointError, ConfigError, DatasetError
+from cardiacnets.models._config import config_from_dict
+from cardiacnets.models.alignment import AlignmentModel
+from cardiacnets.models.registry import REGISTRY, from_pretrained, model_config, read_pretrained_metadata
+from cardiacnets.models.screening import ScreeningConfig, ScreeningModel
+from cardiacnets.targets import DISEASES, SUBTYPES, phenotype_names
+
+logger = logging.getLogger(__name__)
+
+BINARY_TASKS: dict[str, int] = {name.lower(): k for k, name in enumerate(DISEASES)}
+TASKS: tuple[str, ...] = (*BINARY_TASKS, "subtype", "phenotypes", "all")
+
+
+@dataclass
+class FinetuneTaskConfig:
+    """``task:`` section of a finetune config.
+
+    ``init``: ``"random"`` or an alignment run directory (its ``best/``; a saved alignment model directory works too).
+    ``input``: ``"ecg"``, or ``"cmr"`` for the CMR-input upper bound (initialised from the alignment run's frozen SA/LA
+    towers when ``init`` is a directory). ``pool``: pooling of the fine-tuned ECG encoder (mean pooling makes the exact
+    token saliency available; both arms of a comparison use the same). ``synthetic_mode``: ``population`` or
+    ``balanced`` for ``data.source: synthetic``. ``min_specificity``: the high-specificity operating point.
+    """
+
+    task: str = "all"
+    init: str = "random"
+    input: Literal["ecg", "cmr"] = "ecg"
+    label_fraction: float = 1.0
+    label_seed: int = 0
+    case_control: bool = True
+    eval_balanced: bool = False
+    ecg_preprocess: Literal["full", "minmax"] = "full"
+    synthetic_mode: Literal["population", "balanced"] = "population"
+    pool: Literal["mean", "cls"] = "mean"
+    warmup_epochs: float = 10.0
+    max_epochs: float | None = None
+    patience: int | None = 20
+    min_specificity: float = 0.9
+    phenotype_weight: float = 1.0
+    subtype_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"unknown task {self.task!r}; use one of {', '.join(TASKS)}")
+        if not 0.0 < float(self.label_fraction) <= 1.0:
+            raise ConfigError(f"label_fraction must be in (0, 1], got {self.label_fraction!r}")
+        if self.input not in ("ecg", "cmr"):
+            raise ConfigError(f"input must be 'ecg' or 'cmr', got {self.input!r}")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"patience must be >= 1 (or null), got {self.patience!r}")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Cohort in memory
+
+
+@dataclass
+class CohortSplit:
+    """One split converted for fine-tuning, all in memory, one row per dataset row.
+
+    ``x``: ECG ``(n, 12, 5000)`` float32 in [-1, 1], or for CMR input a pair of uint8 cines ``(n, 50, 80, 80)`` and
+    ``(n, 50, 96, 96)`` (0..255). ``labels`` ``(n, 5)`` 0/1/NaN; ``subtype`` ``(n,)`` -1 none; ``phenotypes``
+    ``(n, 82)`` original units, NaN missing; ``covariates`` / ``covariate_mask`` ``(n, 3)``; ``groups`` ``(n,)``
+    subject keys (rows of one subject share a key).
+    """
+
+    x: Any
+    labels: np.ndarray
+    subtype: np.ndarray
+    phenotypes: np.ndarray
+    covariates: np.ndarray
+    covariate_mask: np.ndarray
+    groups: np.ndarray
+    description: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+_COHORT_CACHE: dict[tuple, CohortSplit] = {}
+
+
+def load_cohort_split(
+    data: DataConfig, split: str, *, input: str, ecg_preprocess: str, synthetic_mode: str, cache: bool = True
+) -> CohortSplit:
+    """Read and convert a whole split (kept per process when ``cache``: the experiment's arms share it)."""
+    key = (str(data.source), data.n_subjects, data.seed, split, input, ecg_preprocess, synthetic_mode)
+    if cache and key in _COHORT_CACHE:
+        return _COHORT_CACHE[key]
+    from cardiacnets.datasets import open_dataset, read_manifest
+
+    wanted = ["ecg"] if input == "ecg" else ["cine_sa", "cine_la"]
+    wanted += ["phenotypes", "labels"]
+    if data.source != "synthetic":
+        available = set(read_manifest(data.source).get("modalities", []))
+        missing = [m for m in wanted[:-2] if m not in available]
+        if missing:
+            raise DatasetError(f"{data.source} has no {', '.join(missing)}; input={input!r} needs them")
+        wanted = [m for m in wanted if m in available]
+    base = open_dataset(
+        data.source, split, n_subjects=data.n_subjects, seed=data.seed, modalities=wanted, mode=synthetic_mode
+    )
+    n = len(base)
+    if n == 0:
+        raise DatasetError(f"the {split!r} split of {data.source} is empty")
+    transform = ecg_transform(ecg_preprocess) if input == "ecg" else None
+    xs: list[Any] = []
+    labels = np.full((n, len(DISEASES)), np.nan, np.float32)
+    subtype = np.full(n, -1, np.int64)
+    phenotypes = np.full((n, len(phenotype_names())), np.nan, np.float32)
+    cov = np.zeros((n, 3), np.float32)
+    cov_mask = np.zeros((n, 3), np.float32)
+    for i in range(n):
+        item = base[i]
+        if transform is not None:
+            xs.append(np.asarray(transform(np.asarray(item["ecg"], np.float32)), np.float32))
+        else:
+            xs.append(
+                tuple(
+                    np.round(np.asarray(item[k], np.float32) * 255.0).astype(np.uint8) for k in ("cine_sa", "cine_la")
+                )
+            )
+        if "labels" in item:
+            labels[i] = np.asarray(item["labels"], np.float32)
+            subtype[i] = int(item.get("cm_subtype", -1))
+        if "phenotypes" in item:
+            phenotypes[i] = np.asarray(item["phenotypes"], np.float32)
+        c = np.asarray(item["covariates"], np.float32)
+        m = np.asarray(item["covariate_mask"], np.float32)
+        cov[i] = np.where(m > 0, np.nan_to_num(c), 0.0)
+        cov_mask[i] = m
+    groups = np.asarray(getattr(base, "subject_ids", np.arange(n))).astype(str)
+    if input == "ecg":
+        x: Any = np.stack(xs)
+    else:
+        x = (np.stack([a for a, _ in xs]), np.stack([b for _, b in xs]))
+    kind = (getattr(base, "manifest", {}) or {}).get("source", {})
+    description = (
+        f"synthetic cohort (seed {data.seed}, {synthetic_mode}, {data.n_subjects} subjects)"
+        if data.source == "synthetic"
+        else f"dataset {data.source} ({kind.get('kind', 'converted') if isinstance(kind, dict) else kind})"
+    )
+    out = CohortSplit(x, labels, subtype, phenotypes, cov, cov_mask, groups, description)
+    if cache:
+        _COHORT_CACHE[key] = out
+    return out
+
+
+def clear_cohort_cache() -> None:
+    """Drop the in-memory converted splits."""
+    _COHORT_CACHE.clear()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Which training rows a run uses
+
+
+def task_strata(task: str, labels: np.ndarray, subtype: np.ndarray) -> np.ndarray:
+    """Per-row stratum for the label-fraction draw: the task's label (-1 unknown); for ``all`` / ``phenotypes`` the
+    disease pattern (unknown treated as negative)."""
+    if task in BINARY_TASKS:
+        y = labels[:, BINARY_TASKS[task]]
+        return np.where(np.isfinite(y), y, -1).astype(np.int64)
+    if task == "subtype":
+        return subtype.astype(np.int64)
+    known = np.nan_to_num(labels, nan=0.0).astype(np.int64)
+    return known @ (1 << np.arange(labels.shape[1]))
+
+
+def eligible_rows(task: str, cohort: CohortSplit) -> np.ndarray:
+    """Rows that carry the task's target."""
+    if task in BINARY_TASKS:
+        return np.flatnonzero(np.isfinite(cohort.labels[:, BINARY_TASKS[task]]))
+    if task == "subtype":
+        return np.flatnonzero(cohort.subtype >= 0)
+    if task == "phenotypes":
+        return np.flatnonzero(np.isfinite(cohort.phenotypes).any(axis=1))
+    return np.arange(len(cohort))
+
+
+def select_training_rows(
+    task: str,
+    strata: np.ndarray,
+    groups: np.ndarray,
+    eligible: np.ndarray,
+    *,
+    fraction: float,
+    seed: int,
+    case_control: bool,
+) -> np.ndarray:
+    """Sorted row indices of the training subset.
+
+    Subjects (``groups``) among ``eligible`` rows are drawn per stratum (a subject's stratum: its first eligible row's)
+    with ``round(fraction * n_stratum)`` subjects, at least one per non-empty stratum; all rows of a drawn subject are
+    kept. For binary tasks with ``case_control`` every drawn case is kept with as many controls, drawn without
+    replacement (all controls when there are fewer).
+    """
+    rng = np.random.default_rng([int(seed), 1_234_567])
+    eligible = np.asarray(eligible, np.int64)
+    subject_keys, first = np.unique(groups[eligible], return_index=True)
+    subject_stratum = strata[eligible[first]]
+    chosen_subjects: list[np.ndarray] = []
+    for s in np.unique(subject_stratum):
+        members = subject_keys[subject_stratum == s]
+        k = max(1, int(round(fraction * len(members))))
+        chosen_subjects.append(rng.choice(members, size=min(k, len(members)), replace=False))
+    chosen = np.concatenate(chosen_subjects) if chosen_subjects else np.empty(0, subject_keys.dtype)
+    rows = eligible[np.isin(groups[eligible], chosen)]
+    if task in BINARY_TASKS and case_control:
+        cases, controls = rows[strata[rows] == 1], rows[strata[rows] == 0]
+        if len(cases) and len(controls) > len(cases):
+            controls = rng.choice(controls, size=len(cases), replace=False)
+        rows = np.concatenate([cases, controls])
+    return np.sort(rows)
+
+
+def balanced_eval_rows(y: np.ndarray, seed: int = 0) -> np.ndarray:
+    """All positives of 0/1 ``y`` and as many negatives drawn without replacement (the 1:1 evaluation option)."""
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    if len(neg) > len(pos) > 0:
+        neg = np.random.default_rng(seed).choice(neg, size=len(pos), replace=False)
+    return np.sort(np.concatenate([pos, neg]))
+
+
+class CohortRows(Dataset):
+    """Map-style view of ``rows`` of a :class:`CohortSplit`; items are tensors (cines converted to [-1, 1])."""
+
+    def __init__(self, cohort: CohortSplit, rows: np.ndarray) -> None:
+        self.cohort, self.rows = cohort, np.asarray(rows, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        r = int(self.rows[i])
+        c = self.cohort
+        item: dict[str, torch.Tensor] = {
+            "labels": torch.from_numpy(c.labels[r]),
+            "subtype": torch.tensor(int(c.subtype[r])),
+            "phenotypes": torch.from_numpy(c.phenotypes[r]),
+            "covariates": torch.from_numpy(c.covariates[r]),
+            "covariate_mask": torch.from_numpy(c.covariate_mask[r]),
+            "row": torch.tensor(r),
+        }
+        if isinstance(c.x, tuple):
+            item["cine_sa"] = torch.from_numpy(c.x[0][r]).float().div_(127.5).sub_(1.0)
+            item["cine_la"] = torch.from_numpy(c.x[1][r]).float().div_(127.5).sub_(1.0)
+        else:
+            item["ecg"] = torch.from_numpy(c.x[r])
+        return item
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Model construction
+
+
+def _alignment_model(init: str) -> tuple[AlignmentModel, dict[str, Any]]:
+    path = Path(init)
+    candidate = path / "best" if (path / "best" / "config.json").is_file() else path
+    if not (candidate / "config.json").is_file():
+        raise ConfigError(f"--init {init!r} is neither 'random' nor an alignment run directory (no best/config.json)")
+    model = from_pretrained(candidate)
+    if not isinstance(model, AlignmentModel):
+        raise CheckpointError(f"{candidate} holds a {type(model).__name__}, not an alignment model")
+    return model, read_pretrained_metadata(candidate)
+
+
+def build_screening_model(options: FinetuneTaskConfig, size: str) -> tuple[ScreeningModel, dict[str, Any]]:
+    """The screening model of a run and a description of its initialisation (JSON)."""
+    if options.input == "cmr":
+        if options.init != "random":
+            aligned, meta = _alignment_model(options.init)
+            config = ScreeningConfig(input="cmr", sa=aligned.config.sa, la=aligned.config.la)
+            model = ScreeningModel(config)
+            model.sa_encoder.load_state_dict(aligned.sa_encoder.state_dict())
+            model.la_encoder.load_state_dict(aligned.la_encoder.state_dict())
+            return model, {"init": "alignment-cmr-towers", "run": str(options.init)}
+        name = size if size in REGISTRY else f"screening-cmr-{size}"
+        return ScreeningModel(model_config(name)), {"init": "random"}
+    if options.init != "random":
+        aligned, meta = _alignment_model(options.init)
+        ecg_cfg = dataclasses.replace(aligned.config.ecg, pool=options.pool)
+        model = ScreeningModel(ScreeningConfig(input="ecg", ecg=ecg_cfg))
+        model.load_encoder(aligned.ecg_encoder)
+        return model, {"init": "aligned", "run": str(options.init), "align_step": meta.get("step")}
+    name = size if size in REGISTRY else f"screening-ecg-{size}"
+    if name not in REGISTRY:
+        raise ConfigError(f"model {size!r} is not a screening size (try tiny, small, base, large)")
+    return ScreeningModel(model_config(name, ecg={"pool": options.pool})), {"init": "random"}
+
+
+def _model_input(batch: dict[str, Any]) -> Any:
+    return batch["ecg"] if "ecg" in batch else (batch["cine_sa"], batch["cine_la"])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Predictions and their statistics
+
+
+@torch.no_grad()
+def predict_rows(model: ScreeningModel, cohort: CohortSplit, rows: np.ndarray, batch_size: int = 32) -> dict[str, Any]:
+    """Model outputs on ``rows``: ``disease_prob`` (n, 5), ``subtype_prob`` (n, 3), ``phenotypes`` (n, 82) original
+    units, with the targets ``labels``, ``subtype``, ``phenotypes_true`` and ``rows``."""
+    model.eval()
+    device = next(model.parameters()).device
+    data = CohortRows(cohort, rows)
+    out: dict[str, list[np.ndarray]] = {"disease_prob": [], "subtype_prob": [], "phenotypes": []}
+    for start in range(0, len(data), batch_size):
+        items = [data[i] for i in range(start, min(start + batch_size, len(data)))]
+        batch = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
+        prob, sub, phen, _ = model.predict(_model_input(batch), batch["covariates"], batch["covariate_mask"])
+        out["disease_prob"].append(prob.float().cpu().numpy())
+        out["subtype_prob"].append(sub.float().cpu().numpy())
+        out["phenotypes"].append(phen.float().cpu().numpy())
+    rows = np.asarray(rows, np.int64)
+    result: dict[str, Any] = {k: np.concatenate(v) for k, v in out.items()}
+    result.update(
+        labels=cohort.labels[rows],
+        subtype=cohort.subtype[rows],
+        phenotypes_true=cohort.phenotypes[rows],
+        rows=rows,
+    )
+    return result
+
+
+def _binary_target(pred: dict[str, Any], k: int, balanced: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    y = pred["labels"][:, k]
+    keep = np.flatnonzero(np.isfinite(y))
+    yk, pk = y[keep].astype(np.int64), pred["disease_prob"][keep, k].astype(np.float64)
+    if balanced:
+        sel = balanced_eval_rows(yk)
+        yk, pk = yk[sel], pk[sel]
+    if yk.sum() < 1 or (1 - yk).sum() < 1:
+        return None
+    return yk, pk
+
+
+def quick_scores(pred: dict[str, Any], task: str, balanced: bool = False) -> dict[str, float]:
+    """Point metrics for model selection: per-disease AUROC, subtype macro one-vs-rest AUROC and accuracy, mean r."""
+    scores: dict[str, float] = {}
+    for k, name in enumerate(DISEASES):
+        if task in BINARY_TASKS and BINARY_TASKS[task] != k or task in ("subtype", "phenotypes"):
+            continue
+        target = _binary_target(pred, k, balanced)
+        scores[f"val_auroc_{name}"] = metrics.auroc(*target) if target else float("nan")
+    if task in ("subtype", "all"):
+        has = pred["subtype"] >= 0
+        y, p = pred["subtype"][has], pred["subtype_prob"][has]
+        aucs = [metrics.auroc(y == c, p[:, c]) for c in range(len(SUBTYPES)) if 0 < (y == c).sum() < len(y)]
+        scores["val_subtype_macro_auroc"] = float(np.mean(aucs)) if aucs else float("nan")
+        scores["val_subtype_accuracy"] = float(np.mean(p.argmax(1) == y)) if len(y) else float("nan")
+    if task in ("phenotypes", "all"):
+        scores["val_mean_r"] = mean_r_point(pred["phenotypes_true"], pred["phenotypes"])
+    return scores
+
+
+def _phenotype_matrix(true: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Complete-case rows and the targets that vary there (a constant target has no correlation)."""
+    rows = np.isfinite(true).all(axis=1)
+    t, p = true[rows].astype(np.float64), predicted[rows].astype(np.float64)
+    cols = (t.std(axis=0) > 0) & (p.std(axis=0) > 0) if len(t) > 2 else np.zeros(true.shape[1], bool)
+    return t[:, cols], p[:, cols], cols
+
+
+def mean_r_point(true: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean Pearson r over the phenotypes with a defined correlation (NaN when none)."""
+    t, p, _ = _phenotype_matrix(true, predicted)
+    if t.shape[1] == 0:
+        return float("nan")
+    ts = (t - t.mean(0)) / t.std(0)
+    ps = (p - p.mean(0)) / p.std(0)
+    return float(np.mean(np.mean(ts * ps, axis=0)))
+
+
+def thresholds_from_predictions(pred: dict[str, Any], task: str, min_specificity: float) -> dict[str, Any]:
+    """``{disease: {"youden", "high_specificity", "default": "youden", "min_specificity"}}`` for the task's diseases
+    whose validation labels have both classes."""
+    out: dict[str, Any] = {}
+    for k, name in enumerate(DISEASES):
+        if task in BINARY_TASKS and BINARY_TASKS[task] != k or task in ("subtype", "phenotypes"):
+            continue
+        target = _binary_target(pred, k, False)
+        if target is None:
+            logger.warning("no threshold for %s: the validation split lacks cases or controls", name)
+            continue
+        chosen = metrics.select_thresholds(*target, min_specificity=min_specificity)
+        out[name] = {
+            "youden": float(chosen["youden"]),
+            "high_specificity": float(chosen["high_specificity"]),
+            "default": "youden",
+            "min_specificity": float(min_specificity),
+        }
+    return out
+
+
+def evaluate_predictions(
+    pred: dict[str, Any],
+    task: str,
+    thresholds: dict[str, Any],
+    *,
+    balanced: bool = False,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Full statistics of one split's predictions (strict-JSON-ready): per disease AUROC (DeLong interval), metrics at
+    each stored threshold (Wilson intervals), reliability curve and ECE; subtype confusion, accuracy and one-vs-rest
+    AUROC; phenotype mean r with a subject bootstrap interval. Undefined quantities are reported as ``None`` with the
+    reason."""
+    report: dict[str, Any] = {"n": int(len(pred["rows"])), "balanced": balanced, "diseases": {}}
+    for k, name in enumerate(DISEASES):
+        if task in BINARY_TASKS and BINARY_TASKS[task] != k or task in ("subtype", "phenotypes"):
+            continue
+        target = _binary_target(pred, k, balanced)
+        if target is None:
+            report["diseases"][name] = {"auc": None, "reason": "the split lacks cases or controls"}
+            continue
+        y, p = target
+        entry: dict[str, Any] = {"n": int(len(y)), "n_positive": int(y.sum()), "prevalence": float(y.mean())}
+        entry["auc"] = (
+            metrics.auroc_ci(y, p).as_dict()
+            if min(y.sum(), len(y) - y.sum()) >= 2
+            else {"value": metrics.auroc(y, p), "ci": None}
+        )
+        for point in ("youden", "high_specificity"):
+            t = (thresholds.get(name) or {}).get(point)
+            if t is not None:
+                entry[point] = metrics.binary_report(y, p, float(t)).as_dict()
+        entry["calibration"] = {
+            "ece": metrics.expected_calibration_error(y, p),
+            "brier": metrics.brier_score(y, p),
+            "reliability": metrics.reliability_curve(y, p, n_bins=10).as_dict(),
+            "note": "binary tasks train on a 1:1 case-control sample, so probabilities are calibrated to 50 % "
+            "prevalence, not to this split's",
+        }
+        report["diseases"][name] = entry
+    if task in ("subtype", "all"):
+        has = pred["subtype"] >= 0
+        y, p = pred["subtype"][has], pred["subtype_prob"][has].astype(np.float64)
+        sub: dict[str, Any] = {"n": int(has.sum())}
+        if has.sum():
+            counts = metrics.confusion_matrix(y, p.argmax(1), len(SUBTYPES))
+            sub["class_names"] = list(SUBTYPES)
+            sub["confusion"] = counts.tolist()
+            sub["accuracy"] = metrics.proportion(int(np.trace(counts)), int(counts.sum())).as_dict()
+            sub["auc"] = {}
+            for c, name in enumerate(SUBTYPES):
+                member = y == c
+                if member.sum() >= 2 and (~member).sum() >= 2:
+                    sub["auc"][name] = metrics.auroc_ci(member, p[:, c]).as_dict()
+                else:
+                    sub["auc"][name] = {"value": None, "ci": None}
+        report["subtype"] = sub
+    if task in ("phenotypes", "all"):
+        t, pp, cols = _phenotype_matrix(pred["phenotypes_true"], pred["phenotypes"])
+        if t.shape[1] and len(t) >= 4:
+            names = [n for n, keep in zip(phenotype_names(), cols, strict=True) if keep]
+            corr = metrics.mean_pearson_r(
+                t, pp, method="percentile", n_bootstrap=n_bootstrap, rng=seed, target_names=names
+            )
+            report["phenotypes"] = {"n": int(len(t)), "n_targets": int(t.shape[1]), **corr.as_dict()}
+        else:
+            report["phenotypes"] = {"value": None, "ci": None, "reason": "too few complete-case subjects"}
+    return report
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The task
+
+
+class FinetuneTask(Task):
+    """Fine-tuning of a :class:`ScreeningModel` on one downstream task (see the module docstring)."""
+
+    name = "finetune"
+    selection_metric = "val_selection"
+    selection_mode = "max"
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.options = config_from_dict(FinetuneTaskConfig, cfg.task, where="task")
+        opts = self.options
+        self.model, self.init_info = build_screening_model(opts, cfg.model)
+        self.forward_model = self.model
+        load = {"input": opts.input, "ecg_preprocess": opts.ecg_preprocess, "synthetic_mode": opts.synthetic_mode}
+        self.train_cohort = load_cohort_split(cfg.data, cfg.data.train_split, **load)
+        self.val_cohort = load_cohort_split(cfg.data, cfg.data.val_split, **load)
+        tc = self.train_cohort
+        strata = task_strata(opts.task, tc.labels, tc.subtype)
+        self.train_rows = select_training_rows(
+            opts.task,
+            strata,
+            tc.groups,
+            eligible_rows(opts.task, tc),
+            fraction=opts.label_fraction,
+            seed=opts.label_seed,
+            case_control=opts.case_control,
+        )
+        self.val_rows = eligible_rows(opts.task, self.val_cohort)
+        if len(self.train_rows) == 0 or len(self.val_rows) == 0:
+            raise DatasetError(
+                f"task {opts.task!r}: {len(self.train_rows)} training and {len(self.val_rows)} validation subjects "
+                "carry its target; use a larger cohort"
+            )
+        phen = tc.phenotypes[self.train_rows]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN phenotype columns: the scaler falls back to 1
+            self.model.set_phenotype_scaler(torch.from_numpy(np.nanmean(phen, 0)), torch.from_numpy(np.nanstd(phen, 0)))
+        labels = tc.labels[self.train_rows]
+        pos = np.nansum(labels, axis=0)
+        neg = np.sum(np.isfinite(labels), axis=0) - pos
+        self.pos_weight = torch.tensor(np.where(pos > 0, neg / np.maximum(pos, 1), 1.0), dtype=torch.float32)
+        self._schedule_in_epochs()
+        self.thresholds: dict[str, Any] = {}
+        self.history: list[dict[str, float]] = []
+        self._best: float | None = None
+        self._since_best = 0
+        logger.info(
+            "finetune %s (%s, init %s): %d training rows (fraction %g), %d validation rows, %d steps/epoch",
+            opts.task,
+            opts.input,
+            self.init_info["init"],
+            len(self.train_rows),
+            opts.label_fraction,
+            len(self.val_rows),
+            self.steps_per_epoch,
+        )
+
+    def _schedule_in_epochs(self) -> None:
+        """Turn ``warmup_epochs`` / ``max_epochs`` into steps; evaluate once per epoch."""
+        tr = self.cfg.train
+        if tr.batch_size > len(self.train_rows):
+            logger.warning(
+                "batch size %d > %d training rows; using %d", tr.batch_size, len(self.train_rows), len(self.train_rows)
+            )
+            tr.batch_size = len(self.train_rows)
+        self.steps_per_epoch = max(1, len(self.train_rows) // (tr.batch_size * tr.grad_accum))
+        if self.options.max_epochs is not None:
+            tr.max_steps = max(1, int(round(self.options.max_epochs * self.steps_per_epoch)))
+        tr.warmup_steps = min(int(round(self.options.warmup_epochs * self.steps_per_epoch)), tr.max_steps // 2)
+        tr.eval_every = min(self.steps_per_epoch, tr.max_steps)
+        tr.ckpt_every = max(tr.ckpt_every, tr.eval_every)
+
+    def train_dataset(self) -> Dataset:
+        return CohortRows(self.train_cohort, self.train_rows)
+
+    def val_dataset(self) -> Dataset:
+        return CohortRows(self.val_cohort, self.val_rows)
+
+    def losses(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Named losses; unknown targets (NaN label, subtype -1, NaN phenotype) are masked out."""
+        task = self.options.task
+        zero = out["disease_logits"].sum() * 0.0
+        losses: dict[str, torch.Tensor] = {}
+        if task in BINARY_TASKS or task == "all":
+            cols = [BINARY_TASKS[task]] if task in BINARY_TASKS else list(range(len(DISEASES)))
+            logits, y = out["disease_logits"][:, cols].float(), batch["labels"][:, cols]
+            known = torch.isfinite(y)
+            weight = self.pos_weight.to(y.device)[cols] if task == "all" else None
+            per = F.binary_cross_entropy_with_logits(logits, torch.nan_to_num(y), reduction="none", pos_weight=weight)
+            losses["loss_disease"] = (per * known).sum() / known.sum().clamp(min=1) if known.any() else zero
+        if task in ("subtype", "all"):
+            has = batch["subtype"] >= 0
+            losses["loss_subtype"] = (
+                F.cross_entropy(out["subtype_logits"][has].float(), batch["subtype"][has]) if has.any() else zero
+            )
+        if task in ("phenotypes", "all"):
+            z_true = (batch["phenotypes"] - self.model.phenotype_mean) / self.model.phenotype_std
+            known = torch.isfinite(z_true)
+            err = (out["phenotypes_z"].float() - torch.nan_to_num(z_true)) ** 2
+            losses["loss_phenotypes"] = (err * known).sum() / known.sum().clamp(min=1) if known.any() else zero
+        total = losses.get("loss_disease", zero)
+        total = total + self.options.subtype_weight * losses.get("loss_subtype", zero)
+        total = total + self.options.phenotype_weight * losses.get("loss_phenotypes", zero)
+        return {"loss": total, **losses}
+
+    def training_forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        out = self.forward_model(_model_input(batch), batch["covariates"], batch["covariate_mask"])
+        return self.losses(out, batch)
+
+    def evaluate(self, loader: Any) -> dict[str, float]:
+        model = self.model
+        chunks: dict[str, list[np.ndarray]] = {"disease_prob": [], "subtype_prob": [], "phenotypes": [], "rows": []}
+        total, n = 0.0, 0
+        for batch in loader:
+            out = model(_model_input(batch), batch["covariates"], batch["covariate_mask"])
+            total += float(self.losses(out, batch)["loss"]) * len(batch["row"])
+            n += len(batch["row"])
+            chunks["disease_prob"].append(torch.sigmoid(out["disease_logits"].float()).cpu().numpy())
+            chunks["subtype_prob"].append(torch.softmax(out["subtype_logits"].float(), -1).cpu().numpy())
+            phen = out["phenotypes_z"].float() * model.phenotype_std + model.phenotype_mean
+            chunks["phenotypes"].append(phen.cpu().numpy())
+            chunks["rows"].append(batch["row"].cpu().numpy())
+        pred: dict[str, Any] = {k: np.concatenate(v) for k, v in chunks.items()}
+        rows = pred["rows"]
+        pred.update(
+            labels=self.val_cohort.labels[rows],
+            subtype=self.val_cohort.subtype[rows],
+            phenotypes_true=self.val_cohort.phenotypes[rows],
+        )
+        scores = quick_scores(pred, self.options.task, self.options.eval_balanced)
+        scores["val_loss"] = total / max(n, 1)
+        scores[self.selection_metric] = self._selection(scores)
+        self.thresholds = thresholds_from_predictions(pred, self.options.task, self.options.min_specificity)
+        self.history.append(dict(scores))
+        return scores
+
+    def _selection(self, scores: dict[str, float]) -> float:
+        task = self.options.task
+        if task == "subtype":
+            value = scores.get("val_subtype_macro_auroc", float("nan"))
+        elif task == "phenotypes":
+            value = scores.get("val_mean_r", float("nan"))
+        else:
+            aucs = [v for k, v in scores.items() if k.startswith("val_auroc_") and math.isfinite(v)]
+            value = float(np.mean(aucs)) if aucs else float("nan")
+        if not math.isfinite(value):
+            # The validation split cannot rank this task (one class only): fall back to the validation loss, so the
+            # run still keeps a checkpoint; the choice is fixed for the whole run since the split does not change.
+            value = -scores["val_loss"]
+        return value
+
+    def on_evaluate(self, run_dir: Path, step: int) -> None:
+        """Early stopping: after ``patience`` evaluations without improvement, ask the loop to stop after the next
+        step (through ``train.stop_after_step``; ``best/`` already holds the best checkpoint)."""
+        value = self.history[-1][self.selection_metric]
+        if self._best is None or value > self._best:
+            self._best, self._since_best = value, 0
+            return
+        self._since_best += 1
+        patience = self.options.patience
+        if patience is not None and self._since_best >= patience and step < self.cfg.train.max_steps:
+            logger.info("early stopping at step %d: no improvement in %d evaluations", step, patience)
+            self.cfg.train.stop_after_step = step + 1
+
+    def best_metadata(self) -> dict[str, Any]:
+        from cardiacnets.preprocess import PreprocessConfig
+
+        opts = self.options
+        return {
+            "stage": "finetune",
+            "task": opts.task,
+            "input": opts.input,
+            "thresholds": dict(self.thresholds),
+            "preprocess": PreprocessConfig().to_dict() if opts.ecg_preprocess == "full" else {"kind": "minmax"},
+            "ecg_preprocess": opts.ecg_preprocess,
+            "label_fraction": opts.label_fraction,
+            "n_train": int(len(self.train_rows)),
+            "steps_per_epoch": self.steps_per_epoch,
+            "init": self.init_info,
+            "disease_names": list(DISEASES),
+            "subtype_names": list(SUBTYPES),
+            "training_data": {
+                "description": self.train_cohort.description,
+                "synthetic": self.cfg.data.source == "synthetic",
+            },
+        }
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# One fine-tuning run end to end
+
+
+@dataclass
+class FinetuneResult:
+    """A finished run: the training summary, the evaluation written to ``evaluation.json`` and the test
+    predictions (``None`` when there is no test split)."""
+
+    train: TrainResult
+    evaluation: dict[str, Any]
+    best_epoch: float | None
+    predictions: dict[str, dict[str, Any]]
+
+
+def run_finetune(
+    cfg: RunConfig, *, resume: bool = False, eval_splits: tuple[str, ...] = ("val", "test")
+) -> FinetuneResult:
+    """Train, reload ``best/``, evaluate on ``eval_splits`` and write ``evaluation.json`` + ``predictions_*.npz``."""
+    task = FinetuneTask(cfg)
+    result = run_training(task, cfg, resume=resume)
+    run_dir = Path(cfg.out)
+    best_dir = run_dir / "best"
+    if not (best_dir / "config.json").is_file():
+        raise CheckpointError(f"{run_dir} has no best/ checkpoint: no evaluation produced a finite selection metric")
+    model = from_pretrained(best_dir)
+    meta = read_pretrained_metadata(best_dir)
+    opts = task.options
+    load = {"input": opts.input, "ecg_preprocess": opts.ecg_preprocess, "synthetic_mode": opts.synthetic_mode}
+    evaluation: dict[str, Any] = {
+        "task": opts.task,
+        "input": opts.input,
+        "init": task.init_info,
+        "label_fraction": opts.label_fraction,
+        "n_train": int(len(task.train_rows)),
+        "cohort": task.train_cohort.description,
+        "best_step": result.best_step,
+        "best_epoch": result.best_step / task.steps_per_epoch if result.best_step else None,
+        "steps_per_epoch": task.steps_per_epoch,
+        "stopped_early": result.stopped_early,
+        "thresholds": meta.get("thresholds", {}),
+        "splits": {},
+    }
+    predictions: dict[str, dict[str, Any]] = {}
+    for split in eval_splits:
+        name = {"val": cfg.data.val_split, "train": cfg.data.train_split}.get(split, split)
+        try:
+            cohort = load_cohort_split(cfg.data, name, **load)
+        except DatasetError as exc:
+            logger.warning("no evaluation on %s: %s", name, exc)
+            continue
+        pred = predict_rows(model, cohort, eligible_rows(opts.task, cohort), cfg.train.eval_batch_size)
+        predictions[split] = pred
+        np.savez_compressed(run_dir / f"predictions_{split}.npz", **{k: np.asarray(v) for k, v in pred.items()})
+        evaluation["splits"][split] = evaluate_predictions(
+            pred, opts.task, evaluation["thresholds"], balanced=opts.eval_balanced, seed=cfg.train.seed
+        )
+    (run_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2, allow_nan=False, default=_json) + "\n")
+    return FinetuneResult(result, evaluation, evaluation["best_epoch"], predictions)
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+__all__ = [
+    "TASKS",
+    "CohortSplit",
+    "FinetuneResult",
+    "FinetuneTask",
+    "FinetuneTaskConfig",
+    "build_screening_model",
+    "evaluate_predictions",
+    "load_cohort_split",
+    "predict_rows",
+    "run_finetune",
+    "select_training_rows",
+    "thresholds_from_predictions",
+]
