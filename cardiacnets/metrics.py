@@ -1145,7 +1145,10 @@ def _threshold_inputs(y_true: ArrayLike, y_score: ArrayLike) -> tuple[np.ndarray
 
 
 def _check_target_rate(value: float, name: str) -> float:
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number in (0, 1], got {value!r}") from None
     if not (0.0 < value <= 1.0):
         raise InputError(f"{name} must be in (0, 1], got {value!r}")
     return value

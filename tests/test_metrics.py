@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -162,7 +164,7 @@ def test_delong_interval_coverage_on_binormal_model() -> None:
 def test_delong_test_is_calibrated_under_null_and_powerful_otherwise() -> None:
     rng = np.random.default_rng(5)
     p_null, p_alt = [], []
-    for _ in range(800):
+    for _ in range(600):
         y, _ = binormal(rng, 60, 90, 0.0)
         shared = rng.normal(size=y.size)
         noise_a = 0.7 * shared + 0.71 * rng.normal(size=y.size)  # the two models' errors correlate (rho ~ 0.5)
@@ -259,15 +261,6 @@ def test_bca_matches_textbook_formulas_on_the_same_resamples() -> None:
     np.testing.assert_allclose(ours.ci, np.quantile(boot, levels), atol=1e-10)
 
 
-def test_bca_corrects_skew_in_the_direction_scipy_does() -> None:
-    rng = np.random.default_rng(10)
-    x, y = correlated_pair(rng, 40, 0.85)
-    bca = M.pearson_ci(x, y, method="bca", n_bootstrap=20000, rng=1)
-    pct = M.pearson_ci(x, y, method="percentile", n_bootstrap=20000, rng=1)
-    # BCa shifts both limits away from 1 for a high correlation (the percentile interval is biased towards 1).
-    assert bca.ci[0] < pct.ci[0] - 0.005 and bca.ci[1] < pct.ci[1]
-
-
 def test_bootstrap_pearson_coverage_and_shrinkage() -> None:
     rng = np.random.default_rng(12)
     covered = []
@@ -345,9 +338,9 @@ def test_dependent_correlation_z_is_standard_normal_under_null(method: str) -> N
 
 def test_steiger_test_detects_a_better_model_and_is_antisymmetric() -> None:
     rng = np.random.default_rng(16)
-    y, a, b = simulate_three(rng, 1, 400, 0.6, 0.4, 0.5)[0].T
+    y, a, b = simulate_three(rng, 1, 600, 0.6, 0.4, 0.5)[0].T  # expected z about 5
     result = M.steiger_test(y, a, b)
-    assert result.p_value < 1e-3 and result.statistic > 0
+    assert result.p_value < 0.01 and result.statistic > 0
     swapped = M.steiger_test(y, b, a)
     assert swapped.statistic == pytest.approx(-result.statistic)
     assert result.estimate_a == pytest.approx(stats.pearsonr(y, a).statistic)
@@ -358,7 +351,7 @@ def test_steiger_test_detects_a_better_model_and_is_antisymmetric() -> None:
 
 def test_paired_bootstrap_correlation_difference() -> None:
     rng = np.random.default_rng(17)
-    y, a, b = simulate_three(rng, 1, 400, 0.6, 0.4, 0.5)[0].T
+    y, a, b = simulate_three(rng, 1, 600, 0.6, 0.4, 0.5)[0].T
     result = M.paired_bootstrap_correlation_difference(y, a, b, rng=rng)
     assert result.difference == pytest.approx(stats.pearsonr(y, a).statistic - stats.pearsonr(y, b).statistic)
     assert result.ci[0] > 0 and result.p_value < 0.01
@@ -592,3 +585,24 @@ def test_bad_input_raises_typed_error(call, message: str) -> None:
     with pytest.raises(InputError, match=message) as info:
         call()
     assert isinstance(info.value, CardiacNetsError)
+
+
+def test_comparison_results_are_strict_json() -> None:
+    rng = np.random.default_rng(28)
+    y, score = binormal(rng, 30, 30)
+    x, z = correlated_pair(rng, 60, 0.5)
+    results = [
+        M.delong_test(y, score, score + rng.normal(size=60)),
+        M.paired_bootstrap_correlation_difference(x, z, z + rng.normal(size=60), n_bootstrap=200, rng=rng),
+        M.mcnemar_test(y, score > 0.5),
+    ]
+    for result in results:
+        payload = json.loads(json.dumps(result.as_dict(), allow_nan=False))
+        assert 0.0 <= payload["p_value"] <= 1.0
+    assert json.loads(json.dumps(results[1].as_dict(), allow_nan=False))["statistic"] is None
+
+
+def test_metrics_import_needs_neither_torch_nor_sklearn() -> None:
+    code = "import sys, cardiacnets.metrics; print(sorted({'torch', 'sklearn'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
