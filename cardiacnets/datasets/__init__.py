@@ -53,6 +53,7 @@ def open_dataset(
     modalities: Sequence[str] | None = None,
     mode: str = "population",
     verify: bool = True,
+    exclude_qc: bool | Sequence[str] = False,
 ) -> Any:
     """Open a dataset split as a map-style ``torch.utils.data.Dataset``.
 
@@ -65,6 +66,8 @@ def open_dataset(
             dataset has); ``dataset.modalities`` says what items carry.
         mode: synthetic only, ``"population"`` or ``"balanced"``.
         verify: directory only, check every shard's sha256 on open.
+        exclude_qc: directory only, drop rows with QC flags (``True``: any flag; or a list of flag names such as
+            ``["nan_samples", "flat_lead"]``); ``dataset.qc_flags`` lists the flags of the kept rows.
 
     Raises :class:`~cardiacnets.errors.DatasetError` for a missing, incomplete or tampered directory.
     """
@@ -75,4 +78,6 @@ def open_dataset(
     path = Path(source)
     if not path.exists():
         raise DatasetError(f"{path}: no such dataset directory (or pass source='synthetic')")
-    return ShardedDataset(path, split, n_subjects=n_subjects, modalities=modalities, verify=verify)
+    return ShardedDataset(
+        path, split, n_subjects=n_subjects, modalities=modalities, verify=verify, exclude_qc=exclude_qc
+    )

@@ -198,7 +198,8 @@ class DatasetSpec:
     """What a dataset will hold; fixed when writing starts (a resumed write must use the same spec).
 
     Attributes:
-        n_subjects: total number of subjects the writer will receive.
+        n_subjects: total number of subjects the writer will receive, or ``None`` when it is known only at the end
+            (converters that skip unreadable subjects); then every shard but the last must be full.
         modalities: subset of :data:`MODALITIES`.
         source: free description; ``kind`` is ``"synthetic"``, ``"ukbiobank"`` or ``"mimic-iv-ecg"``.
         shard_size: subjects per shard.
@@ -207,7 +208,7 @@ class DatasetSpec:
         extras: extra per-subject tables ``name -> {"columns": [...], "units": [...]}`` stored as float32 ``(n, k)``.
     """
 
-    n_subjects: int
+    n_subjects: int | None
     modalities: tuple[str, ...]
     source: dict[str, Any]
     shard_size: int = 256
@@ -220,7 +221,7 @@ class DatasetSpec:
         unknown = set(self.modalities) - set(MODALITIES)
         if unknown:
             raise InputError(f"unknown modalities {sorted(unknown)}; known: {list(MODALITIES)}")
-        if self.n_subjects < 1:
+        if self.n_subjects is not None and self.n_subjects < 1:
             raise InputError(f"n_subjects must be at least 1, got {self.n_subjects}")
         if self.shard_size < 1:
             raise InputError(f"shard_size must be at least 1, got {self.shard_size}")
@@ -352,15 +353,26 @@ class ShardWriter:
 
     @property
     def complete(self) -> bool:
-        return self.n_written >= self.spec.n_subjects
+        return self.spec.n_subjects is not None and self.n_written >= self.spec.n_subjects
 
-    def write_shard(self, batch: Mapping[str, np.ndarray]) -> None:
-        """Encode and write the next shard, then record it in the manifest."""
+    @property
+    def cursor(self) -> Any:
+        """The ``cursor`` passed with the last shard written (a converter's position in its input), or ``None``."""
+        return self.shards[-1].get("cursor") if self.shards else None
+
+    def write_shard(self, batch: Mapping[str, np.ndarray], *, cursor: Any = None) -> None:
+        """Encode and write the next shard, then record it (and ``cursor``, JSON-serialisable) in the manifest."""
         start = self.n_written
         b = len(batch["subject_id"])
-        expected = min(self.spec.shard_size, self.spec.n_subjects - start)
-        if b != expected:
-            raise InputError(f"shard at subject {start} must hold {expected} subjects, got {b}")
+        if self.spec.n_subjects is None:
+            if self.shards and int(self.shards[-1]["n"]) != self.spec.shard_size:
+                raise InputError("only the last shard may be shorter than shard_size")
+            if not 1 <= b <= self.spec.shard_size:
+                raise InputError(f"a shard holds 1 to {self.spec.shard_size} subjects, got {b}")
+        else:
+            expected = min(self.spec.shard_size, self.spec.n_subjects - start)
+            if b != expected:
+                raise InputError(f"shard at subject {start} must hold {expected} subjects, got {b}")
         members = self._encode(batch, b)
         name = f"shard-{len(self.shards):05d}.npz"
         path = self.root / SHARD_DIR / name
@@ -370,7 +382,10 @@ class ShardWriter:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        self.shards.append({"file": f"{SHARD_DIR}/{name}", "start": start, "n": b, "sha256": sha256_file(path)})
+        entry = {"file": f"{SHARD_DIR}/{name}", "start": start, "n": b, "sha256": sha256_file(path)}
+        if cursor is not None:
+            entry["cursor"] = cursor
+        self.shards.append(entry)
         self._write_manifest(complete=False)
 
     def _encode(self, batch: Mapping[str, np.ndarray], b: int) -> dict[str, np.ndarray]:
@@ -437,6 +452,8 @@ class ShardWriter:
 
     def _write_manifest(self, *, complete: bool) -> None:
         manifest = dict(self.header)
+        if complete:
+            manifest["n_subjects"] = self.n_written
         manifest["complete"] = complete
         manifest["n_written"] = self.n_written
         if complete:
@@ -447,7 +464,9 @@ class ShardWriter:
 
     def finalize(self) -> dict[str, Any]:
         """Mark the dataset complete (all ``n_subjects`` written) and return its manifest."""
-        if not self.complete:
+        if self.spec.n_subjects is None and self.n_written == 0:
+            raise DatasetError(f"{self.root}: no subject was written")
+        if self.spec.n_subjects is not None and not self.complete:
             raise DatasetError(f"{self.root}: only {self.n_written} of {self.spec.n_subjects} subjects written")
         self._write_manifest(complete=True)
         return json.loads((self.root / MANIFEST_NAME).read_text())
@@ -503,6 +522,9 @@ class ShardedDataset(_TorchDataset):
         modalities: subset of the dataset's modalities to return (default all).
         verify: check every shard's sha256 against the manifest when opening.
         cache_shards: open shards kept (per process).
+        exclude_qc: drop rows carrying QC flags: ``True`` drops any flagged row, a list of flag names
+            (``"nan_samples"``, ``"flat_lead"``, ...; a flag ``"flat_lead:V3"`` matches ``"flat_lead"``) drops rows
+            with one of them.
     """
 
     def __init__(
@@ -514,6 +536,7 @@ class ShardedDataset(_TorchDataset):
         modalities: Sequence[str] | None = None,
         verify: bool = True,
         cache_shards: int = 4,
+        exclude_qc: bool | Sequence[str] = False,
     ) -> None:
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
@@ -537,6 +560,8 @@ class ShardedDataset(_TorchDataset):
             if split not in SPLITS:
                 raise InputError(f"split must be one of {[*SPLITS, 'all']}, got {split!r}")
             rows = rows[self.split_codes[:limit] == SPLITS.index(split)]
+        if exclude_qc:
+            rows = rows[[not _flagged(str(f), exclude_qc) for f in self.tables["qc_flags"][rows]]]
         self.split = split
         self.rows = rows
         self._cache: OrderedDict[int, Any] = OrderedDict()
@@ -642,6 +667,13 @@ class ShardedDataset(_TorchDataset):
         item["covariate_mask"] = torch.from_numpy(self.tables["covariate_mask"][row].astype(np.float32))
         item["index"] = torch.tensor(row, dtype=torch.int64)
         return item
+
+
+def _flagged(flags: str, exclude: bool | Sequence[str]) -> bool:
+    names = {f.split(":", 1)[0] for f in flags.split(";") if f}
+    if exclude is True:
+        return bool(names)
+    return bool(names & set(exclude))
 
 
 def _select_modalities(available: tuple[str, ...], wanted: Sequence[str] | None, where: str) -> tuple[str, ...]:

@@ -7,7 +7,6 @@ Subject ``i`` is a pure function of ``(seed, i, mode)`` (the simulator's contrac
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from collections import OrderedDict
@@ -35,27 +34,13 @@ SYNTHETIC_DESCRIPTION = "synthetic paired ECG-CMR cohort from cardiacnets.synth 
 def simulate_indices(
     indices: Sequence[int] | np.ndarray, seed: int, *, with_cines: bool, mode: str = "population"
 ) -> dict[str, np.ndarray]:
-    """Simulate the subjects with the given indices (a dict of arrays with leading axis ``len(indices)``).
-
-    Adapts to the simulator's slicing interface: ``simulate_subjects(indices, seed, ...)``, ``simulate(...,
-    indices=...)`` or ``simulate(n, seed, start=...)`` for a contiguous run.
-    """
-    from cardiacnets import synth
+    """Simulate the subjects with the given indices (a dict of arrays with leading axis ``len(indices)``)."""
+    from cardiacnets.synth import simulate_subjects
 
     indices = np.asarray(indices, dtype=np.int64)
     if indices.size == 0:
         raise InputError("no subject indices to simulate")
-    if hasattr(synth, "simulate_subjects"):
-        return synth.simulate_subjects(indices, seed, with_cines=with_cines, mode=mode)
-    params = inspect.signature(synth.simulate).parameters
-    if "indices" in params:
-        return synth.simulate(len(indices), seed=seed, with_cines=with_cines, mode=mode, indices=indices)
-    if "start" in params and np.all(np.diff(indices) == 1):
-        return synth.simulate(len(indices), seed=seed, with_cines=with_cines, mode=mode, start=int(indices[0]))
-    if "start" in params:
-        parts = [synth.simulate(1, seed=seed, with_cines=with_cines, mode=mode, start=int(i)) for i in indices]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    raise InputError("cardiacnets.synth cannot simulate a slice of subjects (no simulate_subjects / start=)")
+    return simulate_subjects(indices, seed, with_cines=with_cines, mode=mode)
 
 
 def synthetic_batch(indices: np.ndarray, seed: int, *, with_cines: bool, mode: str) -> dict[str, np.ndarray]:
