@@ -301,3 +301,34 @@ def test_similarity_and_correlation_statistics() -> None:
     null = pearson_with_ci(x, rng.normal(size=200), n_resamples=300)
     assert strong["ci"][0] > 0.8 and strong["ci"][0] <= strong["value"] <= strong["ci"][1]
     assert null["ci"][0] < 0 < null["ci"][1]
+
+
+# ------------------------------------------------------------------------------------------------- training CLI
+@pytest.mark.slow  # ~1 min CPU, ~3 min wall on the shared 2-core machine (synthetic cines are rendered on the fly)
+def test_cntrain_vae_then_diffusion_two_steps_and_pipeline_from_run(tmp_path) -> None:
+    from cardiacnets.training.cli import app
+    from typer.testing import CliRunner
+
+    from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
+    from cardiacnets.models.registry import save_pretrained
+
+    common = ["--data", "synthetic", "--n-subjects", "12", "--model", "tiny", "--max-steps", "2", "--batch-size", "2"]
+    common += ["--set", "train.eval_every=2", "--set", "train.progress=false", "--set", "train.warmup_steps=1"]
+    common += ["--set", "train.max_eval_batches=1", "--set", "train.eval_batch_size=2"]
+    runner = CliRunner()
+    result = runner.invoke(app, ["vae", "--view", "sa", "--out", str(tmp_path / "vae"), *common])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "vae" / "best" / "model.safetensors").is_file()
+    assert list((tmp_path / "vae" / "samples").glob("*.png"))
+    save_pretrained(tiny_encoder(), tmp_path / "enc")
+    args = ["diffusion", "--view", "sa", "--vae", str(tmp_path / "vae"), "--ecg-encoder", str(tmp_path / "enc")]
+    args += ["--out", str(tmp_path / "diff"), "--set", "task.num_frames=4", "--set", "task.height=16"]
+    args += ["--set", "task.width=16", *common]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{") :])
+    assert summary["step"] == 2 and math.isfinite(summary["best_value"])
+    assert list((tmp_path / "diff" / "samples").glob("samples_step*.png"))
+    pipe = EcgToCmrPipeline.from_components(tmp_path / "enc", tmp_path / "diff", tmp_path / "vae")
+    out = pipe(np.zeros((1, 12, 5000), np.float32), num_inference_steps=2, seed=0)
+    assert out.shape == (1, 4, 16, 16) and 0.0 <= out.min() <= out.max() <= 1.0

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-
 from cardiacnets.training.cli_stages import (
     BatchOpt,
     ConfigOpt,
@@ -45,8 +44,8 @@ Examples:
 """
 
 _TASK_KEYS_VAE = {"view", "preset", "frames_per_item", "kl_weight"}
-_TASK_KEYS_DIFF = {"view", "vae", "ecg_encoder", "num_frames", "condition_dropout", "ema_decay", "preprocess_ecg",
-                   "sample_every_eval"}  # fmt: skip
+_TASK_KEYS_DIFF = {"view", "vae", "ecg_encoder", "num_frames", "height", "width", "condition_dropout", "ema_decay",
+                   "preprocess_ecg", "sample_every_eval"}  # fmt: skip
 
 
 def _run_dir_model(path: Path) -> Path:
@@ -74,11 +73,12 @@ def build_vae_task(cfg: RunConfig) -> Any:
 
 
 def build_diffusion_task(cfg: RunConfig) -> Any:
+    from cardiacnets.training.tasks.diffusion import DiffusionTask
+
     from cardiacnets.diffusion.pipeline import load_ecg_encoder
     from cardiacnets.diffusion.unet import Ecg2CmrConfig
     from cardiacnets.diffusion.vae import downsample_factor, load_vae
     from cardiacnets.errors import ConfigError
-    from cardiacnets.training.tasks.diffusion import DiffusionTask
 
     opts = _check_task_keys(cfg, _TASK_KEYS_DIFF)
     for key in ("vae", "ecg_encoder"):
@@ -89,9 +89,10 @@ def build_diffusion_task(cfg: RunConfig) -> Any:
     view = opts.pop("view", "sa")
     overrides: dict[str, Any] = {"latent_downsample": downsample_factor(vae), "condition_dim": encoder.embed_dim,
                                  "latent_channels": vae.config.latent_channels}  # fmt: skip
-    if opts.get("num_frames"):
-        overrides["num_frames"] = int(opts.pop("num_frames"))
-    opts.pop("num_frames", None)
+    for key in ("num_frames", "height", "width"):  # the CPU recipe trains on fewer frames / smaller frames
+        value = opts.pop(key, None)
+        if value:
+            overrides[key] = int(value)
     config = Ecg2CmrConfig.from_preset(cfg.model, view, **overrides)
     d = cfg.data
     return DiffusionTask(vae=vae, ecg_encoder=encoder, config=config, source=d.source, n_subjects=d.n_subjects,
@@ -104,17 +105,17 @@ def register(app: typer.Typer) -> None:
     @app.command("vae", epilog=_EXAMPLES_VAE)
     def vae(
         view: str = typer.Option("sa", "--view", help="Cine view whose frames train the autoencoder: sa or la."),
-        data: Optional[str] = DataOpt,  # noqa: UP007
-        n_subjects: Optional[int] = NSubjectsOpt,  # noqa: UP007
-        model: Optional[str] = typer.Option(None, "--model", help="Autoencoder preset: tiny, small, base."),  # noqa: UP007, B008
-        max_steps: Optional[int] = MaxStepsOpt,  # noqa: UP007
-        batch_size: Optional[int] = BatchOpt,  # noqa: UP007
-        out: Optional[Path] = OutOpt,  # noqa: UP007
+        data: Optional[str] = DataOpt,  # noqa: UP007, UP045
+        n_subjects: Optional[int] = NSubjectsOpt,  # noqa: UP007, UP045
+        model: Optional[str] = typer.Option(None, "--model", help="Autoencoder preset: tiny, small, base."),  # noqa: UP007, UP045, B008
+        max_steps: Optional[int] = MaxStepsOpt,  # noqa: UP007, UP045
+        batch_size: Optional[int] = BatchOpt,  # noqa: UP007, UP045
+        out: Optional[Path] = OutOpt,  # noqa: UP007, UP045
         resume: bool = ResumeOpt,
-        config: Optional[Path] = ConfigOpt,  # noqa: UP007
-        set_: Optional[list[str]] = SetOpt,  # noqa: UP007
-        num_workers: Optional[int] = WorkersOpt,  # noqa: UP007
-        seed: Optional[int] = SeedOpt,  # noqa: UP007
+        config: Optional[Path] = ConfigOpt,  # noqa: UP007, UP045
+        set_: Optional[list[str]] = SetOpt,  # noqa: UP007, UP045
+        num_workers: Optional[int] = WorkersOpt,  # noqa: UP007, UP045
+        seed: Optional[int] = SeedOpt,  # noqa: UP007, UP045
     ) -> None:
         """Train the 1-channel frame autoencoder (diffusers AutoencoderKL) of ECG2CMR on cine frames."""
         flags = _flags(data, n_subjects, model, max_steps, batch_size, out, num_workers, seed)
@@ -124,19 +125,19 @@ def register(app: typer.Typer) -> None:
     @app.command("diffusion", epilog=_EXAMPLES_DIFF)
     def diffusion(
         view: str = typer.Option("sa", "--view", help="sa (short axis) or la (4-chamber long axis)."),
-        vae_dir: Optional[Path] = typer.Option(None, "--vae", help="cntrain vae run, or a local AutoencoderKL dir."),  # noqa: UP007, B008
-        ecg_encoder: Optional[Path] = typer.Option(None, "--ecg-encoder", help="cntrain align run or ECG ViT dir."),  # noqa: UP007, B008
-        data: Optional[str] = DataOpt,  # noqa: UP007
-        n_subjects: Optional[int] = NSubjectsOpt,  # noqa: UP007
-        model: Optional[str] = typer.Option(None, "--model", help="Denoiser preset: tiny, small, modelscope."),  # noqa: UP007, B008
-        max_steps: Optional[int] = MaxStepsOpt,  # noqa: UP007
-        batch_size: Optional[int] = BatchOpt,  # noqa: UP007
-        out: Optional[Path] = OutOpt,  # noqa: UP007
+        vae_dir: Optional[Path] = typer.Option(None, "--vae", help="cntrain vae run, or a local AutoencoderKL dir."),  # noqa: UP007, UP045, B008
+        ecg_encoder: Optional[Path] = typer.Option(None, "--ecg-encoder", help="cntrain align run or ECG ViT dir."),  # noqa: UP007, UP045, B008
+        data: Optional[str] = DataOpt,  # noqa: UP007, UP045
+        n_subjects: Optional[int] = NSubjectsOpt,  # noqa: UP007, UP045
+        model: Optional[str] = typer.Option(None, "--model", help="Denoiser preset: tiny, small, modelscope."),  # noqa: UP007, UP045, B008
+        max_steps: Optional[int] = MaxStepsOpt,  # noqa: UP007, UP045
+        batch_size: Optional[int] = BatchOpt,  # noqa: UP007, UP045
+        out: Optional[Path] = OutOpt,  # noqa: UP007, UP045
         resume: bool = ResumeOpt,
-        config: Optional[Path] = ConfigOpt,  # noqa: UP007
-        set_: Optional[list[str]] = SetOpt,  # noqa: UP007
-        num_workers: Optional[int] = WorkersOpt,  # noqa: UP007
-        seed: Optional[int] = SeedOpt,  # noqa: UP007
+        config: Optional[Path] = ConfigOpt,  # noqa: UP007, UP045
+        set_: Optional[list[str]] = SetOpt,  # noqa: UP007, UP045
+        num_workers: Optional[int] = WorkersOpt,  # noqa: UP007, UP045
+        seed: Optional[int] = SeedOpt,  # noqa: UP007, UP045
     ) -> None:
         """Train the ECG-conditioned latent video denoiser (UNet3D) for one view, with CFG dropout and EMA."""
         flags = _flags(data, n_subjects, model, max_steps, batch_size, out, num_workers, seed)
