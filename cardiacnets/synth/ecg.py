@@ -368,7 +368,24 @@ _I, _II, _AVL, _AVF, _V1, _V3, _V5, _V6 = (LEADS.index(k) for k in ("I", "II", "
 def ecg_features(d: Mapping[str, np.ndarray], seed: int = 0) -> tuple[np.ndarray, list[str]]:
     """Simple cart-style ECG features ``(n, k)`` from simulated records: measured intervals (true value plus cart
     measurement scatter), RR irregularity, and from the averaged beat of the noisy ECG: R and S amplitude and ST
-    level per lead, Sokolow-Lyon, Cornell voltage, QRS and T axes. Returns (features, names)."""
+    level per lead, Sokolow-Lyon, Cornell voltage, QRS and T axes. Returns (features, names). A dict that already
+    holds ``ecg_features`` (see the report) is returned as is."""
+    if "ecg_features" in d:
+        return np.asarray(d["ecg_features"]), list(_FEATURE_NAMES)
+    n = len(d["ecg"])
+    keys = ("ecg", "qrs_onsets", "ecg_hr", "pr_s", "qrs_s", "qt_s", "qtc_s", "subject_index")
+    parts = [
+        _ecg_features_chunk({k: d[k][i : i + 128] for k in keys if k in d}, seed) for i in range(0, max(n, 1), 128)
+    ]
+    return np.concatenate(parts, axis=0), list(_FEATURE_NAMES)
+
+
+_FEATURE_NAMES = ["hr", "pr_ms", "qrs_ms", "qt_ms", "qtc_ms", "rr_cv"]
+_FEATURE_NAMES += [f"R_{lead}" for lead in LEADS] + [f"S_{lead}" for lead in LEADS] + [f"ST_{lead}" for lead in LEADS]
+_FEATURE_NAMES += ["sokolow_lyon", "cornell", "qrs_axis_cos", "qrs_axis_sin", "t_axis_cos", "t_axis_sin"]
+
+
+def _ecg_features_chunk(d: Mapping[str, np.ndarray], seed: int) -> np.ndarray:
     ecg = np.asarray(d["ecg"], dtype=np.float32)
     onsets = np.asarray(d["qrs_onsets"])
     n = ecg.shape[0]
@@ -419,7 +436,4 @@ def ecg_features(d: Mapping[str, np.ndarray], seed: int = 0) -> tuple[np.ndarray
         ],
         axis=1,
     ).astype(np.float32)
-    names = ["hr", "pr_ms", "qrs_ms", "qt_ms", "qtc_ms", "rr_cv"]
-    names += [f"R_{lead}" for lead in LEADS] + [f"S_{lead}" for lead in LEADS] + [f"ST_{lead}" for lead in LEADS]
-    names += ["sokolow_lyon", "cornell", "qrs_axis_cos", "qrs_axis_sin", "t_axis_cos", "t_axis_sin"]
-    return feats, names
+    return feats
