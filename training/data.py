@@ -1,0 +1,122 @@
+"""Datasets for the training stages: the cohort's items turned into model inputs.
+
+The cohort comes from :func:`cardiacnets.datasets.open_dataset` (``source="synthetic"`` or a converted dataset
+directory). :class:`StageDataset` converts each item: the ECG through the shared preprocessing
+(:func:`cardiacnets.preprocess.preprocess_ecg`, ``ecg_preprocess="full"``) or through channel-wise min-max scaling to
+[-1, 1] only (``"minmax"``, what the paper applies before diffusion training; cheaper on CPU), and the cines from
+[0, 1] to Normalize(0.5, 0.5), i.e. [-1, 1], as the paper does for both views.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from cardiacnets.training.config import DataConfig
+from torch.utils.data import Dataset
+
+from cardiacnets.errors import ConfigError, DatasetError
+
+logger = logging.getLogger(__name__)
+
+ECG_FS = 500.0  # Hz; the cohort contract stores 10 s at 500 Hz
+
+
+def open_split(data: DataConfig, split: str, modalities: list[str] | None = None) -> Dataset:
+    """The cohort's ``split`` (``train`` / ``val`` / ``test``) as a map-style dataset of item dicts."""
+    try:
+        from cardiacnets.datasets import open_dataset
+    except ImportError as exc:
+        raise DatasetError(f"cardiacnets.datasets.open_dataset is not available ({exc})") from None
+    return open_dataset(data.source, split, n_subjects=data.n_subjects, seed=data.seed, modalities=modalities)
+
+
+def minmax_scale(ecg: np.ndarray) -> np.ndarray:
+    """Channel-wise min-max scaling of ``(12, n)`` to [-1, 1] (flat leads map to 0)."""
+    lo = ecg.min(axis=-1, keepdims=True)
+    hi = ecg.max(axis=-1, keepdims=True)
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
+    return (2.0 * (ecg - lo) / span - 1.0).astype(np.float32)
+
+
+def ecg_transform(kind: str, preprocess_config: Any = None) -> Callable[[np.ndarray], np.ndarray]:
+    """ECG transform ``(12, 5000)`` mV -> ``(12, 5000)`` float32 in [-1, 1]."""
+    if kind == "minmax":
+        return minmax_scale
+    if kind == "full":
+        try:
+            from cardiacnets.preprocess import PreprocessConfig, preprocess_ecg
+        except ImportError as exc:
+            raise ConfigError(
+                f"ecg_preprocess=full needs cardiacnets.preprocess ({exc}); use --set task.ecg_preprocess=minmax"
+            ) from None
+        config = preprocess_config if preprocess_config is not None else PreprocessConfig()
+        return lambda signal: np.asarray(preprocess_ecg(signal, ECG_FS, config), dtype=np.float32)
+    raise ConfigError(f"unknown ecg_preprocess {kind!r}; use 'full' or 'minmax'")
+
+
+def preprocess_config_dict(kind: str) -> dict[str, Any]:
+    """JSON description of the ECG preprocessing, stored with the best model."""
+    if kind != "full":
+        return {"kind": kind}
+    try:
+        import dataclasses
+
+        from cardiacnets.preprocess import PreprocessConfig
+
+        return {"kind": "full", "config": dataclasses.asdict(PreprocessConfig())}
+    except (ImportError, TypeError):
+        return {"kind": "full"}
+
+
+class StageDataset(Dataset):
+    """Wraps a cohort dataset; items hold only what a stage needs, as float32 tensors.
+
+    Output keys (each only when asked): ``ecg`` ``(12, 5000)`` in [-1, 1]; ``cine_sa`` ``(50, 80, 80)`` and
+    ``cine_la`` ``(50, 96, 96)`` in [-1, 1]; ``phenotypes`` ``(82,)``; always ``index``.
+    """
+
+    def __init__(
+        self,
+        base: Dataset,
+        *,
+        ecg: Callable[[np.ndarray], np.ndarray] | None = None,
+        cines: bool = False,
+        phenotypes: bool = False,
+        cache: bool = False,
+    ) -> None:
+        self.base, self.ecg, self.cines, self.phenotypes = base, ecg, cines, phenotypes
+        self._cache: dict[int, dict[str, torch.Tensor]] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if self._cache is not None and i in self._cache:
+            return self._cache[i]
+        out = self._convert(i)
+        if self._cache is not None:
+            self._cache[i] = out
+        return out
+
+    def _convert(self, i: int) -> dict[str, torch.Tensor]:
+        item = self.base[i]
+        out: dict[str, torch.Tensor] = {"index": torch.tensor(i)}
+        try:
+            if self.ecg is not None:
+                out["ecg"] = torch.from_numpy(np.ascontiguousarray(self.ecg(np.asarray(item["ecg"], np.float32))))
+            if self.cines:
+                for key in ("cine_sa", "cine_la"):
+                    cine = torch.as_tensor(np.asarray(item[key], np.float32))
+                    out[key] = (cine - 0.5) / 0.5  # Normalize(mean 0.5, std 0.5)
+            if self.phenotypes:
+                out["phenotypes"] = torch.as_tensor(np.asarray(item["phenotypes"], np.float32))
+        except KeyError as exc:
+            raise DatasetError(f"dataset item {i} has no {exc} field") from None
+        return out
+
+
+__all__ = ["StageDataset", "ecg_transform", "minmax_scale", "open_split", "preprocess_config_dict"]

@@ -1,0 +1,127 @@
+"""Stage 2: ECG-CMR contrastive alignment with the frozen CMR towers of a cmr-ssl run.
+
+Evaluation on the validation split: the mean batch InfoNCE loss (``val_loss``, the selection metric, as the paper
+keeps the lowest-validation-loss checkpoint) and ECG->CMR retrieval over the whole split (cosine similarity of the
+projected ECG embedding to the projected SA plus LA embeddings), top-1/top-5 against chance.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from cardiacnets.training.config import RunConfig
+from cardiacnets.training.data import StageDataset, ecg_transform, open_split, preprocess_config_dict
+from cardiacnets.training.loop import Task
+from cardiacnets.training.tasks._common import resolve_model_name, retrieval_metrics
+
+from cardiacnets.errors import CheckpointError, ConfigError
+from cardiacnets.models._config import config_from_dict
+from cardiacnets.models.alignment import AlignmentConfig, AlignmentModel
+from cardiacnets.models.cmr_mim import CmrSslModel
+from cardiacnets.models.ecg_vit import EcgViTConfig
+from cardiacnets.models.registry import from_pretrained, model_config, read_pretrained_metadata
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AlignTaskConfig:
+    """``task:`` section of an align config. ``cmr`` is the cmr-ssl run directory (its ``best/`` is loaded)."""
+
+    cmr: str | None = None
+    ecg_preprocess: Literal["full", "minmax"] = "full"
+    proj_dim: int = 256
+    temperature: float = 0.1
+
+
+def load_cmr_ssl(run_dir: str | Path) -> CmrSslModel:
+    """The best CMR self-supervised model of a cmr-ssl run directory (or a saved model directory)."""
+    path = Path(run_dir)
+    candidate = path / "best" if (path / "best" / "config.json").is_file() else path
+    model = from_pretrained(candidate)
+    if not isinstance(model, CmrSslModel):
+        raise CheckpointError(f"{candidate} holds a {type(model).__name__}, not a cmr-ssl model")
+    return model
+
+
+class AlignTask(Task):
+    name = "align"
+    selection_metric = "val_loss"
+    selection_mode = "min"
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.options = config_from_dict(AlignTaskConfig, cfg.task, where="task")
+        if not self.options.cmr:
+            raise ConfigError("align needs the CMR self-supervision run: pass --cmr DIR (a cmr-ssl run directory)")
+        ssl = load_cmr_ssl(self.options.cmr)
+        ecg_cfg = model_config(resolve_model_name("ecg-vit", self.cfg.model))
+        if not isinstance(ecg_cfg, EcgViTConfig):
+            raise ConfigError(f"model {cfg.model!r} is not an ECG ViT size (try tiny, small, base, large)")
+        config = AlignmentConfig(
+            ecg=ecg_cfg,
+            sa=ssl.config.sa,
+            la=ssl.config.la,
+            proj_dim=self.options.proj_dim,
+            temperature=self.options.temperature,
+        )
+        self.model = AlignmentModel(config)
+        self.model.load_cmr_towers(ssl)
+        self.forward_model = self.model
+        self.ecg = ecg_transform(self.options.ecg_preprocess)
+        self.cmr_metadata = (
+            read_pretrained_metadata(Path(self.options.cmr) / "best")
+            if (Path(self.options.cmr) / "best" / "config.json").is_file()
+            else {}
+        )
+
+    def _split(self, split: str) -> StageDataset:
+        base = open_split(self.cfg.data, split, ["ecg", "cine_sa", "cine_la"])
+        return StageDataset(base, ecg=self.ecg, cines=True, cache=self.cfg.data.cache)
+
+    def train_dataset(self) -> StageDataset:
+        return self._split(self.cfg.data.train_split)
+
+    def val_dataset(self) -> StageDataset:
+        return self._split(self.cfg.data.val_split)
+
+    def training_forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return self.forward_model(batch["ecg"], batch["cine_sa"], batch["cine_la"])
+
+    def evaluate(self, loader: Any) -> dict[str, float]:
+        model = self.model
+        totals: dict[str, float] = {}
+        n_batches = 0
+        ecg_emb, sa_emb, la_emb = [], [], []
+        for batch in loader:
+            e = model.embed_ecg(batch["ecg"])
+            s, la = model.embed_cmr(batch["cine_sa"], batch["cine_la"])
+            if e.shape[0] > 1:  # InfoNCE needs negatives
+                losses = model(batch["ecg"], batch["cine_sa"], batch["cine_la"])
+                for k, v in losses.items():
+                    totals[k] = totals.get(k, 0.0) + float(v)
+                n_batches += 1
+            ecg_emb.append(e.float().cpu())
+            sa_emb.append(s.float().cpu())
+            la_emb.append(la.float().cpu())
+        metrics = {f"val_{k}": v / max(n_batches, 1) for k, v in totals.items()}
+        if not n_batches:
+            metrics["val_loss"] = float("nan")
+        ecg_all = torch.cat(ecg_emb)
+        metrics.update(retrieval_metrics(ecg_all, [torch.cat(sa_emb), torch.cat(la_emb)], "val_ecg_to_cmr"))
+        return metrics
+
+    def best_metadata(self) -> dict[str, Any]:
+        return {
+            "stage": "align",
+            "ecg_preprocess": preprocess_config_dict(self.options.ecg_preprocess),
+            "cmr_run": str(self.options.cmr),
+            "cmr_metadata": self.cmr_metadata,
+        }
+
+
+__all__ = ["AlignTask", "AlignTaskConfig", "load_cmr_ssl"]
