@@ -12,6 +12,8 @@ reversal.
 
 from __future__ import annotations
 
+import functools
+
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -110,10 +112,15 @@ class QcThresholds:
     amp_low_warn_mV: float = 0.3
 
 
+@functools.lru_cache(maxsize=32)
+def _highpass_sos(fs: float, cutoff: float) -> np.ndarray:
+    return sps.butter(2, cutoff, btype="highpass", fs=fs, output="sos")
+
+
 def _highpass(x: np.ndarray, fs: float, cutoff: float = 0.5) -> np.ndarray:
     if x.shape[-1] < 16 or cutoff >= fs / 2:
         return x - np.median(x, axis=-1, keepdims=True)
-    sos = sps.butter(2, cutoff, btype="highpass", fs=fs, output="sos")
+    sos = _highpass_sos(float(fs), float(cutoff))
     padlen = min(x.shape[-1] - 1, int(3 * fs))
     return sps.sosfiltfilt(sos, x, axis=-1, padlen=padlen)
 
@@ -126,24 +133,29 @@ def _windows(x: np.ndarray, length: int) -> np.ndarray:
     return x[..., : count * length].reshape(x.shape[:-1] + (count, length))
 
 
-def lead_peak_to_peak(signal: np.ndarray, fs: float, window_s: float = 2.0) -> np.ndarray:
+def lead_peak_to_peak(
+    signal: np.ndarray, fs: float, window_s: float = 2.0, *, highpassed: np.ndarray | None = None
+) -> np.ndarray:
     """Robust peak-to-peak amplitude of each lead of ``(leads, n)`` mV -> ``(leads,)`` mV.
 
     Baseline wander is removed (0.5 Hz high-pass), the lead is cut into ``window_s`` windows (each holds at least one
-    beat) and the median of the windows' max - min is returned, so one artefact does not dominate."""
-    hp = _highpass(np.asarray(signal, dtype=np.float64), fs)
+    beat) and the median of the windows' max - min is returned, so one artefact does not dominate. ``highpassed`` is
+    that high-pass when the caller already has it."""
+    hp = _highpass(np.asarray(signal, dtype=np.float64), fs) if highpassed is None else highpassed
     win = _windows(hp, int(round(window_s * fs)))
     return np.median(win.max(axis=-1) - win.min(axis=-1), axis=-1)
 
 
-def median_beat(signal: np.ndarray, fs: float) -> tuple[np.ndarray, int] | None:
+def median_beat(
+    signal: np.ndarray, fs: float, *, highpassed: np.ndarray | None = None
+) -> tuple[np.ndarray, int] | None:
     """Median beat of ``(leads, n)`` mV: ``((leads, m) mV, index of the QRS fiducial)`` or None without beats.
 
     QRS fiducials are peaks of the summed (per-lead normalised) squared slope (50-ms smoothed) at least 0.33 s
     apart and above 30 % of a typical beat's peak; beats are cut from 0.3 s before to 0.4 s after and the
-    sample-wise median is taken.
+    sample-wise median is taken. ``highpassed``: the 0.5-Hz high-pass of ``signal`` when the caller already has it.
     """
-    hp = _highpass(np.asarray(signal, dtype=np.float64), fs)
+    hp = _highpass(np.asarray(signal, dtype=np.float64), fs) if highpassed is None else highpassed
     slope = np.diff(hp, axis=-1) ** 2
     # Each lead is normalised by its own 99th percentile so one noisy lead cannot drown the others' QRS complexes.
     scale = np.percentile(slope, 99, axis=-1, keepdims=True)
@@ -199,6 +211,7 @@ def run_qc(
     if not np.isfinite(fs) or fs <= 0:
         raise QcError(f"QC needs a positive sampling rate, got {fs!r}")
     x = np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    hp = _highpass(x, fs)  # (12, n) 0.5-Hz high-pass, shared by the wander, amplitude and median-beat checks
     fs = float(fs)
     n = x.shape[1]
     duration = n / fs
@@ -275,7 +288,7 @@ def run_qc(
 
     # Baseline wander: peak-to-peak of the < 0.5 Hz component.
     if n >= 16:
-        low = x - _highpass(x, fs)
+        low = x - hp
         low_win = low[:, int(min(n // 10, fs)) : n - int(min(n // 10, fs))] if n > 20 else low
         wander = np.ptp(low_win, axis=-1) if low_win.shape[-1] else np.zeros(12)
         metrics["wander_mV"] = {lead: round(float(w), 3) for lead, w in zip(LEADS, wander, strict=True)}
@@ -317,7 +330,7 @@ def run_qc(
         metrics["mains_db_max"] = max(ratios.values()) if ratios else None
 
     # Amplitude: unit and scale errors.
-    pp = lead_peak_to_peak(x, fs)
+    pp = lead_peak_to_peak(x, fs, highpassed=hp)
     metrics["peak_to_peak_mV"] = {lead: round(float(v), 3) for lead, v in zip(LEADS, pp, strict=True)}
     if live.any():
         record_pp = float(np.median(pp[live]))
@@ -348,7 +361,7 @@ def run_qc(
     # LA/RA reversal on the median beat.
     i_row, avr_row = LEADS.index("I"), LEADS.index("aVR")
     if live[i_row] and live[avr_row]:
-        beat = median_beat(x, fs)
+        beat = median_beat(x, fs, highpassed=hp)
         if beat is not None:
             qrs_pol, p_pol = _wave_polarity(beat[0], beat[1], fs)
             metrics["qrs_polarity_I_mV"] = round(float(qrs_pol[i_row]), 3)
