@@ -6,8 +6,8 @@ import json
 import math
 
 import pytest
-
 from cardiacnets.training.experiment import fraction_key, resolve_experiment_config, run_experiment
+
 from cardiacnets.errors import ConfigError
 from cardiacnets.models.registry import save_pretrained
 from cardiacnets.targets import DISEASES
@@ -55,7 +55,12 @@ def test_micro_experiment_writes_results_in_the_published_shape(tmp_path) -> Non
     assert payload["cohort"]["synthetic"] is True
     report = (out / "report.md").read_text()
     assert "synthetic cohort" in report and "not patient data" in report and "DeLong" in report
-    for name in ("fig2a_auc.png", "fig2c_label_efficiency.png", "fig3_subtype_confusion.png", "extfig1_convergence.png"):
+    for name in (
+        "fig2a_auc.png",
+        "fig2c_label_efficiency.png",
+        "fig3_subtype_confusion.png",
+        "extfig1_convergence.png",
+    ):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     # A second call reuses the finished runs instead of training again.
     mtime = (out / "runs" / "aligned-1.0" / "evaluation.json").stat().st_mtime
