@@ -26,6 +26,7 @@ _COMMAND_MODULES = (
     "cardiacnets.training.cli_data",
     "cardiacnets.training.cli_stages",
     "cardiacnets.training.cli_diffusion",
+    "cardiacnets.training.cli_finetune",
 )
 
 for _name in _COMMAND_MODULES:
