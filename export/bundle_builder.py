@@ -94,12 +94,17 @@ def thresholds_from_metadata(metadata: Mapping[str, Any]) -> tuple[dict[str, Any
     if not isinstance(raw, Mapping):
         raise CheckpointError(f"model metadata 'thresholds' must map diseases to thresholds, got {raw!r}")
     out = {}
+    placeholders = []
     for disease in DISEASES:
         entry = raw.get(disease)
         if isinstance(entry, (int, float)) and not isinstance(entry, bool):
             entry = {"youden": float(entry), "default": "youden"}
+        if entry is None:  # a fine-tuning task may cover only some diseases: the others get a marked placeholder
+            placeholders.append(disease)
+            out[disease] = {"youden": 0.5, "high_specificity": 0.5, "default": "youden", "placeholder": True}
+            continue
         if not isinstance(entry, Mapping):
-            raise CheckpointError(f"model metadata has no threshold for {disease} (has: {', '.join(map(str, raw))})")
+            raise CheckpointError(f"model metadata threshold for {disease} must be a mapping, got {entry!r}")
         entry = dict(entry)
         entry.setdefault("default", "youden")
         point = entry["default"]
@@ -107,6 +112,9 @@ def thresholds_from_metadata(metadata: Mapping[str, Any]) -> tuple[dict[str, Any
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
             raise CheckpointError(f"threshold {disease}.{point} must be a probability in [0, 1], got {value!r}")
         out[disease] = entry
+    if placeholders:
+        logger.warning("no thresholds for %s in the model metadata: 0.5 placeholders", ", ".join(placeholders))
+        return out, f"model metadata; 0.5 placeholders for {', '.join(placeholders)}"
     return out, "model metadata"
 
 
