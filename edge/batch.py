@@ -181,6 +181,7 @@ class RowStore:
             raise InputError(f"{out}: output must end in .csv, .jsonl or .parquet")
         self.journal = out.with_name(out.name + ".journal.jsonl") if self.kind == "parquet" else out
         self.done: set[str] = set()
+        self.errors_before = 0  # error rows already in the output when this run started
         self.rows_written = 0
         self._open()
 
@@ -199,15 +200,19 @@ class RowStore:
             reader = csv.DictReader(io.StringIO(text))
             if reader.fieldnames and reader.fieldnames != self.columns:
                 raise InputError(f"{path}: existing output has other columns; use another --out or the same options")
-            self.done = {row["path"] for row in reader}
+            rows = [(row["path"], row["status"]) for row in reader]
         else:
-            self.done = {json.loads(line)["path"] for line in text.splitlines() if line.strip()}
+            rows = [(r["path"], r["status"]) for r in map(json.loads, filter(str.strip, text.splitlines()))]
+        self.done = {path for path, _ in rows}
+        self.errors_before = sum(status == STATUS_ERROR for _, status in rows)
 
     def _open(self) -> None:
         if self.kind == "parquet" and self.out.exists() and not self.journal.exists():
             import pyarrow.parquet as pq
 
-            self.done = set(pq.read_table(self.out, columns=["path"]).column("path").to_pylist())
+            table = pq.read_table(self.out, columns=["path", "status"])
+            self.done = set(table.column("path").to_pylist())
+            self.errors_before = table.column("status").to_pylist().count(STATUS_ERROR)
             self.handle = None
             return
         self._repair_and_load()
@@ -271,6 +276,7 @@ class BatchSummary:
     ok: int = 0
     qc_failed: int = 0
     error: int = 0
+    errors_before: int = 0  # error rows written by earlier (interrupted) runs of the same job
     seconds: float = 0.0
 
     @property
@@ -298,7 +304,7 @@ def run_batch(
     screener = Screener(bundle, device=device)
     store = RowStore(out, output_columns(include_phi))
     todo = [item for item in items if item.key not in store.done]
-    summary = BatchSummary(total=len(items), skipped_done=len(items) - len(todo))
+    summary = BatchSummary(total=len(items), skipped_done=len(items) - len(todo), errors_before=store.errors_before)
     config = screener.preprocess_config.to_dict()
     workers = max(1, workers if workers is not None else (os.cpu_count() or 2))
     complete = False
@@ -384,5 +390,6 @@ class _progress:
 def summary_dict(summary: BatchSummary) -> dict[str, Any]:
     rate = summary.processed / summary.seconds if summary.seconds else float("nan")
     return {"inputs": summary.total, "already_done": summary.skipped_done, "ok": summary.ok,
-            "qc_failed": summary.qc_failed, "error": summary.error, "seconds": round(summary.seconds, 2),
+            "qc_failed": summary.qc_failed, "error": summary.error, "errors_in_output": summary.error + summary.errors_before,
+            "seconds": round(summary.seconds, 2),
             "files_per_second": round(rate, 2) if np.isfinite(rate) else None}

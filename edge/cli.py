@@ -126,7 +126,8 @@ def batch(
     """Screen every ECG in an archive; one output row per input file, errors included. Resumable.
 
     Exit codes: 0 every file screened (QC failures are rows with status qc_failed); 3 some files could not be read
-    (rows with status error); 1 a user error stopped the run; 2 a usage error.
+    (rows with status error, in this run or an earlier interrupted run of the same job); 1 a user error stopped the
+    run; 2 a usage error.
 
     Examples:
 
@@ -147,7 +148,7 @@ def batch(
         f" ({info['already_done']} already in {out}); {info['seconds']} s, {info['files_per_second']} files/s",
         highlight=False,
     )
-    if summary.error:
+    if summary.error or summary.errors_before:  # the job's output, resumed runs included, holds error rows
         raise typer.Exit(3)
 
 

@@ -205,7 +205,7 @@ def build_bundle(
     screening: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    diffusion: str | os.PathLike[str] | None = None,
+    diffusion: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     eval_split: Any = None,
     variants: Sequence[str] = SCREENING_VARIANTS,
     name: str | None = None,
@@ -217,7 +217,8 @@ def build_bundle(
     Args:
         screening: a saved screening model directory or a training run directory.
         out: the bundle directory to create.
-        diffusion: an ``EcgToCmrPipeline`` directory (``save_pretrained``) whose parts go into ``cine/``.
+        diffusion: ``EcgToCmrPipeline`` directories (``save_pretrained``), one per view, whose parts go into
+            ``cine/<view>/``.
         eval_split: an :class:`~cardiacnets.export.precision.EvalSplit` to measure the variants' accuracy cost on;
             without it no variant can become the default (the bundle defaults to FP32).
         variants: precision variants of the screening graph to build.
@@ -256,7 +257,9 @@ def build_bundle(
         entry["default_variant"] = default
         entry["default_variant_reason"] = reason
         models: dict[str, Any] = {"screening": entry}
-        cine = _add_diffusion(diffusion, partial, models) if diffusion is not None else None
+        if isinstance(diffusion, (str, os.PathLike)):
+            diffusion = [diffusion]
+        cine = _add_diffusion(list(diffusion), partial, models) if diffusion else None
         manifest: dict[str, Any] = {
             "name": name or f"cardiacnets-{model_dir.parent.name if model_dir.name == 'best' else model_dir.name}",
             "version": version or "0.1.0",
@@ -295,35 +298,78 @@ def _model_summary(model: Any) -> dict[str, Any]:
             "parameters": int(sum(p.numel() for p in model.parameters()))}  # fmt: skip
 
 
-def _add_diffusion(directory: str | os.PathLike[str], root: Path, models: dict[str, Any]) -> dict[str, Any]:
-    """Export an ECG2CMR pipeline into ``root/cine`` and register its graphs in ``models``; return the cine section."""
-    from cardiacnets.export.onnx_export import export_pipeline
+def _same_weights(a: Any, b: Any) -> bool:
+    import torch
+
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _add_diffusion(
+    directories: Sequence[str | os.PathLike[str]], root: Path, models: dict[str, Any]
+) -> dict[str, Any]:
+    """Export ECG2CMR pipelines (one per view) into ``root/cine/<view>`` and register their graphs in ``models``.
+
+    The conditional ECG encoder is exported once to ``cine/ecg_encoder.onnx`` when every view uses the same weights
+    (the usual case: the aligned encoder), else once per view. Returns the manifest's ``cine`` section.
+    """
+    from cardiacnets.export.onnx_export import export_ecg_encoder, export_unet, export_vae_decoder
     from cardiacnets.export.precision import convert_to_fp16
 
     from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
 
-    pipeline = EcgToCmrPipeline.from_pretrained(directory)
+    pipelines = [EcgToCmrPipeline.from_pretrained(d) for d in directories]
+    views = [p.config.view for p in pipelines]
+    if len(set(views)) != len(views):
+        raise InputError(f"one ECG2CMR pipeline per view, got views {views}")
     cine_dir = root / "cine"
-    results = export_pipeline(pipeline, cine_dir)
-    for key, result in results.items():
-        rel = f"cine/{result.path.name}"
-        models[key] = result.manifest_entry(rel)
-        if result.kind == "unet":
-            fp16 = result.path.with_suffix(".fp16.onnx")
-            counts = convert_to_fp16(result.path, fp16)
-            models[key]["variants"] = {"fp16": {"file": f"cine/{fp16.name}", "precision": "fp16", "target": "gpu",
-                                                "conversion": counts}}  # fmt: skip
-    (cine_dir / "scheduler_config.json").write_text(json.dumps(pipeline.scheduler_config, indent=2) + "\n")
-    meta = json.loads((Path(directory) / "pipeline.json").read_text())
-    return {
-        "view": pipeline.config.view,
-        "latent_shape": list(pipeline.config.latent_shape),
-        "cine_shape": [pipeline.config.num_frames, pipeline.config.height, pipeline.config.width],
-        "default_scheduler": pipeline.default_scheduler,
-        "scheduler_config": "cine/scheduler_config.json",
-        "label": meta.get("label"),
-        "classifier_free_guidance": "batch [latents, latents] with drop_condition [True]*B + [False]*B",
-    }
+    cine_dir.mkdir(parents=True, exist_ok=True)
+    shared = all(_same_weights(pipelines[0].ecg_encoder, p.ecg_encoder) for p in pipelines[1:])
+    section: dict[str, Any] = {"views": {}, "label": None}
+    import torch
+
+    for k, (directory, pipeline) in enumerate(zip(directories, pipelines, strict=True)):
+        view = pipeline.config.view
+        view_dir = cine_dir / view
+        view_dir.mkdir(exist_ok=True)
+        if shared:
+            encoder_rel = "cine/ecg_encoder.onnx"
+            if k == 0:
+                result = export_ecg_encoder(pipeline.ecg_encoder, root / encoder_rel)
+                models["cine_ecg_encoder"] = result.manifest_entry(encoder_rel)
+        else:
+            encoder_rel = f"cine/{view}/ecg_encoder.onnx"
+            result = export_ecg_encoder(pipeline.ecg_encoder, root / encoder_rel)
+            models[f"cine_{view}_ecg_encoder"] = result.manifest_entry(encoder_rel)
+        with torch.no_grad():
+            n_tokens = int(pipeline.ecg_encoder.forward_tokens(torch.zeros(1, 1, 12, 5000)).shape[1])
+        unet_rel = f"cine/{view}/unet.onnx"
+        unet = export_unet(pipeline.denoiser, root / unet_rel, n_tokens=n_tokens)
+        models[f"cine_{view}_unet"] = unet.manifest_entry(unet_rel)
+        fp16 = root / f"cine/{view}/unet.fp16.onnx"
+        counts = convert_to_fp16(root / unet_rel, fp16)
+        models[f"cine_{view}_unet"]["variants"] = {"fp16": {"file": f"cine/{view}/unet.fp16.onnx", "precision": "fp16",
+                                                            "target": "gpu", "conversion": counts}}  # fmt: skip
+        c, f, h, w = pipeline.config.latent_shape
+        vae_rel = f"cine/{view}/vae_decoder.onnx"
+        vae = export_vae_decoder(pipeline.vae, root / vae_rel, latent_hw=(h, w))
+        models[f"cine_{view}_vae_decoder"] = vae.manifest_entry(vae_rel)
+        scheduler_rel = f"cine/{view}/scheduler_config.json"
+        (root / scheduler_rel).write_text(json.dumps(pipeline.scheduler_config, indent=2) + "\n")
+        meta = json.loads((Path(directory) / "pipeline.json").read_text())
+        section["label"] = meta.get("label")
+        section["views"][view] = {
+            "ecg_encoder": encoder_rel,
+            "unet": unet_rel,
+            "vae_decoder": vae_rel,
+            "n_tokens": n_tokens,
+            "latent_shape": [c, f, h, w],
+            "cine_shape": [pipeline.config.num_frames, pipeline.config.height, pipeline.config.width],
+            "default_scheduler": pipeline.default_scheduler,
+            "scheduler_config": scheduler_rel,
+            "classifier_free_guidance": "batch [latents, latents] with drop_condition [True]*B + [False]*B",
+        }
+    return section
 
 
 def _json_safe(value: Any) -> Any:

@@ -96,7 +96,9 @@ def onnx(
 def bundle(
     screening: Path = typer.Option(..., "--screening", help="Saved screening model or training run directory."),
     out: Path = typer.Option(..., "--out", help="Bundle directory to create."),
-    diffusion: Path | None = typer.Option(None, "--diffusion", help="ECG2CMR pipeline directory."),  # noqa: UP007
+    diffusion: list[Path] = typer.Option(  # noqa: B008
+        [], "--diffusion", help="ECG2CMR pipeline directory, one per view (repeat for SA and LA)."
+    ),
     eval_source: str = typer.Option("synthetic", help="'synthetic' or a dataset directory, for the accuracy cost."),
     eval_split: str = typer.Option("test", help="Split the variants' accuracy cost is measured on."),
     eval_subjects: int = typer.Option(600, help="Synthetic cohort size (its test split is used)."),
@@ -113,7 +115,7 @@ def bundle(
 
     Examples:\n
       cnexport bundle --screening runs/finetune --out bundle/\n
-      cnexport bundle --screening model/ --diffusion pipe/ --out bundle/ --eval-subjects 1000
+      cnexport bundle --screening model/ --diffusion pipe-sa/ --diffusion pipe-la/ --out bundle/ --eval-subjects 1000
     """
     _setup_logging(verbose)
     try:
@@ -127,7 +129,7 @@ def bundle(
             typer.echo(f"loading the {eval_source} {eval_split} split for the accuracy cost...", err=True)
             split = load_eval_split(eval_source, split=eval_split, n_subjects=eval_subjects, seed=seed,
                                     preprocess=preprocess_from_metadata(metadata), max_items=eval_max)  # fmt: skip
-        manifest = build_bundle(screening, out, diffusion=diffusion, eval_split=split, variants=wanted, name=name,
+        manifest = build_bundle(screening, out, diffusion=diffusion or None, eval_split=split, variants=wanted, name=name,
                                 version=bundle_version, overwrite=force)  # fmt: skip
     except CardiacNetsError as exc:
         _fail(exc)

@@ -117,7 +117,7 @@ def test_torn_last_row_is_cut_and_redone(tmp_path: Path) -> None:
 
 
 def test_resume_after_kill9_is_exactly_once(tiny_bundle: Path, tmp_path: Path, conformance_dir: Path) -> None:
-    good, broken = build_archive(tmp_path / "archive", conformance_dir, n_good=16)
+    good, broken = build_archive(tmp_path / "archive", conformance_dir, n_good=40)
     reference = tmp_path / "reference.jsonl"
     run_batch(tmp_path / "archive", reference, bundle=tiny_bundle, workers=1, batch_size=4, progress=False)
     expected = {r["path"]: r for r in read_rows(reference)}
@@ -129,7 +129,7 @@ def test_resume_after_kill9_is_exactly_once(tiny_bundle: Path, tmp_path: Path, c
     kills = 0
     for _ in range(6):
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(rng.uniform(0.5, 4.0))
+        time.sleep(rng.uniform(0.3, 2.5))
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             kills += 1
