@@ -124,6 +124,7 @@ class CohortSplit:
     covariate_mask: np.ndarray
     groups: np.ndarray
     description: str
+    synthetic: bool = False  # the data is simulated (synthetic source, or a written synthetic dataset)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -192,7 +193,8 @@ def load_cohort_split(
         if data.source == "synthetic"
         else f"dataset {data.source} ({kind.get('kind', 'converted') if isinstance(kind, dict) else kind})"
     )
-    out = CohortSplit(x, labels, subtype, phenotypes, cov, cov_mask, groups, description)
+    synthetic = data.source == "synthetic" or (isinstance(kind, dict) and kind.get("kind") == "synthetic")
+    out = CohortSplit(x, labels, subtype, phenotypes, cov, cov_mask, groups, description, synthetic)
     if cache:
         _COHORT_CACHE[key] = out
     return out
@@ -702,7 +704,7 @@ class FinetuneTask(Task):
             "subtype_names": list(SUBTYPES),
             "training_data": {
                 "description": self.train_cohort.description,
-                "synthetic": self.cfg.data.source == "synthetic",
+                "synthetic": bool(self.train_cohort.synthetic),
             },
         }
 

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Train the default model bundle end to end on the synthetic cohort at CPU scale, deterministically:
+#   synthetic cohort -> CMR self-supervision -> ECG-CMR alignment -> fine-tuning of all heads
+#   -> frame autoencoders + ECG2CMR denoisers (SA and LA) -> export -> bundle.
+# Usage: scripts/demo_model.sh [RUN_DIR] [BUNDLE_DIR]    (sizes below are overridable through the environment)
+# `make demo-model` runs it and installs the bundle as the package's default (cardiacnets/data/default-bundle).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=${1:-runs/demo}
+BUNDLE=${2:-$RUN/bundle}
+BIN=${BIN:-.venv/bin}
+N=${DEMO_SUBJECTS:-1536}          # balanced synthetic cohort (70/10/20 split), seed 0
+SSL_STEPS=${DEMO_SSL_STEPS:-400}
+ALIGN_STEPS=${DEMO_ALIGN_STEPS:-400}
+FT_EPOCHS=${DEMO_FT_EPOCHS:-12}
+VAE_STEPS=${DEMO_VAE_STEPS:-300}
+DIFF_STEPS=${DEMO_DIFF_STEPS:-400}
+FRAMES=${DEMO_FRAMES:-16}         # CPU recipe: 16 of the 50 frames, at the view's native resolution
+mkdir -p "$RUN"
+log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$RUN/timings.log" >&2; }
+stage() { local name=$1; shift; local t0=$SECONDS; log "start $name"; "$@"; log "done  $name in $((SECONDS - t0)) s"; }
+
+export PYTHONHASHSEED=0
+[ -f "$RUN/cohort/manifest.json" ] || stage cohort "$BIN/cntrain" generate --n-subjects "$N" --seed 0 --mode balanced \
+  --out "$RUN/cohort"
+[ -d "$RUN/cmr/best" ] || stage cmr-ssl "$BIN/cntrain" cmr-ssl --data "$RUN/cohort" --n-subjects "$N" --model tiny --max-steps "$SSL_STEPS" \
+  --batch-size 16 --out "$RUN/cmr" --set data.cache=true --set train.eval_every=100 --set train.ckpt_every=100
+[ -d "$RUN/align/best" ] || stage align "$BIN/cntrain" align --cmr "$RUN/cmr" --data "$RUN/cohort" --n-subjects "$N" --model tiny \
+  --max-steps "$ALIGN_STEPS" --batch-size 16 --out "$RUN/align" --set data.cache=true --set train.eval_every=100 \
+  --set train.ckpt_every=100 --set train.warmup_steps=40
+[ -d "$RUN/finetune/best" ] || stage finetune "$BIN/cntrain" finetune --task all --init "$RUN/align" --data "$RUN/cohort" --n-subjects "$N" \
+  --model tiny --batch-size 16 --out "$RUN/finetune" --set data.cache=true --set task.max_epochs="$FT_EPOCHS" \
+  --set task.warmup_epochs=1 --set task.patience=4
+for view in sa la; do
+  [ -d "$RUN/vae-$view/best" ] || stage "vae-$view" "$BIN/cntrain" vae --view "$view" --data "$RUN/cohort" --n-subjects "$N" --model tiny \
+    --max-steps "$VAE_STEPS" --batch-size 8 --out "$RUN/vae-$view" --set data.cache=true --set train.eval_every=100
+  [ -d "$RUN/ecg2cmr-$view/best" ] || stage "diffusion-$view" "$BIN/cntrain" diffusion --view "$view" \
+    --vae "$RUN/vae-$view" --ecg-encoder "$RUN/align" --data "$RUN/cohort" --n-subjects "$N" --model tiny --max-steps "$DIFF_STEPS" \
+    --batch-size 8 --out "$RUN/ecg2cmr-$view" --set data.cache=true --set task.num_frames="$FRAMES" \
+    --set train.eval_every=100
+  [ -f "$RUN/pipeline-$view/pipeline.json" ] || stage "pipeline-$view" "$BIN/python" -c "
+import sys
+from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
+EcgToCmrPipeline.from_components(sys.argv[1], sys.argv[2], sys.argv[3]).save_pretrained(sys.argv[4])
+" "$RUN/align" "$RUN/ecg2cmr-$view" "$RUN/vae-$view" "$RUN/pipeline-$view"
+done
+stage bundle "$BIN/cnexport" bundle --screening "$RUN/finetune" --diffusion "$RUN/pipeline-sa" \
+  --diffusion "$RUN/pipeline-la" --variants int8 --eval-source "$RUN/cohort" --eval-subjects "$N" --eval-split test --eval-max 400 \
+  --name cardiacnets-demo-synthetic --version 0.1.0 --out "$BUNDLE" --force
+"$BIN/cnexport" verify "$BUNDLE"
+du -sh "$BUNDLE" | tee -a "$RUN/timings.log"
+log "bundle written to $BUNDLE"
