@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from cardiacnets.errors import CardiacNetsError
 from cardiacnets.training.config import RunConfig, resolve_config
 
 _EXAMPLES_SSL = """
@@ -110,7 +111,34 @@ SeedOpt = typer.Option(None, "--seed", help="Training seed (initialisation, data
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``cmr-ssl`` and ``align`` to ``app``."""
+    """Add ``cmr-ssl``, ``align`` and ``pretrain-report`` to ``app``."""
+
+    @app.command("pretrain-report")
+    def pretrain_report(
+        align: Path = typer.Option(..., "--align", help="The align run directory to evaluate."),  # noqa: B008
+        data: str = typer.Option("synthetic", "--data", help="'synthetic' or a dataset directory."),
+        n_subjects: int | None = typer.Option(None, "--n-subjects", help="Cohort size (synthetic) or cap."),  # noqa: UP007
+        seed: int = typer.Option(0, "--seed", help="Cohort seed (synthetic)."),
+        max_items: int | None = typer.Option(None, "--max-items", help="At most this many subjects per split."),  # noqa: UP007
+        wall_time: float | None = typer.Option(None, "--wall-time", help="Recipe wall time (s) to record."),  # noqa: UP007
+        out: Path = typer.Option(..., "--out", help="Report directory (report.md, results.json)."),  # noqa: B008
+    ) -> None:
+        """ECG->CMR retrieval on the test split and linear probes to the 82 phenotypes (aligned vs random init vs CMR).
+
+        Example: cntrain pretrain-report --align runs/demo/align --data runs/demo/cohort --out reports/pretraining
+        """
+        import sys
+
+        from cardiacnets.training.pretrain_report import pretraining_report
+
+        command = "cntrain " + " ".join(sys.argv[1:]) if sys.argv and "pretrain-report" in sys.argv else None
+        try:
+            results = pretraining_report(align, data, out, n_subjects=n_subjects, seed=seed, max_items=max_items,
+                                         wall_time_s=wall_time, command=command)  # fmt: skip
+        except CardiacNetsError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(json.dumps({k: v for k, v in results.items() if k != "command"}, indent=2))
 
     @app.command("cmr-ssl", epilog=_EXAMPLES_SSL)
     def cmr_ssl(
