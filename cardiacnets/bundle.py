@@ -10,7 +10,8 @@ Layout (DESIGN section 7)::
       cine/...               # optional diffusion parts
 
 Loading verifies the manifest before anything else: a missing file or a hash mismatch raises
-:class:`~cardiacnets.errors.BundleIntegrityError`, a newer format version :class:`~cardiacnets.errors.BundleVersionError`.
+:class:`~cardiacnets.errors.BundleIntegrityError`, a newer format version
+:class:`~cardiacnets.errors.BundleVersionError`.
 This module needs only the standard library and numpy: the screening edge imports it without torch.
 """
 
@@ -57,9 +58,7 @@ def sha256_file(path: Path) -> str:
 
 
 def _bundle_files(root: Path) -> list[str]:
-    return sorted(
-        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_NAME
-    )
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
 
 
 def write_manifest(root: str | os.PathLike[str], manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -73,8 +72,9 @@ def write_manifest(root: str | os.PathLike[str], manifest: Mapping[str, Any]) ->
         raise BundleError(f"{root}: bundle directory does not exist")
     full = dict(manifest)
     full["bundle_format_version"] = BUNDLE_FORMAT_VERSION
-    full["files"] = {rel: {"sha256": sha256_file(root / rel), "bytes": (root / rel).stat().st_size}
-                     for rel in _bundle_files(root)}
+    full["files"] = {
+        rel: {"sha256": sha256_file(root / rel), "bytes": (root / rel).stat().st_size} for rel in _bundle_files(root)
+    }
     missing = [k for k in REQUIRED_KEYS if k not in full]
     if missing:
         raise BundleError(f"manifest lacks required keys: {', '.join(missing)}")

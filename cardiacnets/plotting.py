@@ -74,9 +74,16 @@ def plot_ecg_paper(
             for k in range(m):
                 lo, hi = max(edges[k], t0), min(edges[k + 1], t1)
                 if hi > lo and sal[row, k] > 0.05:
-                    ax.axvspan(lo * MM_PER_S, hi * MM_PER_S, ymin=(baseline - ROW_MM / 2) / height,
-                               ymax=(baseline + ROW_MM / 2) / height, color="#3b82f6", alpha=0.45 * sal[row, k],
-                               lw=0, zorder=1)
+                    ax.axvspan(
+                        lo * MM_PER_S,
+                        hi * MM_PER_S,
+                        ymin=(baseline - ROW_MM / 2) / height,
+                        ymax=(baseline + ROW_MM / 2) / height,
+                        color="#3b82f6",
+                        alpha=0.45 * sal[row, k],
+                        lw=0,
+                        zorder=1,
+                    )
 
     for r, row_leads in enumerate(LAYOUT):
         baseline = height - ROW_MM * (r + 0.5) - 2

@@ -13,7 +13,6 @@ reversal.
 from __future__ import annotations
 
 import functools
-
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any

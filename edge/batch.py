@@ -62,8 +62,11 @@ def enumerate_inputs(source: str | os.PathLike[str]) -> list[InputItem]:
     their record, not inputs of their own. Hidden files are skipped."""
     source = Path(source)
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.is_file() and not any(
-            part.startswith(".") for part in p.relative_to(source).parts))
+        files = sorted(
+            p
+            for p in source.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts)
+        )
         names = {str(p) for p in files}
         return [InputItem(key=str(p), path=str(p)) for p in files if not _is_companion(str(p), names)]
     if not source.is_file():
@@ -76,8 +79,9 @@ def enumerate_inputs(source: str | os.PathLike[str]) -> list[InputItem]:
             raise InputError(f"{source}: unreadable zip archive ({exc})") from exc
         visible = [m for m in members if not any(part.startswith(".") for part in m.split("/"))]
         names = set(visible)
-        return [InputItem(key=f"{source}!{m}", path=str(source), member=m) for m in visible
-                if not _is_companion(m, names)]
+        return [
+            InputItem(key=f"{source}!{m}", path=str(source), member=m) for m in visible if not _is_companion(m, names)
+        ]
     try:
         lines = source.read_text().splitlines()
     except (UnicodeDecodeError, OSError) as exc:
@@ -147,8 +151,9 @@ def result_row(result: dict[str, Any], include_phi: bool) -> dict[str, Any]:
         "status": STATUS_OK if result["reliable"] else STATUS_QC,
         "reason": "; ".join(fails),
         "reliable": result["reliable"],
-        "qc_findings": "; ".join(f"{f.get('code')}{'@' + f['lead'] if f.get('lead') else ''}"
-                                 for f in qc.get("findings", [])),
+        "qc_findings": "; ".join(
+            f"{f.get('code')}{'@' + f['lead'] if f.get('lead') else ''}" for f in qc.get("findings", [])
+        ),
         "format": result["record"].get("format"),
         "sampling_rate_hz": result["record"].get("sampling_rate_hz"),
         "duration_s": result["record"].get("duration_s"),
@@ -219,8 +224,9 @@ class RowStore:
         new = not self.journal.exists() or self.journal.stat().st_size == 0
         self.handle = self.journal.open("a", encoding="utf-8", newline="")
         if self.kind == "csv":
-            self.writer = csv.DictWriter(self.handle, fieldnames=self.columns, extrasaction="ignore",
-                                         lineterminator="\n")
+            self.writer = csv.DictWriter(
+                self.handle, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n"
+            )
             if new:
                 self.writer.writeheader()
                 self.handle.flush()
@@ -317,7 +323,7 @@ def run_batch(
                     return
                 outputs = screener.infer_prepared(pending)
                 rows = []
-                for prepared, output in zip(pending, outputs):
+                for prepared, output in zip(pending, outputs, strict=False):
                     result = build_result(screener.bundle, prepared, output, include_phi=include_phi)
                     row = result_row(result, include_phi)
                     summary.ok += row["status"] == STATUS_OK
@@ -367,9 +373,15 @@ class _progress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.bar = Progress(TextColumn("screening"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rate]:.1f} files/s"), TimeRemainingColumn(),
-                            console=Console(stderr=True), transient=False)
+        self.bar = Progress(
+            TextColumn("screening"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:.1f} files/s"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
         self.bar.start()
         self.task = self.bar.add_task("screening", total=self.total, rate=0.0)
         self.t0 = time.perf_counter()
@@ -389,7 +401,13 @@ class _progress:
 
 def summary_dict(summary: BatchSummary) -> dict[str, Any]:
     rate = summary.processed / summary.seconds if summary.seconds else float("nan")
-    return {"inputs": summary.total, "already_done": summary.skipped_done, "ok": summary.ok,
-            "qc_failed": summary.qc_failed, "error": summary.error, "errors_in_output": summary.error + summary.errors_before,
-            "seconds": round(summary.seconds, 2),
-            "files_per_second": round(rate, 2) if np.isfinite(rate) else None}
+    return {
+        "inputs": summary.total,
+        "already_done": summary.skipped_done,
+        "ok": summary.ok,
+        "qc_failed": summary.qc_failed,
+        "error": summary.error,
+        "errors_in_output": summary.error + summary.errors_before,
+        "seconds": round(summary.seconds, 2),
+        "files_per_second": round(rate, 2) if np.isfinite(rate) else None,
+    }

@@ -128,7 +128,7 @@ def generate_cines(
     from cardiacnets.edge.screen import select_providers
 
     providers = select_providers(device)
-    views = list(((bundle.manifest.get("cine") or {}).get("views") or {}))
+    views = list((bundle.manifest.get("cine") or {}).get("views") or {})
     if not views:
         raise BundleError(f"bundle {bundle.root} has no cine models; build it with cnexport bundle --diffusion")
     console = Console(stderr=True)

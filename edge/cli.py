@@ -63,7 +63,9 @@ def inspect(
 @app.command("screen")
 def screen(
     file: Path = typer.Argument(..., help="ECG file (any supported format)."),
-    bundle: Optional[Path] = typer.Option(None, "--bundle", help="Model bundle directory (default: the bundled model)."),  # noqa: UP007
+    bundle: Optional[Path] = typer.Option(
+        None, "--bundle", help="Model bundle directory (default: the bundled model)."
+    ),  # noqa: UP007
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON to stdout."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON result to this file ('-' = stdout)."),  # noqa: UP007
     report: Optional[Path] = typer.Option(None, "--report", help="Write a self-contained HTML report."),  # noqa: UP007
@@ -89,8 +91,9 @@ def screen(
         if cine:
             from cardiacnets.edge.cine import generate_cines
 
-            cine_info, cine_gifs = generate_cines(screener.bundle, prepared, out_dir=(report or out or file).parent,
-                                                  stem=file.stem, device=device)
+            cine_info, cine_gifs = generate_cines(
+                screener.bundle, prepared, out_dir=(report or out or file).parent, stem=file.stem, device=device
+            )
             result["cine"] = cine_info
         if report is not None:
             from cardiacnets.edge.report import write_report
@@ -116,7 +119,9 @@ def screen(
 def batch(
     source: Path = typer.Argument(..., help="Directory tree, zip archive, or a text file listing one path per line."),
     out: Path = typer.Option(..., "--out", help="Output file: .csv, .jsonl or .parquet (rerun to resume)."),
-    bundle: Optional[Path] = typer.Option(None, "--bundle", help="Model bundle directory (default: the bundled model)."),  # noqa: UP007
+    bundle: Optional[Path] = typer.Option(
+        None, "--bundle", help="Model bundle directory (default: the bundled model)."
+    ),  # noqa: UP007
     workers: Optional[int] = typer.Option(None, "--workers", help="Reader processes (default: CPU count)."),  # noqa: UP007
     batch_size: int = typer.Option(32, "--batch-size", help="ECGs per inference call."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or trt."),
@@ -138,8 +143,16 @@ def batch(
     from cardiacnets.edge.batch import run_batch, summary_dict
 
     try:
-        summary = run_batch(source, out, bundle=bundle, workers=workers, batch_size=batch_size, device=device,
-                            include_phi=include_phi, progress=not quiet)
+        summary = run_batch(
+            source,
+            out,
+            bundle=bundle,
+            workers=workers,
+            batch_size=batch_size,
+            device=device,
+            include_phi=include_phi,
+            progress=not quiet,
+        )
     except CardiacNetsError as exc:
         _fail(exc)
     info = summary_dict(summary)

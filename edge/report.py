@@ -69,15 +69,21 @@ def render_report(result: dict[str, Any], prepared: Any, cine_gifs: dict[str, by
     if not result.get("reliable", True):
         parts.append("<div class='fail'>Signal quality control failed: the scores are not reliable.</div>")
     parts.append("<h2>12-lead ECG</h2>")
-    parts.append(f"<img class='ecg' alt='12-lead ECG on standard paper, 25 mm/s, 10 mm/mV' src='{_data_uri(png, 'image/png')}'>")
+    parts.append(
+        f"<img class='ecg' alt='12-lead ECG on standard paper, 25 mm/s, 10 mm/mV' src='{_data_uri(png, 'image/png')}'>"
+    )
     parts.append(f"<div class='meta'>Blue shading: where the model found evidence ({esc(saliency_note)}).</div>")
 
-    parts.append("<h2>Screening</h2><table><tr><th>condition</th><th class='num'>probability</th>"
-                 "<th class='num'>threshold</th><th>result</th></tr>")
+    parts.append(
+        "<h2>Screening</h2><table><tr><th>condition</th><th class='num'>probability</th>"
+        "<th class='num'>threshold</th><th>result</th></tr>"
+    )
     for code, d in result["diseases"].items():
         verdict = "<span class='flag'>flagged</span>" if d["flagged"] else "<span class='ok'>below threshold</span>"
-        parts.append(f"<tr><td>{esc(d['name'])} ({code})</td><td class='num'>{d['probability']:.3f}</td>"
-                     f"<td class='num'>{d['threshold']:.3f} ({esc(d['operating_point'])})</td><td>{verdict}</td></tr>")
+        parts.append(
+            f"<tr><td>{esc(d['name'])} ({code})</td><td class='num'>{d['probability']:.3f}</td>"
+            f"<td class='num'>{d['threshold']:.3f} ({esc(d['operating_point'])})</td><td>{verdict}</td></tr>"
+        )
     parts.append("</table>")
     if result["subtype"]["shown"]:
         parts.append("<h2>Cardiomyopathy subtype</h2><table>")
@@ -85,13 +91,17 @@ def render_report(result: dict[str, Any], prepared: Any, cine_gifs: dict[str, by
             parts.append(f"<tr><td>{esc(name)}</td><td class='num'>{p:.3f}</td></tr>")
         parts.append("</table>")
 
-    parts.append("<h2>CMR phenotypes estimated from the ECG</h2><table><tr><th>phenotype</th><th class='num'>value"
-                 "</th><th>unit</th><th>reference</th><th></th></tr>")
+    parts.append(
+        "<h2>CMR phenotypes estimated from the ECG</h2><table><tr><th>phenotype</th><th class='num'>value"
+        "</th><th>unit</th><th>reference</th><th></th></tr>"
+    )
     for name, p in result["key_phenotypes"].items():
         ref = p.get("reference_range")
         mark = "<span class='flag'>out of range</span>" if p.get("out_of_range") else ""
-        parts.append(f"<tr><td>{esc(name)}</td><td class='num'>{p['value']:.1f}</td><td>{esc(p['unit'])}</td>"
-                     f"<td>{f'{ref[0]:g}&ndash;{ref[1]:g}' if ref else '-'}</td><td>{mark}</td></tr>")
+        parts.append(
+            f"<tr><td>{esc(name)}</td><td class='num'>{p['value']:.1f}</td><td>{esc(p['unit'])}</td>"
+            f"<td>{f'{ref[0]:g}&ndash;{ref[1]:g}' if ref else '-'}</td><td>{mark}</td></tr>"
+        )
     parts.append("</table>")
 
     parts.append("<h2>Signal quality</h2>")
@@ -100,8 +110,10 @@ def render_report(result: dict[str, Any], prepared: Any, cine_gifs: dict[str, by
         parts.append("<table><tr><th>severity</th><th>lead</th><th>finding</th></tr>")
         for f in findings:
             cls = "flag" if f.get("severity") == "fail" else ""
-            parts.append(f"<tr><td class='{cls}'>{esc(str(f.get('severity')))}</td><td>{esc(str(f.get('lead') or '-'))}"
-                         f"</td><td>{esc(str(f.get('message')))}</td></tr>")
+            parts.append(
+                f"<tr><td class='{cls}'>{esc(str(f.get('severity')))}</td><td>{esc(str(f.get('lead') or '-'))}"
+                f"</td><td>{esc(str(f.get('message')))}</td></tr>"
+            )
         parts.append("</table>")
     else:
         parts.append("<p class='ok'>No findings.</p>")
@@ -111,19 +123,26 @@ def render_report(result: dict[str, Any], prepared: Any, cine_gifs: dict[str, by
 
     if cine_gifs:
         parts.append("<h2>Cine MRI generated from this ECG</h2>")
-        parts.append("<p class='ai'>AI-GENERATED IMAGERY: synthesised from the ECG by a diffusion model. It is not a"
-                     " scan of this patient and must not be used for diagnosis.</p><div class='cines'>")
+        parts.append(
+            "<p class='ai'>AI-GENERATED IMAGERY: synthesised from the ECG by a diffusion model. It is not a"
+            " scan of this patient and must not be used for diagnosis.</p><div class='cines'>"
+        )
         for view, gif in cine_gifs.items():
-            parts.append(f"<figure><img alt='AI-generated {esc(view)} cine' src='{_data_uri(gif, 'image/gif')}'>"
-                         f"<figcaption class='ai'>{esc(view)} (AI-generated)</figcaption></figure>")
+            parts.append(
+                f"<figure><img alt='AI-generated {esc(view)} cine' src='{_data_uri(gif, 'image/gif')}'>"
+                f"<figcaption class='ai'>{esc(view)} (AI-generated)</figcaption></figure>"
+            )
         parts.append("</div>")
-    parts.append("<p class='meta'>Screening aid only. Probabilities and phenotype estimates come from a model; they are"
-                 " not a diagnosis.</p></body></html>")
+    parts.append(
+        "<p class='meta'>Screening aid only. Probabilities and phenotype estimates come from a model; they are"
+        " not a diagnosis.</p></body></html>"
+    )
     return "\n".join(parts)
 
 
-def write_report(result: dict[str, Any], prepared: Any, path: str | Path, cine_gifs: dict[str, bytes] | None = None
-                 ) -> Path:
+def write_report(
+    result: dict[str, Any], prepared: Any, path: str | Path, cine_gifs: dict[str, bytes] | None = None
+) -> Path:
     path = Path(path)
     text = render_report(result, prepared, cine_gifs)
     tmp = path.with_name(path.name + ".tmp")

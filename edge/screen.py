@@ -14,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from cardiacnets.bundle import SCREENING_INPUTS, SCREENING_OPTIONAL_OUTPUTS, SCREENING_OUTPUTS, Bundle, default_bundle_path, load_bundle
+from cardiacnets.bundle import (
+    SCREENING_INPUTS,
+    SCREENING_OPTIONAL_OUTPUTS,
+    SCREENING_OUTPUTS,
+    Bundle,
+    default_bundle_path,
+    load_bundle,
+)
 from cardiacnets.errors import BundleError, CardiacNetsError, InputError
 from cardiacnets.io import read_ecg
 from cardiacnets.preprocess import PreprocessConfig, preprocess_record
@@ -144,7 +151,9 @@ class Screener:
         else:
             variants = spec.get("variants") or {}
             if self.variant not in variants:
-                raise BundleError(f"bundle has no {self.variant!r} screening variant (has: fp32, {', '.join(variants)})")
+                raise BundleError(
+                    f"bundle has no {self.variant!r} screening variant (has: fp32, {', '.join(variants)})"
+                )
             graph = variants[self.variant]["file"]
         self.providers = select_providers(device)
         options = ort.SessionOptions()
@@ -156,25 +165,35 @@ class Screener:
         names_out = [o.name for o in self.session.get_outputs()]
         self.output_names = set(names_out)
         if tuple(names_in) != SCREENING_INPUTS or not set(SCREENING_OUTPUTS) <= set(names_out):
-            raise BundleError(f"screening graph has inputs {names_in} and outputs {names_out}; expected"
-                              f" {list(SCREENING_INPUTS)} -> {list(SCREENING_OUTPUTS)}")
-        self.preprocess_config = PreprocessConfig.from_dict(self.bundle.preprocess) if self.bundle.preprocess else (
-            PreprocessConfig())
+            raise BundleError(
+                f"screening graph has inputs {names_in} and outputs {names_out}; expected"
+                f" {list(SCREENING_INPUTS)} -> {list(SCREENING_OUTPUTS)}"
+            )
+        self.preprocess_config = (
+            PreprocessConfig.from_dict(self.bundle.preprocess) if self.bundle.preprocess else (PreprocessConfig())
+        )
 
     def infer(self, ecg: np.ndarray, covariates: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
         """Run the graph on a batch: ``ecg`` (B, 12, 5000), ``covariates`` and ``mask`` (B, 3)."""
-        feeds = {"ecg": np.ascontiguousarray(ecg, np.float32), "covariates": np.ascontiguousarray(covariates, np.float32),
-                 "covariate_mask": np.ascontiguousarray(mask, np.float32)}
+        feeds = {
+            "ecg": np.ascontiguousarray(ecg, np.float32),
+            "covariates": np.ascontiguousarray(covariates, np.float32),
+            "covariate_mask": np.ascontiguousarray(mask, np.float32),
+        }
         names = list(SCREENING_OUTPUTS) + [n for n in SCREENING_OPTIONAL_OUTPUTS if n in self.output_names]
-        return dict(zip(names, self.session.run(names, feeds)))
+        return dict(zip(names, self.session.run(names, feeds), strict=False))
 
     def infer_prepared(self, items: list[PreparedEcg]) -> list[dict[str, np.ndarray]]:
-        out = self.infer(np.stack([p.ecg for p in items]), np.stack([p.covariates for p in items]),
-                         np.stack([p.covariate_mask for p in items]))
+        out = self.infer(
+            np.stack([p.ecg for p in items]),
+            np.stack([p.covariates for p in items]),
+            np.stack([p.covariate_mask for p in items]),
+        )
         return [{k: v[i] for k, v in out.items()} for i in range(len(items))]
 
-    def screen_file(self, path: str | os.PathLike[str], *, include_phi: bool = False, keep_signal: bool = False
-                    ) -> tuple[dict[str, Any], PreparedEcg]:
+    def screen_file(
+        self, path: str | os.PathLike[str], *, include_phi: bool = False, keep_signal: bool = False
+    ) -> tuple[dict[str, Any], PreparedEcg]:
         prepared = prepare_file(path, self.preprocess_config, keep_signal=keep_signal)
         outputs = self.infer_prepared([prepared])[0]
         result = build_result(self.bundle, prepared, outputs, include_phi=include_phi)
@@ -190,8 +209,9 @@ def _threshold(bundle: Bundle, disease: str) -> tuple[float, str]:
     return float(value), str(point)
 
 
-def build_result(bundle: Bundle, prepared: PreparedEcg, outputs: dict[str, np.ndarray], *, include_phi: bool = False
-                 ) -> dict[str, Any]:
+def build_result(
+    bundle: Bundle, prepared: PreparedEcg, outputs: dict[str, np.ndarray], *, include_phi: bool = False
+) -> dict[str, Any]:
     """The ``cardiacnets.screening/1`` result for one ECG."""
     reliable = bool(prepared.qc.get("reliable", False))
     diseases = {}
@@ -233,10 +253,14 @@ def build_result(bundle: Bundle, prepared: PreparedEcg, outputs: dict[str, np.nd
         "record": prepared.record_info,
         "covariates_used": {
             name: (float(v) if m else None)
-            for name, v, m in zip(("sex", "age", "heart_rate"), prepared.covariates, prepared.covariate_mask)
+            for name, v, m in zip(
+                ("sex", "age", "heart_rate"), prepared.covariates, prepared.covariate_mask, strict=True
+            )
         },
-        "preprocess": {k: prepared.preprocess.get(k) for k in ("version", "resampled", "cropped", "padded",
-                                                               "heart_rate", "heart_rate_source")},
+        "preprocess": {
+            k: prepared.preprocess.get(k)
+            for k in ("version", "resampled", "cropped", "padded", "heart_rate", "heart_rate_source")
+        },
         "model": {
             "bundle": bundle.manifest.get("name"),
             "version": bundle.manifest.get("version"),

@@ -27,8 +27,9 @@ def render_result(result: dict[str, Any]) -> Group:
         risks.add_column(column, justify="right" if column in ("probability", "threshold") else "left")
     for code, d in result["diseases"].items():
         flag = Text("FLAGGED", style="bold red") if d["flagged"] else Text("below threshold", style="green")
-        risks.add_row(f"{d['name']} ({code})", f"{d['probability']:.3f}", f"{d['threshold']:.3f} ({d['operating_point']})",
-                      flag)
+        risks.add_row(
+            f"{d['name']} ({code})", f"{d['probability']:.3f}", f"{d['threshold']:.3f} ({d['operating_point']})", flag
+        )
     parts.append(risks)
 
     subtype = result.get("subtype", {})
@@ -58,7 +59,9 @@ def render_result(result: dict[str, Any]) -> Group:
         qc_table.add_column("finding")
         for f in findings:
             style = "red" if f.get("severity") == "fail" else "yellow"
-            qc_table.add_row(Text(str(f.get("severity")), style=style), str(f.get("lead") or "-"), str(f.get("message")))
+            qc_table.add_row(
+                Text(str(f.get("severity")), style=style), str(f.get("lead") or "-"), str(f.get("message"))
+            )
         parts.append(qc_table)
     else:
         parts.append(Text("Signal QC: no findings", style="green"))

@@ -98,6 +98,7 @@ def bench_screening(
     """
     import onnxruntime as ort
     import torch
+
     from cardiacnets.export.onnx_export import export_screening, screening_feeds
     from cardiacnets.export.precision import quantize_int8
 

@@ -175,10 +175,9 @@ def _variant_tolerances(variant: str) -> dict[str, Any]:
 
 def make_screening_variant(fp32: Path, variant: str, dst: Path) -> dict[str, Any]:
     """Write an ``int8`` or ``fp16`` variant of the FP32 screening graph and check it against FP32 on fixed inputs."""
+    from cardiacnets.bundle import SCREENING_OUTPUTS
     from cardiacnets.export.onnx_export import check_graph, ort_session, parity_check, screening_feeds
     from cardiacnets.export.precision import convert_to_fp16, quantize_int8
-
-    from cardiacnets.bundle import SCREENING_OUTPUTS
 
     if variant == "int8":
         quantize_int8(fp32, dst)
@@ -305,18 +304,15 @@ def _same_weights(a: Any, b: Any) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def _add_diffusion(
-    directories: Sequence[str | os.PathLike[str]], root: Path, models: dict[str, Any]
-) -> dict[str, Any]:
+def _add_diffusion(directories: Sequence[str | os.PathLike[str]], root: Path, models: dict[str, Any]) -> dict[str, Any]:
     """Export ECG2CMR pipelines (one per view) into ``root/cine/<view>`` and register their graphs in ``models``.
 
     The conditional ECG encoder is exported once to ``cine/ecg_encoder.onnx`` when every view uses the same weights
     (the usual case: the aligned encoder), else once per view. Returns the manifest's ``cine`` section.
     """
+    from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
     from cardiacnets.export.onnx_export import export_ecg_encoder, export_unet, export_vae_decoder
     from cardiacnets.export.precision import convert_to_fp16
-
-    from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
 
     pipelines = [EcgToCmrPipeline.from_pretrained(d) for d in directories]
     views = [p.config.view for p in pipelines]

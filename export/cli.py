@@ -129,7 +129,8 @@ def bundle(
             typer.echo(f"loading the {eval_source} {eval_split} split for the accuracy cost...", err=True)
             split = load_eval_split(eval_source, split=eval_split, n_subjects=eval_subjects, seed=seed,
                                     preprocess=preprocess_from_metadata(metadata), max_items=eval_max)  # fmt: skip
-        manifest = build_bundle(screening, out, diffusion=diffusion or None, eval_split=split, variants=wanted, name=name,
+        manifest = build_bundle(screening, out, diffusion=diffusion or None, eval_split=split, variants=wanted,
+                                name=name,
                                 version=bundle_version, overwrite=force)  # fmt: skip
     except CardiacNetsError as exc:
         _fail(exc)

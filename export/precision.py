@@ -314,9 +314,8 @@ def load_eval_split(
 
 def run_graph(path: str | os.PathLike[str], data: EvalSplit, *, batch: int = 32) -> dict[str, np.ndarray]:
     """Screening outputs of a graph on the whole split (onnxruntime CPU, in batches)."""
-    from cardiacnets.export.onnx_export import ort_session
-
     from cardiacnets.bundle import SCREENING_OUTPUTS
+    from cardiacnets.export.onnx_export import ort_session
 
     session = ort_session(path)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in SCREENING_OUTPUTS}

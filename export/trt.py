@@ -344,9 +344,8 @@ def build_for_target(
 ) -> dict[str, Any]:
     """Build, check and time engines for a bundle (screening FP16, and the cine denoiser FP16 when present) or for
     one FP16 screening ``.onnx`` file. Checks TensorRT and the GPU first."""
-    from cardiacnets.export.onnx_export import screening_feeds
-
     from cardiacnets.bundle import load_bundle
+    from cardiacnets.export.onnx_export import screening_feeds
 
     require_trt_and_gpu()
     target = Path(target)

@@ -136,11 +136,11 @@ def tiny_model(name: str = "screening-ecg-tiny", seed: int = 0) -> Any:
 
 def build_test_bundle(root: Path) -> dict[str, Any]:
     import torch
+
+    from cardiacnets.bundle import SCREENING_OUTPUTS
     from cardiacnets.export.bundle_builder import build_bundle
     from cardiacnets.export.onnx_export import screening_feeds
     from cardiacnets.export.precision import EvalSplit
-
-    from cardiacnets.bundle import SCREENING_OUTPUTS
     from cardiacnets.models.registry import save_pretrained
 
     model = tiny_model()
@@ -165,6 +165,7 @@ def build_test_bundle(root: Path) -> dict[str, Any]:
 
 def torch_gpu_screening() -> dict[str, Any]:
     import torch
+
     from cardiacnets.export.onnx_export import screening_feeds
     from cardiacnets.export.trt import time_callable
 
@@ -197,9 +198,8 @@ def torch_gpu_screening() -> dict[str, Any]:
 
 
 def tensorrt_stage(bundle: Path) -> dict[str, Any]:
-    from cardiacnets.export.trt import build_for_target
-
     from cardiacnets.errors import ExportError
+    from cardiacnets.export.trt import build_for_target
 
     try:
         first = build_for_target(bundle, cache_dir=bundle.parent / "trt-cache", max_batch=32)
@@ -210,10 +210,9 @@ def tensorrt_stage(bundle: Path) -> dict[str, Any]:
 
 
 def ort_gpu_stage(bundle: Path) -> dict[str, Any]:
+    from cardiacnets.errors import ExportError
     from cardiacnets.export.onnx_export import screening_feeds
     from cardiacnets.export.trt import ort_gpu_session, screening_profile, time_callable
-
-    from cardiacnets.errors import ExportError
 
     report = {}
     feed = screening_feeds(32, np.random.default_rng(1))
@@ -236,11 +235,11 @@ def cpu_bench() -> dict[str, Any]:
 
 def diffusion_stage(root: Path) -> dict[str, Any]:
     import torch
-    from cardiacnets.export.trt import time_callable
 
     from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
     from cardiacnets.diffusion.unet import Ecg2CmrConfig, EcgConditionedUNet3D
     from cardiacnets.diffusion.vae import create_vae
+    from cardiacnets.export.trt import time_callable
     from cardiacnets.models.registry import create_model
 
     torch.manual_seed(0)
@@ -291,6 +290,7 @@ def diffusion_stage(root: Path) -> dict[str, Any]:
                    "fp16_conversion": counts}  # fmt: skip
     try:
         import tensorrt  # noqa: F401
+
         from cardiacnets.export.trt import TrtRunner, build_engine, unet_profile
 
         engine, info = build_engine(root / "unet_sa.fp16.onnx", unet_profile(result.manifest_entry("x")),

@@ -39,9 +39,17 @@ def make_tiny_screening_onnx(path: Path) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    inits = [numpy_helper.from_array(a, n) for a, n in [(W_DISEASE, "w_d"), (W_COV, "w_c"), (W_SUBTYPE, "w_s"),
-                                                         (W_PHENO, "w_p"), (B_PHENO, "b_p"),
-                                                         (np.array([-1], dtype=np.int64), "axes")]]
+    inits = [
+        numpy_helper.from_array(a, n)
+        for a, n in [
+            (W_DISEASE, "w_d"),
+            (W_COV, "w_c"),
+            (W_SUBTYPE, "w_s"),
+            (W_PHENO, "w_p"),
+            (B_PHENO, "b_p"),
+            (np.array([-1], dtype=np.int64), "axes"),
+        ]
+    ]
     nodes = [
         helper.make_node("ReduceMean", ["ecg", "axes"], ["feat"], keepdims=0),
         helper.make_node("MatMul", ["feat", "w_d"], ["ld"]),
@@ -58,13 +66,17 @@ def make_tiny_screening_onnx(path: Path) -> None:
     graph = helper.make_graph(
         nodes,
         "tiny_screening",
-        [helper.make_tensor_value_info("ecg", TensorProto.FLOAT, ["batch", 12, 5000]),
-         helper.make_tensor_value_info("covariates", TensorProto.FLOAT, ["batch", 3]),
-         helper.make_tensor_value_info("covariate_mask", TensorProto.FLOAT, ["batch", 3])],
-        [helper.make_tensor_value_info("disease_prob", TensorProto.FLOAT, ["batch", 5]),
-         helper.make_tensor_value_info("subtype_prob", TensorProto.FLOAT, ["batch", 3]),
-         helper.make_tensor_value_info("phenotypes", TensorProto.FLOAT, ["batch", 82]),
-         helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", 12])],
+        [
+            helper.make_tensor_value_info("ecg", TensorProto.FLOAT, ["batch", 12, 5000]),
+            helper.make_tensor_value_info("covariates", TensorProto.FLOAT, ["batch", 3]),
+            helper.make_tensor_value_info("covariate_mask", TensorProto.FLOAT, ["batch", 3]),
+        ],
+        [
+            helper.make_tensor_value_info("disease_prob", TensorProto.FLOAT, ["batch", 5]),
+            helper.make_tensor_value_info("subtype_prob", TensorProto.FLOAT, ["batch", 3]),
+            helper.make_tensor_value_info("phenotypes", TensorProto.FLOAT, ["batch", 82]),
+            helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", 12]),
+        ],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
@@ -83,8 +95,10 @@ def make_tiny_bundle(root: Path, *, synthetic: bool = True) -> Path:
             "version": "0.0.0",
             "models": {"screening": {"file": "screening.onnx"}},
             "preprocess": PreprocessConfig().to_dict(),
-            "thresholds": {d: {"youden": 0.5, "high_specificity": 0.8, "default": "youden"}
-                           for d in ("CAD", "PH", "PC", "CM", "HF")},
+            "thresholds": {
+                d: {"youden": 0.5, "high_specificity": 0.8, "default": "youden"}
+                for d in ("CAD", "PH", "PC", "CM", "HF")
+            },
             "training_data": {"description": "test graph, fixed random weights", "synthetic": synthetic},
         },
     )

@@ -7,6 +7,7 @@ stores one. Files whose quirks call for a flag are checked for that flag.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,6 @@ import pytest
 from cardiacnets.io import read_ecg
 from cardiacnets.record import LEADS, canonical_lead_name
 from tests.conftest import _conformance_dir
-
-import json
 
 
 def _corpus_files() -> list[str]:
@@ -63,9 +62,13 @@ def test_conformance_file_matches_ground_truth(relpath: str, conformance_dir: Pa
 
     stored = {canonical_lead_name(n) for n in rhythm["lead_names_in_file_order"]} - {None}
     assert set(record.meta["stored_leads"]) == stored
-    assert set(record.meta["derived_leads"]) == ({"III", "aVR", "aVL", "aVF"} - stored if {"I", "II"} <= stored else set())
+    assert set(record.meta["derived_leads"]) == (
+        {"III", "aVR", "aVL", "aVF"} - stored if {"I", "II"} <= stored else set()
+    )
 
-    medians = [s for s in truth["sections"][1:] if "median" in s["section"].lower() or "repbeat" in s["section"].lower()]
+    medians = [
+        s for s in truth["sections"][1:] if "median" in s["section"].lower() or "repbeat" in s["section"].lower()
+    ]
     if medians:
         assert record.median_beat is not None, f"{relpath}: the file stores a median beat"
         assert record.median_beat.shape == (12, medians[0]["n_samples_per_lead"])

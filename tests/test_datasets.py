@@ -233,8 +233,9 @@ def test_writer_rejects_bad_batches(tmp_path: Path) -> None:
 
 
 def test_cntrain_generate_writes_a_dataset(tmp_path: Path) -> None:
-    from cardiacnets.training.cli import app
     from typer.testing import CliRunner
+
+    from cardiacnets.training.cli import app
 
     out = tmp_path / "gen"
     result = CliRunner().invoke(

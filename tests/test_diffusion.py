@@ -306,11 +306,11 @@ def test_similarity_and_correlation_statistics() -> None:
 # ------------------------------------------------------------------------------------------------- training CLI
 @pytest.mark.slow  # ~1 min CPU, ~3 min wall on the shared 2-core machine (synthetic cines are rendered on the fly)
 def test_cntrain_vae_then_diffusion_two_steps_and_pipeline_from_run(tmp_path) -> None:
-    from cardiacnets.training.cli import app
     from typer.testing import CliRunner
 
     from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
     from cardiacnets.models.registry import save_pretrained
+    from cardiacnets.training.cli import app
 
     common = ["--data", "synthetic", "--n-subjects", "12", "--model", "tiny", "--max-steps", "2", "--batch-size", "2"]
     common += ["--set", "train.eval_every=2", "--set", "train.progress=false", "--set", "train.warmup_steps=1"]

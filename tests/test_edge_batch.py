@@ -94,8 +94,9 @@ def test_csv_and_parquet_outputs_and_phi_opt_in(tiny_bundle: Path, tmp_path: Pat
     import pyarrow.parquet as pq
 
     build_archive(tmp_path / "archive", conformance_dir, n_good=3)  # the DICOM and aECG samples name "Clark"
-    run_batch(tmp_path / "archive", tmp_path / "out.parquet", bundle=tiny_bundle, workers=1, progress=False,
-              include_phi=True)
+    run_batch(
+        tmp_path / "archive", tmp_path / "out.parquet", bundle=tiny_bundle, workers=1, progress=False, include_phi=True
+    )
     table = pq.read_table(tmp_path / "out.parquet").to_pylist()
     assert not (tmp_path / "out.parquet.journal.jsonl").exists()
     assert {r["patient_name"] for r in table if r["path"].endswith("Example.dcm")} == {"Clark"}
@@ -123,8 +124,20 @@ def test_resume_after_kill9_is_exactly_once(tiny_bundle: Path, tmp_path: Path, c
     expected = {r["path"]: r for r in read_rows(reference)}
 
     out = tmp_path / "killed.jsonl"
-    command = [*CNSCREEN, "batch", str(tmp_path / "archive"), "--out", str(out), "--bundle", str(tiny_bundle),
-               "--workers", "2", "--batch-size", "4", "--quiet"]
+    command = [
+        *CNSCREEN,
+        "batch",
+        str(tmp_path / "archive"),
+        "--out",
+        str(out),
+        "--bundle",
+        str(tiny_bundle),
+        "--workers",
+        "2",
+        "--batch-size",
+        "4",
+        "--quiet",
+    ]
     rng = random.Random(7)
     kills = 0
     for _ in range(6):

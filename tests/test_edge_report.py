@@ -50,13 +50,17 @@ def test_saliency_sums_flagged_diseases() -> None:
     saliency = np.zeros((5, 12, 50))
     saliency[0, 1, 3] = 2.0  # CAD evidence
     saliency[4, 7, 9] = -1.0  # negative HF evidence is not shown
-    result = {"diseases": {d: {"flagged": d in ("CAD", "HF"), "probability": 0.9} for d in ("CAD", "PH", "PC", "CM", "HF")}}
+    result = {
+        "diseases": {d: {"flagged": d in ("CAD", "HF"), "probability": 0.9} for d in ("CAD", "PH", "PC", "CM", "HF")}
+    }
     combined, note = flagged_saliency(result, saliency)
     assert combined[1, 3] == 2.0 and combined[7, 9] == 0.0 and "CAD" in note and "HF" in note
 
 
-@pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None, reason="chromium/chromedriver not installed "
-                    "(scripts/install.sh installs them under CI)")
+@pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="chromium/chromedriver not installed (scripts/install.sh installs them under CI)",
+)
 def test_report_renders_in_headless_chromium(tiny_bundle: Path, tmp_path: Path) -> None:
     selenium = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.options import Options
@@ -64,14 +68,34 @@ def test_report_renders_in_headless_chromium(tiny_bundle: Path, tmp_path: Path) 
 
     ecg = write_wfdb_ecg(tmp_path, "rec")
     report = tmp_path / "report.html"
-    proc = subprocess.run([sys.executable, "-c", "import sys; from cardiacnets.edge.cli import main; main(sys.argv[1:])",
-                           str(ecg), "--bundle", str(tiny_bundle), "--report", str(report)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from cardiacnets.edge.cli import main; main(sys.argv[1:])",
+            str(ecg),
+            "--bundle",
+            str(tiny_bundle),
+            "--report",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     options = Options()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'profile'}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = selenium.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -79,7 +103,8 @@ def test_report_renders_in_headless_chromium(tiny_bundle: Path, tmp_path: Path) 
         driver.get(report.as_uri())
         assert driver.title == "CardiacNets screening report"
         images = driver.execute_script(
-            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]);")
+            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight]);"
+        )
         assert images and all(done and w > 0 and h > 0 for done, w, h in images), images
         width = driver.execute_script("return document.querySelector('img.ecg').naturalWidth;")
         assert width > 800  # the ECG paper is drawn at a readable resolution

@@ -23,9 +23,18 @@ CNSCREEN = [sys.executable, "-c", "import sys; from cardiacnets.edge.cli import 
 def write_wfdb_ecg(directory: Path, name: str = "rec", *, patient: str = "DOE^JANE", mrn: str = "MRN-123456") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     signal = synthetic_ecg(fs=500.0, duration_s=10.0, rng=np.random.default_rng(3))
-    wfdb.wrsamp(name, fs=500, units=["mV"] * 12, sig_name=list(LEADS), p_signal=signal.T, fmt=["16"] * 12,
-                adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(directory),
-                comments=[f"patient: {patient}", f"mrn: {mrn}", "age: 61", "sex: F"])
+    wfdb.wrsamp(
+        name,
+        fs=500,
+        units=["mV"] * 12,
+        sig_name=list(LEADS),
+        p_signal=signal.T,
+        fmt=["16"] * 12,
+        adc_gain=[1000.0] * 12,
+        baseline=[0] * 12,
+        write_dir=str(directory),
+        comments=[f"patient: {patient}", f"mrn: {mrn}", "age: 61", "sex: F"],
+    )
     return directory / f"{name}.hea"
 
 
@@ -53,18 +62,24 @@ def test_batch_of_prepared_equals_one_by_one(tiny_bundle: Path, tmp_path: Path) 
     screener = Screener(tiny_bundle, device="cpu")
     items = [prepare_file(write_wfdb_ecg(tmp_path / str(i)), screener.preprocess_config) for i in range(3)]
     batched = screener.infer_prepared(items)
-    for item, out in zip(items, batched):
+    for item, out in zip(items, batched, strict=False):
         single = screener.infer_prepared([item])[0]
         np.testing.assert_allclose(out["disease_prob"], single["disease_prob"], atol=1e-6)
 
 
 def test_cli_json_no_phi_and_no_torch(tiny_bundle: Path, tmp_path: Path) -> None:
     path = write_wfdb_ecg(tmp_path)
-    code = ("import sys, json; from cardiacnets.edge.cli import main\n"
-            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "assert 'torch' not in sys.modules, 'the screening path imported torch'\n")
-    proc = subprocess.run([sys.executable, "-c", code, str(path), "--bundle", str(tiny_bundle), "--json"],
-                          capture_output=True, text=True, cwd=tmp_path)
+    code = (
+        "import sys, json; from cardiacnets.edge.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "assert 'torch' not in sys.modules, 'the screening path imported torch'\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(path), "--bundle", str(tiny_bundle), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert set(result["diseases"]) == {"CAD", "PH", "PC", "CM", "HF"}
@@ -74,8 +89,9 @@ def test_cli_json_no_phi_and_no_torch(tiny_bundle: Path, tmp_path: Path) -> None
 def test_cli_summary_and_out_file(tiny_bundle: Path, tmp_path: Path) -> None:
     path = write_wfdb_ecg(tmp_path)
     out = tmp_path / "result.json"
-    proc = subprocess.run([*CNSCREEN, str(path), "--bundle", str(tiny_bundle), "--out", str(out)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [*CNSCREEN, str(path), "--bundle", str(tiny_bundle), "--out", str(out)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert "coronary artery disease" in proc.stdout and "SYNTHETIC" in proc.stdout
     assert json.loads(out.read_text())["path"] == str(path)
@@ -89,8 +105,9 @@ def test_tampered_bundle_is_refused_with_one_line(tiny_bundle: Path, tmp_path: P
     data = bytearray((copy / "screening.onnx").read_bytes())
     data[-1] ^= 0xFF
     (copy / "screening.onnx").write_bytes(bytes(data))
-    proc = subprocess.run([*CNSCREEN, str(write_wfdb_ecg(tmp_path / "e")), "--bundle", str(copy)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [*CNSCREEN, str(write_wfdb_ecg(tmp_path / "e")), "--bundle", str(copy)], capture_output=True, text=True
+    )
     assert proc.returncode == 1
     assert "sha256" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -100,6 +117,9 @@ def test_missing_gpu_provider_is_a_clear_error(tiny_bundle: Path, tmp_path: Path
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this machine has the CUDA provider")
-    proc = subprocess.run([*CNSCREEN, str(write_wfdb_ecg(tmp_path)), "--bundle", str(tiny_bundle), "--device", "cuda"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [*CNSCREEN, str(write_wfdb_ecg(tmp_path)), "--bundle", str(tiny_bundle), "--device", "cuda"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1 and "CUDAExecutionProvider" in proc.stderr and "Traceback" not in proc.stderr

@@ -6,11 +6,11 @@ import json
 import math
 
 import pytest
-from cardiacnets.training.experiment import fraction_key, resolve_experiment_config, run_experiment
 
 from cardiacnets.errors import ConfigError
 from cardiacnets.models.registry import save_pretrained
 from cardiacnets.targets import DISEASES
+from cardiacnets.training.experiment import fraction_key, resolve_experiment_config, run_experiment
 
 
 def _alignment_dir(tmp_path):  # noqa: ANN001, ANN202

@@ -16,11 +16,10 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 pytest.importorskip("onnxruntime")
 
-from cardiacnets.export import onnx_export, precision  # noqa: E402
-from cardiacnets.export.cli import main as cnexport  # noqa: E402
-
 from cardiacnets.bundle import SCREENING_INPUTS, SCREENING_OUTPUTS, load_bundle  # noqa: E402
 from cardiacnets.errors import BundleIntegrityError, ExportError, InputError  # noqa: E402
+from cardiacnets.export import onnx_export, precision  # noqa: E402
+from cardiacnets.export.cli import main as cnexport  # noqa: E402
 from cardiacnets.targets import DISEASES  # noqa: E402
 
 TINY = {"embed_dim": 32, "depth": 1, "num_heads": 2}
@@ -75,7 +74,6 @@ def split(model) -> precision.EvalSplit:
 @pytest.fixture(scope="module")
 def bundle_dir(model, split, tmp_path_factory) -> Path:
     from cardiacnets.export.bundle_builder import build_bundle
-
     from cardiacnets.models.registry import save_pretrained
     from cardiacnets.preprocess import PreprocessConfig
 
@@ -248,9 +246,8 @@ def test_tampered_bundle_fails_verify(bundle_dir, tmp_path, capsys) -> None:
 
 
 def test_bundle_refuses_non_empty_out_and_bad_model_dir(bundle_dir, tmp_path) -> None:
-    from cardiacnets.export.bundle_builder import build_bundle
-
     from cardiacnets.errors import CheckpointError
+    from cardiacnets.export.bundle_builder import build_bundle
 
     with pytest.raises(InputError, match="not empty"):
         build_bundle(bundle_dir, bundle_dir)
@@ -291,6 +288,7 @@ def test_engine_cache_key_depends_on_every_component() -> None:
 
 def test_ort_gpu_provider_missing_is_typed_error(graphs) -> None:
     import onnxruntime as ort
+
     from cardiacnets.export.trt import ort_gpu_session
 
     if "CUDAExecutionProvider" in ort.get_available_providers():

@@ -7,6 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from typer.testing import CliRunner
+
+from cardiacnets.models.registry import from_pretrained, read_pretrained_metadata
+from cardiacnets.preprocess import PreprocessConfig
 from cardiacnets.training.cli import app
 from cardiacnets.training.config import resolve_config
 from cardiacnets.training.tasks.finetune import (
@@ -17,10 +21,6 @@ from cardiacnets.training.tasks.finetune import (
     select_training_rows,
     task_strata,
 )
-from typer.testing import CliRunner
-
-from cardiacnets.models.registry import from_pretrained, read_pretrained_metadata
-from cardiacnets.preprocess import PreprocessConfig
 
 SETS = ["data.n_subjects=64", "task.ecg_preprocess=minmax", "task.max_epochs=null", "train.batch_size=4"]
 

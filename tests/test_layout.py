@@ -48,14 +48,30 @@ def test_layers_do_not_import_each_other(layer: str) -> None:
 def test_wheel_ships_every_layer_and_entry_point(tmp_path: Path) -> None:
     """A non-editable install gets the same modules as the editable one: build the wheel and look inside."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
         check=True,
         capture_output=True,
     )
     wheel = next(tmp_path.glob("cardiacnets-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("cardiacnets/io/__init__.py", "cardiacnets/training/cli.py", "cardiacnets/export/cli.py",
-                   "cardiacnets/edge/cli.py", "cardiacnets/bundle.py"):
+    for module in (
+        "cardiacnets/io/__init__.py",
+        "cardiacnets/training/cli.py",
+        "cardiacnets/export/cli.py",
+        "cardiacnets/edge/cli.py",
+        "cardiacnets/bundle.py",
+    ):
         assert module in names, module
     for top in ("cardiacnets", *LAYERS):
         for init in sorted((REPO / top).rglob("__init__.py")):
@@ -64,6 +80,9 @@ def test_wheel_ships_every_layer_and_entry_point(tmp_path: Path) -> None:
             assert shipped in names, f"{rel} is not packaged: add its package to pyproject.toml [tool.setuptools]"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    for script in ("cnscreen = cardiacnets.edge.cli:main", "cntrain = cardiacnets.training.cli:main",
-                   "cnexport = cardiacnets.export.cli:main"):
+    for script in (
+        "cnscreen = cardiacnets.edge.cli:main",
+        "cntrain = cardiacnets.training.cli:main",
+        "cnexport = cardiacnets.export.cli:main",
+    ):
         assert script in text

@@ -40,12 +40,18 @@ def test_report_on_a_tiny_align_run(cmr_run: Path, tmp_path: Path) -> None:  # n
     args = ["align", "--cmr", str(cmr_run), "--data", "synthetic", "--n-subjects", "40", "--model", "tiny"]
     _invoke([*args, "--max-steps", "2", "--batch-size", "4", "--out", str(align), *FAST])
     out = tmp_path / "report"
-    summary = _invoke(["pretrain-report", "--align", str(align), "--data", "synthetic", "--n-subjects", "40",
-                       "--out", str(out)])
+    summary = _invoke(
+        ["pretrain-report", "--align", str(align), "--data", "synthetic", "--n-subjects", "40", "--out", str(out)]
+    )
     results = json.loads((out / "results.json").read_text())
     assert results == {**results, **summary}
-    for key in ("retrieval_top1", "retrieval_top5", "probe_mean_r_aligned", "probe_mean_r_random_init",
-                "probe_mean_r_cmr"):
+    for key in (
+        "retrieval_top1",
+        "retrieval_top5",
+        "probe_mean_r_aligned",
+        "probe_mean_r_random_init",
+        "probe_mean_r_cmr",
+    ):
         low, high = results[key]["ci"]
         assert low <= results[key]["value"] <= high, key
     assert results["retrieval_chance_top1"] == pytest.approx(1 / results["n_test"])

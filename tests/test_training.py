@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 import torch
 import yaml
-from cardiacnets.training.cli import app
-from cardiacnets.training.config import RunConfig, TrainConfig, resolve_config
-from cardiacnets.training.loop import StatefulBatchSampler, Task, lr_at, run_training
 from typer.testing import CliRunner
 
 from cardiacnets.errors import CheckpointError, ConfigError
 from cardiacnets.models import from_pretrained, read_pretrained_metadata
 from cardiacnets.models.ecg_vit import EcgViT, EcgViTConfig
+from cardiacnets.training.cli import app
+from cardiacnets.training.config import RunConfig, TrainConfig, resolve_config
+from cardiacnets.training.loop import StatefulBatchSampler, Task, lr_at, run_training
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--set", "train.progress=false", "--set", "train.log_every=1", "--set", "train.warmup_steps=2"]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+
 from cardiacnets.training.cli_stages import (
     BatchOpt,
     ConfigOpt,
@@ -73,12 +74,11 @@ def build_vae_task(cfg: RunConfig) -> Any:
 
 
 def build_diffusion_task(cfg: RunConfig) -> Any:
-    from cardiacnets.training.tasks.diffusion import DiffusionTask
-
     from cardiacnets.diffusion.pipeline import load_ecg_encoder
     from cardiacnets.diffusion.unet import Ecg2CmrConfig
     from cardiacnets.diffusion.vae import downsample_factor, load_vae
     from cardiacnets.errors import ConfigError
+    from cardiacnets.training.tasks.diffusion import DiffusionTask
 
     opts = _check_task_keys(cfg, _TASK_KEYS_DIFF)
     for key in ("vae", "ecg_encoder"):

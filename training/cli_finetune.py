@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import typer
+
 from cardiacnets.training.cli_stages import (
     BatchOpt,
     ConfigOpt,
@@ -81,10 +82,9 @@ def register(app: typer.Typer) -> None:
         seed: int | None = SeedOpt,  # noqa: UP007
     ) -> None:
         """Fine-tune a screening model (whole encoder + FiLM + heads); writes best/, evaluation.json, predictions."""
+        from cardiacnets.errors import ConfigError
         from cardiacnets.training.config import resolve_config
         from cardiacnets.training.tasks.finetune import run_finetune
-
-        from cardiacnets.errors import ConfigError
 
         flags = _flags(data, n_subjects, model, max_steps, batch_size, out, num_workers, seed)
         flags.update(

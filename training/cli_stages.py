@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+
 from cardiacnets.errors import CardiacNetsError
 from cardiacnets.training.config import RunConfig, resolve_config
 
@@ -66,9 +67,8 @@ def _run(
     sets: list[str],
     resume: bool,
 ) -> None:
-    from cardiacnets.training.loop import run_training, seed_everything
-
     from cardiacnets.errors import ConfigError
+    from cardiacnets.training.loop import run_training, seed_everything
 
     resume_dir = None
     if resume:

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from cardiacnets.training.config import DataConfig
 from torch.utils.data import Dataset
 
 from cardiacnets.errors import ConfigError, DatasetError
+from cardiacnets.training.config import DataConfig
 
 logger = logging.getLogger(__name__)
 

@@ -37,12 +37,12 @@ from typing import Any
 
 import numpy as np
 import yaml
-from cardiacnets.training.config import CONFIG_DIR, DataConfig, _deep_merge, _read_yaml, parse_set, set_dotted
 
 from cardiacnets import metrics
 from cardiacnets.errors import ConfigError
 from cardiacnets.models._config import config_from_dict, config_to_dict
 from cardiacnets.targets import DISEASES, SUBTYPES
+from cardiacnets.training.config import CONFIG_DIR, DataConfig, _deep_merge, _read_yaml, parse_set, set_dotted
 
 logger = logging.getLogger(__name__)
 

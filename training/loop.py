@@ -39,12 +39,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from cardiacnets.training.config import RunConfig, TrainConfig, dump_config
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from cardiacnets.errors import CheckpointError, ConfigError
 from cardiacnets.models.registry import save_pretrained
+from cardiacnets.training.config import RunConfig, TrainConfig, dump_config
 
 logger = logging.getLogger(__name__)
 

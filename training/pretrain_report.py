@@ -76,6 +76,7 @@ def _embed(model: AlignmentModel, random_ecg: EcgViT, arrays: dict[str, np.ndarr
 
 def retrieval(query: np.ndarray, keys: list[np.ndarray], k: int) -> np.ndarray:
     """Per-query hit (bool ``(N,)``): subject i's keys rank within the top ``k`` for query i (cosine, summed)."""
+
     def unit(x: np.ndarray) -> np.ndarray:
         return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -156,8 +157,8 @@ def _markdown(r: dict[str, Any], align_dir: Path) -> str:
         f" probes). Alignment run: `{align_dir}`."
         + (" All numbers are on simulated subjects, not patients." if r["synthetic"] else ""),
         "",
-        f"Command: `{r.get('command')}`" + (f"; recipe wall time {r['recipe_wall_time_s']:.0f} s" if r.get(
-            "recipe_wall_time_s") else ""),
+        f"Command: `{r.get('command')}`"
+        + (f"; recipe wall time {r['recipe_wall_time_s']:.0f} s" if r.get("recipe_wall_time_s") else ""),
         "",
         "| measure | value (95% CI) | chance / reference |",
         "|---|---|---|",
@@ -167,8 +168,13 @@ def _markdown(r: dict[str, Any], align_dir: Path) -> str:
         f"| linear probe, same ECG encoder at random init | {_fmt(r['probe_mean_r_random_init'])} | |",
         f"| linear probe, frozen CMR towers (upper bound) | {_fmt(r['probe_mean_r_cmr'])} | |",
         "",
-        ("The aligned encoder's probe beats the random-init probe (its lower confidence bound is above the random-init"
-         " value)." if beats else "The aligned encoder's probe does NOT clearly beat the random-init probe here."),
+        (
+            "The aligned encoder's probe beats the random-init probe (its lower confidence bound is above the"
+            " random-init"
+            " value)."
+            if beats
+            else "The aligned encoder's probe does NOT clearly beat the random-init probe here."
+        ),
         "",
         "Retrieval intervals: Wilson. Probe intervals: bootstrap over test subjects, all 82 phenotypes resampled"
         " jointly (BCa). Probes: ridge regression on standardised embeddings and targets, penalty by generalised"

@@ -58,7 +58,10 @@ REGISTRY: dict[str, tuple[str, dict[str, Any]]] = {
     "alignment-base": ("alignment", {"ecg": _ECG["base"], **_views(_SWIN["base"])}),
     "alignment-large": ("alignment", {"ecg": _ECG["large"], **_views(_SWIN["base"])}),  # paper
     # Mean pooling makes the exact class-activation saliency of ScreeningModel.token_contributions available.
-    **{f"screening-ecg-{size}": ("screening", {"input": "ecg", "ecg": {**cfg, "pool": "mean"}}) for size, cfg in _ECG.items()},
+    **{
+        f"screening-ecg-{size}": ("screening", {"input": "ecg", "ecg": {**cfg, "pool": "mean"}})
+        for size, cfg in _ECG.items()
+    },
     **{f"screening-cmr-{size}": ("screening", {"input": "cmr", **_views(cfg)}) for size, cfg in _SWIN.items()},
 }
 

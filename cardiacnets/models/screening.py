@@ -111,7 +111,10 @@ class ScreeningModel(nn.Module):
         return torch.cat([self.sa_encoder.forward_pooled(x[0]), self.la_encoder.forward_pooled(x[1])], dim=-1)
 
     def forward(
-        self, x: torch.Tensor | tuple[torch.Tensor, torch.Tensor], covariates: torch.Tensor, covariate_mask: torch.Tensor
+        self,
+        x: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+        covariates: torch.Tensor,
+        covariate_mask: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         """``disease_logits`` (B, 5), ``subtype_logits`` (B, 3), ``phenotypes_z`` (B, 82) standardised,
         ``embedding`` (B, D) after FiLM."""
@@ -137,7 +140,9 @@ class ScreeningModel(nn.Module):
         """
         if self.config.input != "ecg" or self.config.ecg.pool != "mean":
             raise InputError("token contributions need an ECG encoder with mean pooling (ecg.pool='mean')")
-        weight = {"disease": self.disease_head, "subtype": self.subtype_head, "phenotype": self.phenotype_head}[head].weight
+        weight = {"disease": self.disease_head, "subtype": self.subtype_head, "phenotype": self.phenotype_head}[
+            head
+        ].weight
         tokens = self.encoder.forward_features(ecg)[:, 1:]  # (B, N, D), lead-major
         scale = torch.ones_like(tokens[:, 0])  # (B, D)
         if self.film is not None:
@@ -149,7 +154,10 @@ class ScreeningModel(nn.Module):
         return contrib.reshape(contrib.shape[0], contrib.shape[1], cfg.n_leads, -1)
 
     def predict(
-        self, x: torch.Tensor | tuple[torch.Tensor, torch.Tensor], covariates: torch.Tensor, covariate_mask: torch.Tensor
+        self,
+        x: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+        covariates: torch.Tensor,
+        covariate_mask: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Deployment outputs: disease probabilities (B, 5), subtype probabilities (B, 3), phenotypes in original
         units (B, 82), embedding (B, D) — the screening graph's contract (:mod:`cardiacnets.bundle`)."""
@@ -175,7 +183,9 @@ class ScreeningExportWrapper(nn.Module):
         self.model = model.eval()
         self.with_saliency = with_saliency
 
-    def forward(self, ecg: torch.Tensor, covariates: torch.Tensor, covariate_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self, ecg: torch.Tensor, covariates: torch.Tensor, covariate_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         outputs = self.model.predict(ecg, covariates, covariate_mask)
         if self.with_saliency:
             return (*outputs, self.model.token_contributions(ecg, covariates, covariate_mask, "disease"))

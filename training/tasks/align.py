@@ -13,10 +13,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from cardiacnets.training.config import RunConfig
-from cardiacnets.training.data import StageDataset, ecg_transform, open_split, preprocess_config_dict
-from cardiacnets.training.loop import Task
-from cardiacnets.training.tasks._common import resolve_model_name, retrieval_metrics
 
 from cardiacnets.errors import CheckpointError, ConfigError
 from cardiacnets.models._config import config_from_dict
@@ -24,6 +20,10 @@ from cardiacnets.models.alignment import AlignmentConfig, AlignmentModel
 from cardiacnets.models.cmr_mim import CmrSslModel
 from cardiacnets.models.ecg_vit import EcgViTConfig
 from cardiacnets.models.registry import from_pretrained, model_config, read_pretrained_metadata
+from cardiacnets.training.config import RunConfig
+from cardiacnets.training.data import StageDataset, ecg_transform, open_split, preprocess_config_dict
+from cardiacnets.training.loop import Task
+from cardiacnets.training.tasks._common import resolve_model_name, retrieval_metrics
 
 logger = logging.getLogger(__name__)
 

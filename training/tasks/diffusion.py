@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from cardiacnets.training.loop import Task
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -32,6 +31,7 @@ from cardiacnets.diffusion.unet import Ecg2CmrConfig, EcgConditionedUNet3D
 from cardiacnets.diffusion.vae import encode_cine
 from cardiacnets.errors import ConfigError
 from cardiacnets.models.registry import MODEL_TYPES
+from cardiacnets.training.loop import Task
 
 logger = logging.getLogger(__name__)
 

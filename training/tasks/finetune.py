@@ -44,9 +44,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from cardiacnets.training.config import DataConfig, RunConfig
-from cardiacnets.training.data import ecg_transform
-from cardiacnets.training.loop import Task, TrainResult, run_training
 from torch.utils.data import Dataset
 
 from cardiacnets import metrics
@@ -56,6 +53,9 @@ from cardiacnets.models.alignment import AlignmentModel
 from cardiacnets.models.registry import REGISTRY, from_pretrained, model_config, read_pretrained_metadata
 from cardiacnets.models.screening import ScreeningConfig, ScreeningModel
 from cardiacnets.targets import DISEASES, SUBTYPES, phenotype_names
+from cardiacnets.training.config import DataConfig, RunConfig
+from cardiacnets.training.data import ecg_transform
+from cardiacnets.training.loop import Task, TrainResult, run_training
 
 logger = logging.getLogger(__name__)
 

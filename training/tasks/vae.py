@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from cardiacnets.training.loop import Task
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -21,6 +20,7 @@ from cardiacnets.datasets import open_dataset
 from cardiacnets.diffusion.vae import FrameAutoencoder, FrameAutoencoderConfig, measure_latent_scaling
 from cardiacnets.errors import ConfigError
 from cardiacnets.models.registry import MODEL_TYPES
+from cardiacnets.training.loop import Task
 
 logger = logging.getLogger(__name__)
 
