@@ -329,13 +329,16 @@ def export_screening(model: Any, path: str | os.PathLike[str], *, batches: Seque
 
     if not isinstance(model, ScreeningModel):
         raise InputError(f"expected a ScreeningModel, got {type(model).__name__}")
-    wrapper = ScreeningExportWrapper(model).eval()
+    # A mean-pooled encoder also exports its exact per-(lead, patch) evidence (the optional ``saliency`` output).
+    with_saliency = model.config.input == "ecg" and model.config.ecg.pool == "mean"
+    wrapper = ScreeningExportWrapper(model, with_saliency=with_saliency).eval()
+    output_names = (*SCREENING_OUTPUTS, "saliency") if with_saliency else SCREENING_OUTPUTS
     rng = np.random.default_rng(PARITY_SEED)
     example = screening_feeds(2, rng)
     start = time.perf_counter()
     exporter = export_graph(
         wrapper, tuple(torch.from_numpy(example[n]) for n in SCREENING_INPUTS), path,
-        input_names=SCREENING_INPUTS, output_names=SCREENING_OUTPUTS, batch_inputs=SCREENING_INPUTS, opset=opset,
+        input_names=SCREENING_INPUTS, output_names=output_names, batch_inputs=SCREENING_INPUTS, opset=opset,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     check_graph(path)
@@ -343,9 +346,10 @@ def export_screening(model: Any, path: str | os.PathLike[str], *, batches: Seque
     @torch.no_grad()
     def reference(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = wrapper(*(torch.from_numpy(feed[n]) for n in SCREENING_INPUTS))
-        return {name: _to_numpy(t) for name, t in zip(SCREENING_OUTPUTS, out, strict=True)}
+        return {name: _to_numpy(t) for name, t in zip(output_names, out, strict=True)}
 
-    parity = parity_check(path, reference, [screening_feeds(b, rng) for b in batches], SCREENING_TOLERANCES)
+    tolerances = {**SCREENING_TOLERANCES, "saliency": Tolerance(1e-4, 1e-4)} if with_saliency else SCREENING_TOLERANCES
+    parity = parity_check(path, reference, [screening_feeds(b, rng) for b in batches], tolerances)
     inputs, outputs = tensor_specs(path)
     logger.info("exported screening graph %s (%s, %.1f s), parity ok", path, exporter, seconds)
     return ExportResult(Path(path), "screening", exporter, opset, inputs, outputs, parity, seconds)

@@ -93,15 +93,21 @@ def test_screening_graph_contract_and_parity(model, graphs) -> None:
     result = graphs["result"]
     onnx.checker.check_model(str(graphs["fp32"]), full_check=True)
     assert [i["name"] for i in result.inputs] == list(SCREENING_INPUTS)
-    assert [o["name"] for o in result.outputs] == list(SCREENING_OUTPUTS)
+    # a mean-pooled encoder also exports its exact per-(lead, patch) evidence
+    assert [o["name"] for o in result.outputs] == [*SCREENING_OUTPUTS, "saliency"]
+    assert result.outputs[4]["shape"] == ["batch", 5, 12, 50]
     # only the batch axis is dynamic
     assert [i["shape"] for i in result.inputs] == [["batch", 12, 5000], ["batch", 3], ["batch", 3]]
     assert result.outputs[2]["shape"] == ["batch", 82]
     assert result.parity["batches"] == [1, 3]
     # independent check at a batch size the exporter never saw
     feed = onnx_export.screening_feeds(5, np.random.default_rng(99))
-    got = dict(zip(SCREENING_OUTPUTS, onnx_export.ort_session(graphs["fp32"]).run(None, feed), strict=True))
+    names = [*SCREENING_OUTPUTS, "saliency"]
+    got = dict(zip(names, onnx_export.ort_session(graphs["fp32"]).run(names, feed), strict=True))
     ref = _predict(model, feed)
+    with torch.no_grad():
+        contrib = model.token_contributions(*(torch.from_numpy(feed[n]) for n in SCREENING_INPUTS)).numpy()
+    np.testing.assert_allclose(got["saliency"], contrib, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got["disease_prob"], ref["disease_prob"], atol=1e-4)
     np.testing.assert_allclose(got["phenotypes"], ref["phenotypes"], rtol=1e-4, atol=1e-3)
     assert np.ptp(ref["phenotypes"]) > 10  # original units, not standardised
