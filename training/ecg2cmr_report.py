@@ -1,0 +1,146 @@
+"""Faithfulness report of an ECG2CMR pipeline (paper Fig. 4b/4c) on a cohort's held-out test split.
+
+Generates short-axis cines from the test ECGs and measures LV/RV blood-pool and myocardial areas on generated and real
+cines alike (:mod:`cardiacnets.diffusion.evaluate`); reports generated-vs-real Pearson r with bootstrap intervals for
+the ECG-conditioned samples and two controls (a shuffled ECG condition, an unconditional sample), SSIM/PSNR against
+the real cine, and DDIM-100 vs DPM-Solver++-20 quality and time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cardiacnets.datasets import open_dataset
+from cardiacnets.diffusion.data import resample_cine
+from cardiacnets.diffusion.evaluate import PHENOTYPES, StudySettings, faithfulness_study
+from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
+from cardiacnets.errors import InputError
+from cardiacnets.preprocess import PreprocessConfig, preprocess_ecg
+
+
+def ecg2cmr_report(
+    pipeline_dir: str | Path,
+    source: str,
+    out_dir: str | Path,
+    *,
+    n_subjects: int | None = None,
+    seed: int = 0,
+    max_items: int = 64,
+    ddim_items: int | None = None,
+    guidance_scale: float = 3.0,
+    dpm_steps: int = 20,
+    ddim_steps: int = 100,
+    batch_size: int = 8,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Run the study on up to ``max_items`` test subjects; write ``results.json`` and ``report.md`` into ``out_dir``.
+
+    ``ddim_items`` limits the DDIM comparison to the first subjects (default: all ``max_items``). Samplers are named
+    by their step counts (the paper's comparison is the default ``dpm20`` vs ``ddim100``).
+    """
+    started = time.perf_counter()
+    pipeline = EcgToCmrPipeline.from_pretrained(pipeline_dir)
+    view = pipeline.config.view
+    key = {"sa": "cine_sa", "la": "cine_la"}.get(view)
+    if key is None:
+        raise InputError(f"unknown pipeline view {view!r}")
+    ds = open_dataset(source, "test", n_subjects=n_subjects, seed=seed, modalities=["ecg", key])
+    n = min(len(ds), max_items)
+    if n < 8:
+        raise InputError(f"the test split has {len(ds)} subjects; at least 8 are needed for correlations")
+    items = [ds[i] for i in range(n)]
+    ecgs = preprocess_ecg(np.stack([np.asarray(it["ecg"], np.float32) for it in items]), 500.0, PreprocessConfig())
+    real = np.stack([np.asarray(it[key], np.float32) for it in items])
+    c = pipeline.config
+    real = resample_cine(real, c.num_frames, c.height, c.width).numpy()
+    dpm, ddim_name = f"dpm{dpm_steps}", f"ddim{ddim_steps}"
+
+    def study(count: int, name: str, sampler: str, steps: int) -> dict[str, Any]:
+        settings = StudySettings(
+            guidance_scale=guidance_scale, seed=seed, batch_size=batch_size, samplers=((name, sampler, steps),)
+        )
+        return faithfulness_study(pipeline, ecgs[:count], real[:count], settings)
+
+    results = study(n, dpm, "dpm", dpm_steps)
+    k = min(n, ddim_items or n)
+    ddim = study(k, ddim_name, "ddim", ddim_steps) if k >= 8 else None
+    dpm_same = study(k, dpm, "dpm", dpm_steps) if ddim is not None and k < n else results
+    r = {cond: results[cond] for cond in ("conditional", "shuffled_ecg", "unconditional")}
+    out: dict[str, Any] = {
+        "cohort": source,
+        "view": view,
+        "n_subjects": n,
+        "cine_shape": [c.num_frames, c.height, c.width],
+        "r": r,
+        "ssim": {dpm: results["ssim"][dpm]},
+        "psnr": {dpm: results["psnr"][dpm]},
+        "seconds_per_cine": {dpm: results["seconds_per_cine"][dpm]},
+        "sampler_comparison_subjects": k,
+        "guidance_scale": guidance_scale,
+        "seed": seed,
+    }
+    if ddim is not None:
+        for metric in ("ssim", "psnr", "seconds_per_cine"):
+            out[metric][ddim_name] = ddim[metric][ddim_name]
+        out["r_by_sampler_on_comparison_subjects"] = {dpm: dpm_same["conditional"], ddim_name: ddim["conditional"]}
+    out["wall_time_s"] = round(time.perf_counter() - started, 1)
+    out["command"] = command
+    kind = (getattr(ds, "manifest", {}) or {}).get("source")
+    out["synthetic"] = source == "synthetic" or (isinstance(kind, dict) and kind.get("kind") == "synthetic")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(out, indent=2) + "\n")
+    (out_dir / "report.md").write_text(_markdown(out, pipeline_dir))
+    return out
+
+
+def _fmt(entry: dict[str, Any]) -> str:
+    value, ci = entry["value"], entry["ci"]
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{value:.3f} ({ci[0]:.3f}-{ci[1]:.3f})"
+
+
+def _markdown(r: dict[str, Any], pipeline_dir: str | Path) -> str:
+    lines = [
+        "# ECG2CMR faithfulness" + (" on the SYNTHETIC cohort" if r["synthetic"] else ""),
+        "",
+        f"Pipeline `{pipeline_dir}` ({r['view']} view, cines {r['cine_shape']} frames x H x W), cohort `{r['cohort']}`,"
+        f" {r['n_subjects']} held-out test subjects, guidance {r['guidance_scale']}, seed {r['seed']}."
+        + (" Generated images of simulated subjects: not patient data." if r["synthetic"] else ""),
+        "",
+        f"Command: `{r.get('command')}`; wall time {r['wall_time_s']:.0f} s.",
+        "",
+        "Generated-vs-real Pearson r of phenotypes measured the same way on both cines (95% bootstrap CI),",
+        f"DPM-Solver++ {next(iter(r['seconds_per_cine']))[3:]} steps:",
+        "",
+        "| phenotype | ECG-conditioned | shuffled ECG | unconditional |",
+        "|---|---|---|---|",
+    ]
+    for name in PHENOTYPES:
+        lines.append(f"| {name} | {_fmt(r['r']['conditional'][name])} | {_fmt(r['r']['shuffled_ecg'][name])} |"
+                     f" {_fmt(r['r']['unconditional'][name])} |")  # fmt: skip
+    cond, shuf, unc = (r["r"][c]["LVEDV"] for c in ("conditional", "shuffled_ecg", "unconditional"))
+    clearly = cond["ci"][0] > max(shuf["value"], unc["value"])
+    lines += [
+        "",
+        "LV size (LVEDV): the ECG-conditioned correlation "
+        + (
+            "is clearly above both controls (its lower bound exceeds both control values)."
+            if clearly
+            else "is NOT clearly above both controls at this scale."
+        ),  # fmt: skip
+        "",
+        f"Samplers (conditional, first {r['sampler_comparison_subjects']} subjects for DDIM):",
+        "",
+        "| sampler | SSIM | PSNR (dB) | seconds per cine |",
+        "|---|---|---|---|",
+    ]
+    for name in r["seconds_per_cine"]:
+        lines.append(f"| {name} | {r['ssim'][name]:.3f} | {r['psnr'][name]:.2f} | {r['seconds_per_cine'][name]:.2f} |")
+    return "\n".join(lines) + "\n"
