@@ -12,10 +12,10 @@ BIN=${BIN:-.venv/bin}
 N=${DEMO_SUBJECTS:-1536}          # balanced synthetic cohort (70/10/20 split), seed 0
 SSL_STEPS=${DEMO_SSL_STEPS:-400}
 ALIGN_STEPS=${DEMO_ALIGN_STEPS:-400}
-FT_EPOCHS=${DEMO_FT_EPOCHS:-12}
-VAE_STEPS=${DEMO_VAE_STEPS:-300}
-DIFF_STEPS=${DEMO_DIFF_STEPS:-400}
-FRAMES=${DEMO_FRAMES:-16}         # CPU recipe: 16 of the 50 frames, at the view's native resolution
+FT_EPOCHS=${DEMO_FT_EPOCHS:-4}
+VAE_STEPS=${DEMO_VAE_STEPS:-120}
+DIFF_STEPS=${DEMO_DIFF_STEPS:-150}
+FRAMES=${DEMO_FRAMES:-8}          # CPU recipe: 8 of the 50 frames, at the view's native resolution
 mkdir -p "$RUN"
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$RUN/timings.log" >&2; }
 stage() { local name=$1; shift; local t0=$SECONDS; log "start $name"; "$@"; log "done  $name in $((SECONDS - t0)) s"; }
