@@ -111,9 +111,8 @@ def load_vae(directory: str | Path) -> AutoencoderKL:
     except (json.JSONDecodeError, AttributeError) as exc:
         raise CheckpointError(f"{path / 'config.json'} is not a valid autoencoder config: {exc}") from exc
     if is_registry:
-        from cardiacnets.models.registry import MODEL_TYPES, from_pretrained
+        from cardiacnets.models.registry import from_pretrained
 
-        MODEL_TYPES.setdefault(FrameAutoencoder.model_type, FrameAutoencoder)
         return from_pretrained(path).vae.eval().requires_grad_(False)
     try:
         vae = AutoencoderKL.from_pretrained(str(path), local_files_only=True)

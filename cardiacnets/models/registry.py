@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import logging
 import os
@@ -97,11 +98,28 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     return MODEL_TYPES[model_type](config)  # type: ignore[index]
 
 
+#: Model types whose modules need an optional extra (diffusers, ``[cine]``): imported on first use, so that importing
+#: the registry stays light.
+LAZY_MODEL_TYPES: dict[str, tuple[str, str]] = {
+    "ecg2cmr_denoiser": ("cardiacnets.diffusion.unet", "EcgConditionedUNet3D"),
+    "frame_autoencoder": ("cardiacnets.diffusion.vae", "FrameAutoencoder"),
+}
+
+
+def model_class(model_type: Any) -> type[nn.Module]:
+    """The module class of a registered model type (importing a lazily registered one on first use)."""
+    if model_type not in MODEL_TYPES and model_type in LAZY_MODEL_TYPES:
+        module, name = LAZY_MODEL_TYPES[model_type]
+        MODEL_TYPES[model_type] = getattr(importlib.import_module(module), name)
+    if model_type not in MODEL_TYPES:
+        known = sorted({*MODEL_TYPES, *LAZY_MODEL_TYPES})
+        raise ConfigError(f"unknown model_type {model_type!r}; known: {known}")
+    return MODEL_TYPES[model_type]
+
+
 def build_model(model_type: str, config: dict[str, Any]) -> nn.Module:
     """Build a model from its type name and plain config dict (strict)."""
-    if model_type not in MODEL_TYPES:
-        raise ConfigError(f"unknown model_type {model_type!r}; known: {sorted(MODEL_TYPES)}")
-    cls = MODEL_TYPES[model_type]
+    cls = model_class(model_type)
     return cls(config_from_dict(cls.config_class, config, where=model_type))  # type: ignore[attr-defined]
 
 
@@ -114,7 +132,7 @@ def save_pretrained(model: nn.Module, directory: str | Path, metadata: dict[str,
     from safetensors.torch import save_file
 
     model_type = getattr(model, "model_type", None)
-    if model_type not in MODEL_TYPES:
+    if model_type is None or model_class(model_type) is not type(model):
         raise ConfigError(f"{type(model).__name__} is not a registered model type")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

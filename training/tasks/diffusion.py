@@ -30,12 +30,10 @@ from cardiacnets.diffusion.schedulers import make_training_scheduler
 from cardiacnets.diffusion.unet import Ecg2CmrConfig, EcgConditionedUNet3D
 from cardiacnets.diffusion.vae import encode_cine
 from cardiacnets.errors import ConfigError
-from cardiacnets.models.registry import MODEL_TYPES
 from cardiacnets.training.loop import Task
 
 logger = logging.getLogger(__name__)
 
-MODEL_TYPES.setdefault(EcgConditionedUNet3D.model_type, EcgConditionedUNet3D)  # so the loop can save best/
 
 
 class DenoiserWithEma(nn.Module):

@@ -19,12 +19,10 @@ from torch.utils.data import DataLoader, Dataset
 from cardiacnets.datasets import open_dataset
 from cardiacnets.diffusion.vae import FrameAutoencoder, FrameAutoencoderConfig, measure_latent_scaling
 from cardiacnets.errors import ConfigError
-from cardiacnets.models.registry import MODEL_TYPES
 from cardiacnets.training.loop import Task
 
 logger = logging.getLogger(__name__)
 
-MODEL_TYPES.setdefault(FrameAutoencoder.model_type, FrameAutoencoder)  # so the loop can save best/
 
 IMAGE_SIZES = {"sa": 80, "la": 96}
 
