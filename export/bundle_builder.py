@@ -210,6 +210,7 @@ def build_bundle(
     name: str | None = None,
     version: str | None = None,
     overwrite: bool = False,
+    cine_fp16: bool = True,
 ) -> dict[str, Any]:
     """Export, check and write a bundle directory; return its manifest.
 
@@ -258,7 +259,7 @@ def build_bundle(
         models: dict[str, Any] = {"screening": entry}
         if isinstance(diffusion, (str, os.PathLike)):
             diffusion = [diffusion]
-        cine = _add_diffusion(list(diffusion), partial, models) if diffusion else None
+        cine = _add_diffusion(list(diffusion), partial, models, fp16=cine_fp16) if diffusion else None
         manifest: dict[str, Any] = {
             "name": name or f"cardiacnets-{model_dir.parent.name if model_dir.name == 'best' else model_dir.name}",
             "version": version or "0.1.0",
@@ -304,7 +305,9 @@ def _same_weights(a: Any, b: Any) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def _add_diffusion(directories: Sequence[str | os.PathLike[str]], root: Path, models: dict[str, Any]) -> dict[str, Any]:
+def _add_diffusion(
+    directories: Sequence[str | os.PathLike[str]], root: Path, models: dict[str, Any], *, fp16: bool = True
+) -> dict[str, Any]:
     """Export ECG2CMR pipelines (one per view) into ``root/cine/<view>`` and register their graphs in ``models``.
 
     The conditional ECG encoder is exported once to ``cine/ecg_encoder.onnx`` when every view uses the same weights
@@ -342,10 +345,17 @@ def _add_diffusion(directories: Sequence[str | os.PathLike[str]], root: Path, mo
         unet_rel = f"cine/{view}/unet.onnx"
         unet = export_unet(pipeline.denoiser, root / unet_rel, n_tokens=n_tokens)
         models[f"cine_{view}_unet"] = unet.manifest_entry(unet_rel)
-        fp16 = root / f"cine/{view}/unet.fp16.onnx"
-        counts = convert_to_fp16(root / unet_rel, fp16)
-        models[f"cine_{view}_unet"]["variants"] = {"fp16": {"file": f"cine/{view}/unet.fp16.onnx", "precision": "fp16",
-                                                            "target": "gpu", "conversion": counts}}  # fmt: skip
+        if fp16:  # GPU variant; a CPU-only bundle can leave it out (TensorRT can also build from the FP32 graph)
+            fp16_path = root / f"cine/{view}/unet.fp16.onnx"
+            counts = convert_to_fp16(root / unet_rel, fp16_path)
+            models[f"cine_{view}_unet"]["variants"] = {
+                "fp16": {
+                    "file": f"cine/{view}/unet.fp16.onnx",
+                    "precision": "fp16",
+                    "target": "gpu",
+                    "conversion": counts,
+                }
+            }
         c, f, h, w = pipeline.config.latent_shape
         vae_rel = f"cine/{view}/vae_decoder.onnx"
         vae = export_vae_decoder(pipeline.vae, root / vae_rel, latent_hw=(h, w))

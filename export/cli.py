@@ -109,6 +109,7 @@ def bundle(
     name: str | None = typer.Option(None, help="Bundle name (default from the model directory)."),  # noqa: UP007
     bundle_version: str | None = typer.Option(None, "--version", help="Bundle version string."),  # noqa: UP007
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
+    cine_fp16: bool = typer.Option(True, "--cine-fp16/--no-cine-fp16", help="Also ship FP16 denoisers (GPU)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Build a verified bundle: screening.onnx + INT8/FP16 variants (+ cine/ parts) + manifest.json.
@@ -130,7 +131,7 @@ def bundle(
             split = load_eval_split(eval_source, split=eval_split, n_subjects=eval_subjects, seed=seed,
                                     preprocess=preprocess_from_metadata(metadata), max_items=eval_max)  # fmt: skip
         manifest = build_bundle(screening, out, diffusion=diffusion or None, eval_split=split, variants=wanted,
-                                name=name,
+                                name=name, cine_fp16=cine_fp16,
                                 version=bundle_version, overwrite=force)  # fmt: skip
     except CardiacNetsError as exc:
         _fail(exc)

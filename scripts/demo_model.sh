@@ -13,9 +13,10 @@ N=${DEMO_SUBJECTS:-1536}          # balanced synthetic cohort (70/10/20 split), 
 SSL_STEPS=${DEMO_SSL_STEPS:-400}
 ALIGN_STEPS=${DEMO_ALIGN_STEPS:-400}
 FT_EPOCHS=${DEMO_FT_EPOCHS:-4}
-VAE_STEPS=${DEMO_VAE_STEPS:-120}
-DIFF_STEPS=${DEMO_DIFF_STEPS:-150}
-FRAMES=${DEMO_FRAMES:-8}          # CPU recipe: 8 of the 50 frames, at the view's native resolution
+VAE_STEPS=${DEMO_VAE_STEPS:-60}
+DIFF_STEPS=${DEMO_DIFF_STEPS:-60}
+FRAMES=${DEMO_FRAMES:-8}          # CPU recipe: 8 of the 50 frames ...
+SCALE=${DEMO_CINE_SCALE:-2}       # ... at half resolution (SA 40 x 40, LA 48 x 48): a small latent for 2 CPU cores
 mkdir -p "$RUN"
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$RUN/timings.log" >&2; }
 stage() { local name=$1; shift; local t0=$SECONDS; log "start $name"; "$@"; log "done  $name in $((SECONDS - t0)) s"; }
@@ -32,12 +33,14 @@ export PYTHONHASHSEED=0
   --model tiny --batch-size 16 --out "$RUN/finetune" --set data.cache=true --set task.max_epochs="$FT_EPOCHS" \
   --set task.warmup_epochs=1 --set task.patience=4
 for view in sa la; do
+  size=$(( $([ "$view" = sa ] && echo 80 || echo 96) / SCALE ))
   [ -d "$RUN/vae-$view/best" ] || stage "vae-$view" "$BIN/cntrain" vae --view "$view" --data "$RUN/cohort" --n-subjects "$N" --model tiny \
-    --max-steps "$VAE_STEPS" --batch-size 8 --out "$RUN/vae-$view" --set data.cache=true --set train.eval_every=100
+    --max-steps "$VAE_STEPS" --batch-size 8 --out "$RUN/vae-$view" --set data.cache=true --set train.eval_every="$VAE_STEPS"
   [ -d "$RUN/ecg2cmr-$view/best" ] || stage "diffusion-$view" "$BIN/cntrain" diffusion --view "$view" \
     --vae "$RUN/vae-$view" --ecg-encoder "$RUN/align" --data "$RUN/cohort" --n-subjects "$N" --model tiny --max-steps "$DIFF_STEPS" \
-    --batch-size 8 --out "$RUN/ecg2cmr-$view" --set data.cache=true --set task.num_frames="$FRAMES" \
-    --set train.eval_every=100
+    --batch-size 4 --out "$RUN/ecg2cmr-$view" --set data.cache=true --set task.num_frames="$FRAMES" \
+    --set task.height="$size" --set task.width="$size" \
+    --set train.eval_every="$DIFF_STEPS"
   [ -f "$RUN/pipeline-$view/pipeline.json" ] || stage "pipeline-$view" "$BIN/python" -c "
 import sys
 from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
@@ -46,7 +49,7 @@ EcgToCmrPipeline.from_components(sys.argv[1], sys.argv[2], sys.argv[3]).save_pre
 done
 stage bundle "$BIN/cnexport" bundle --screening "$RUN/finetune" --diffusion "$RUN/pipeline-sa" \
   --diffusion "$RUN/pipeline-la" --variants int8 --eval-source "$RUN/cohort" --eval-subjects "$N" --eval-split test --eval-max 400 \
-  --name cardiacnets-demo-synthetic --version 0.1.0 --out "$BUNDLE" --force
+  --no-cine-fp16 --name cardiacnets-demo-synthetic --version 0.1.0 --out "$BUNDLE" --force
 "$BIN/cnexport" verify "$BUNDLE"
 du -sh "$BUNDLE" | tee -a "$RUN/timings.log"
 log "bundle written to $BUNDLE"
