@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -53,16 +52,21 @@ def inference_only_rate(bundle: Path, files: list[Path], batch_size: int, repeat
 
 
 def cold_start(bundle: Path, file: Path, repeats: int = 5) -> dict[str, float]:
-    code = "import sys; from cardiacnets.edge.cli import main; main(sys.argv[1:])"
+    """Fresh-process wall time of `cnscreen FILE --json`, and that process's own peak resident memory (VmHWM of
+    /proc/self/status: per address space, so unlike ru_maxrss it is not inherited from the forking parent)."""
+    code = (
+        "import sys\nfrom cardiacnets.edge.cli import main\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "hwm = [x for x in open('/proc/self/status') if x.startswith('VmHWM')][0].split()[1]\n"
+        "print('PEAK_RSS_KB', hwm, file=sys.stderr)"
+    )
     walls, rss = [], []
     for _ in range(repeats):
         start = time.perf_counter()
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        subprocess.run(
-            [sys.executable, "-c", code, str(file), "--bundle", str(bundle), "--json"], check=True, capture_output=True
-        )
+        proc = subprocess.run([sys.executable, "-c", code, str(file), "--bundle", str(bundle), "--json"], check=True,
+                              capture_output=True, text=True)  # fmt: skip
         walls.append(time.perf_counter() - start)
-        rss.append(max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024)
+        rss.append(int(proc.stderr.split("PEAK_RSS_KB")[-1].split()[0]) / 1024)
     cli = REPO / ".venv" / "bin" / "cnscreen"
     cli_walls = []
     if cli.exists():
