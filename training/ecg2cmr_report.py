@@ -94,9 +94,20 @@ def ecg2cmr_report(
     out["synthetic"] = source == "synthetic" or (isinstance(kind, dict) and kind.get("kind") == "synthetic")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(out, indent=2) + "\n")
+    (out_dir / "results.json").write_text(json.dumps(_strict_json(out), indent=2) + "\n")
     (out_dir / "report.md").write_text(_markdown(out, pipeline_dir))
     return out
+
+
+def _strict_json(value: Any) -> Any:
+    """NaN/inf (an undefined correlation, e.g. a constant measurement) become null: results.json stays strict JSON."""
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _fmt(entry: dict[str, Any]) -> str:
