@@ -35,7 +35,6 @@ from cardiacnets.training.loop import Task
 logger = logging.getLogger(__name__)
 
 
-
 class DenoiserWithEma(nn.Module):
     """The trained denoiser plus its EMA copy (no gradients) and the EMA step count (a buffer, checkpointed)."""
 
