@@ -78,6 +78,9 @@ def test_wheel_ships_every_layer_and_entry_point(tmp_path: Path) -> None:
             rel = init.relative_to(REPO).as_posix()
             shipped = rel if top == "cardiacnets" else f"cardiacnets/{rel}"
             assert shipped in names, f"{rel} is not packaged: add its package to pyproject.toml [tool.setuptools]"
+    # the screening-only (non-editable) install finds the default bundle without flags
+    assert "cardiacnets/data/default-bundle/manifest.json" in names
+    assert "cardiacnets/data/default-bundle/screening.onnx" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     for script in (
