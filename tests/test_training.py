@@ -22,6 +22,7 @@ from cardiacnets.models import from_pretrained, read_pretrained_metadata
 from cardiacnets.models.ecg_vit import EcgViT, EcgViTConfig
 from cardiacnets.training.cli import app
 from cardiacnets.training.config import RunConfig, TrainConfig, resolve_config
+from cardiacnets.training.data import augment_ecg_batch
 from cardiacnets.training.loop import StatefulBatchSampler, Task, lr_at, run_training
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,6 +81,9 @@ def test_config_layers_and_strict_keys(tmp_path: Path) -> None:
         resolve_config("cmr-ssl", sets=["train.lrr=1"])
     with pytest.raises(ConfigError, match="batch_size"):
         resolve_config("cmr-ssl", sets=["train.batch_size=many"])
+    assert resolve_config("cmr-ssl", sets=["train.lr=5e-4"]).train.lr == 5e-4  # YAML 1.1 reads 5e-4 as a string
+    with pytest.raises(ConfigError, match="train.lr"):
+        resolve_config("cmr-ssl", sets=["train.lr=fast"])
 
 
 # --- best-checkpoint selection on a toy task --------------------------------------------------------------------------
@@ -181,6 +185,54 @@ def test_align_smoke_run_with_frozen_cmr_towers(cmr_run: Path, tmp_path: Path) -
     for key, value in ssl.sa_encoder.state_dict().items():  # the CMR towers stayed frozen at the cmr-ssl weights
         assert torch.equal(best.sa_encoder.state_dict()[key], value), key
     assert read_pretrained_metadata(out / "best")["ecg_preprocess"]["kind"] == "full"
+
+
+def test_align_smoke_run_with_paper_augmentation(cmr_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "align-aug"
+    args = ["align", "--cmr", str(cmr_run), "--data", "synthetic", "--n-subjects", "16", "--model", "tiny"]
+    summary = _invoke(
+        [*args, "--max-steps", "2", "--batch-size", "2", "--out", str(out), *FAST, "--set", "task.augment=true"]
+    )
+    assert summary["step"] == 2
+    assert all(math.isfinite(v) for v in _rows(out).values())
+    assert yaml.safe_load((out / "config.yaml").read_text())["task"]["augment"] is True
+
+
+def _minmax(x: torch.Tensor) -> torch.Tensor:
+    lo, hi = x.amin(-1, keepdim=True), x.amax(-1, keepdim=True)
+    return 2 * (x - lo) / (hi - lo) - 1
+
+
+def test_augment_ecg_batch_identity_and_flips() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(3, 12, 500)
+    same = augment_ecg_batch(x, min_crop_fraction=1.0, p_time_flip=0.0, p_sign_flip=0.0)
+    torch.testing.assert_close(same, _minmax(x), atol=1e-5, rtol=0)
+    flipped = augment_ecg_batch(x, min_crop_fraction=1.0, p_time_flip=1.0, p_sign_flip=0.0)
+    torch.testing.assert_close(flipped, _minmax(x.flip(-1)), atol=1e-5, rtol=0)
+    negated = augment_ecg_batch(x, min_crop_fraction=1.0, p_time_flip=0.0, p_sign_flip=1.0)
+    torch.testing.assert_close(negated, _minmax(-x), atol=1e-5, rtol=0)
+
+
+def test_augment_ecg_batch_crop_resize_stretches_time() -> None:
+    # 20 cycles of a sine across the record: a crop keeping a fraction f leaves about 20 f cycles after resizing
+    n, cycles = 2000, 20
+    t = torch.arange(n) / n
+    x = torch.sin(2 * math.pi * cycles * t).expand(64, 12, n).clone()
+    torch.manual_seed(1)
+    y = augment_ecg_batch(x, min_crop_fraction=0.5, p_time_flip=0.0, p_sign_flip=0.0)
+    crossings = ((y[:, 0, 1:] > 0) != (y[:, 0, :-1] > 0)).sum(-1).float() / 2  # cycles per output record
+    assert crossings.min() >= 0.5 * cycles - 1 and crossings.max() <= cycles + 1
+    assert 0.65 * cycles < crossings.mean() < 0.85 * cycles  # E[f] = 0.75 for f ~ U(0.5, 1)
+    assert torch.equal(y[:, 0], y[:, 11])  # one crop for all leads: they stay synchronous
+    assert torch.allclose(y.amin(-1), torch.tensor(-1.0)) and torch.allclose(y.amax(-1), torch.tensor(1.0))
+
+
+def test_augment_ecg_batch_rejects_bad_arguments() -> None:
+    with pytest.raises(ConfigError):
+        augment_ecg_batch(torch.zeros(12, 100))
+    with pytest.raises(ConfigError):
+        augment_ecg_batch(torch.zeros(1, 12, 100), min_crop_fraction=0.0)
 
 
 def test_align_without_cmr_is_a_clean_error(tmp_path: Path) -> None:

@@ -72,6 +72,45 @@ def preprocess_config_dict(kind: str) -> dict[str, Any]:
         return {"kind": "full"}
 
 
+def augment_ecg_batch(
+    ecg: torch.Tensor,
+    *,
+    min_crop_fraction: float = 0.5,
+    p_time_flip: float = 0.5,
+    p_sign_flip: float = 0.5,
+) -> torch.Tensor:
+    """The paper's ECG training augmentation on a batch ``(B, 12, n)``: per sample a random crop keeping a fraction
+    ``U(min_crop_fraction, 1)`` of the samples (all leads together) linearly resized back to ``n``, TimeFlip and
+    SignFlip with their probabilities, then channel-wise min-max scaling to [-1, 1]. Randomness comes from torch's
+    global generator, so the training loop's RNG checkpointing makes resumed runs identical. Mirrors
+    :func:`cardiacnets.preprocess.augment_ecg` (numpy, per record) for batches already on the training device."""
+    if ecg.ndim != 3:
+        raise ConfigError(f"augment_ecg_batch expects (B, leads, samples), got shape {tuple(ecg.shape)}")
+    if not 0 < min_crop_fraction <= 1:
+        raise ConfigError(f"min_crop_fraction must be in (0, 1], got {min_crop_fraction!r}")
+    b, _, n = ecg.shape
+    device = ecg.device
+    fractions = min_crop_fraction + (1.0 - min_crop_fraction) * torch.rand(b, dtype=torch.float64)
+    keep = torch.clamp(torch.round(fractions * n), 2, n)
+    start = torch.floor(torch.rand(b, dtype=torch.float64) * (n - keep + 1))
+    # positions (B, n): linspace(start, start + keep - 1, n) per sample, then linear interpolation between neighbours
+    ramp = torch.linspace(0.0, 1.0, n, dtype=torch.float64)  # float64: whole-sample positions stay exact
+    positions = (start[:, None] + ramp[None, :] * (keep[:, None] - 1)).to(device)
+    left = positions.floor().long().clamp(0, n - 1)
+    right = (left + 1).clamp(max=n - 1)
+    frac = (positions - left).to(ecg.dtype)[:, None, :]
+    lead_index = lambda idx: idx[:, None, :].expand(-1, ecg.shape[1], -1)  # noqa: E731
+    x = torch.gather(ecg, 2, lead_index(left)) * (1 - frac) + torch.gather(ecg, 2, lead_index(right)) * frac
+    flip_time = (torch.rand(b) < p_time_flip).to(device)
+    x = torch.where(flip_time[:, None, None], x.flip(-1), x)
+    sign = torch.where(torch.rand(b) < p_sign_flip, -1.0, 1.0).to(device=device, dtype=x.dtype)
+    x = x * sign[:, None, None]
+    lo = x.amin(dim=-1, keepdim=True)
+    hi = x.amax(dim=-1, keepdim=True)
+    span = torch.where(hi - lo > 0, hi - lo, torch.ones_like(hi))
+    return 2.0 * (x - lo) / span - 1.0
+
+
 class StageDataset(Dataset):
     """Wraps a cohort dataset; items hold only what a stage needs, as float32 tensors.
 
@@ -119,4 +158,4 @@ class StageDataset(Dataset):
         return out
 
 
-__all__ = ["StageDataset", "ecg_transform", "minmax_scale", "open_split", "preprocess_config_dict"]
+__all__ = ["StageDataset", "augment_ecg_batch", "ecg_transform", "minmax_scale", "open_split", "preprocess_config_dict"]

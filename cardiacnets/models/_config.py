@@ -7,10 +7,13 @@ typo in a config file fails loudly instead of silently training the default.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from typing import Any, TypeVar
 
 from cardiacnets.errors import ConfigError
+
+_YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 T = TypeVar("T")
 
@@ -76,6 +79,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if annotation is float:
+        if isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads exponent-only floats such as 5e-4 as strings
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)

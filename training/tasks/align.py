@@ -21,7 +21,7 @@ from cardiacnets.models.cmr_mim import CmrSslModel
 from cardiacnets.models.ecg_vit import EcgViTConfig
 from cardiacnets.models.registry import from_pretrained, model_config, read_pretrained_metadata
 from cardiacnets.training.config import RunConfig
-from cardiacnets.training.data import StageDataset, ecg_transform, open_split, preprocess_config_dict
+from cardiacnets.training.data import StageDataset, augment_ecg_batch, ecg_transform, open_split, preprocess_config_dict
 from cardiacnets.training.loop import Task
 from cardiacnets.training.tasks._common import resolve_model_name, retrieval_metrics
 
@@ -30,12 +30,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class AlignTaskConfig:
-    """``task:`` section of an align config. ``cmr`` is the cmr-ssl run directory (its ``best/`` is loaded)."""
+    """``task:`` section of an align config. ``cmr`` is the cmr-ssl run directory (its ``best/`` is loaded).
+
+    ``augment`` turns on the paper's ECG augmentation of training batches (crop-resize, TimeFlip, SignFlip, then
+    min-max; :func:`cardiacnets.training.data.augment_ecg_batch`)."""
 
     cmr: str | None = None
     ecg_preprocess: Literal["full", "minmax"] = "full"
     proj_dim: int = 256
     temperature: float = 0.1
+    augment: bool = False
+    min_crop_fraction: float = 0.5
+    p_time_flip: float = 0.5
+    p_sign_flip: float = 0.5
 
 
 def load_cmr_ssl(run_dir: str | Path) -> CmrSslModel:
@@ -90,7 +97,15 @@ class AlignTask(Task):
         return self._split(self.cfg.data.val_split)
 
     def training_forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return self.forward_model(batch["ecg"], batch["cine_sa"], batch["cine_la"])
+        ecg = batch["ecg"]
+        if self.options.augment:  # training batches only; evaluation sees the ECG as preprocessed
+            ecg = augment_ecg_batch(
+                ecg,
+                min_crop_fraction=self.options.min_crop_fraction,
+                p_time_flip=self.options.p_time_flip,
+                p_sign_flip=self.options.p_sign_flip,
+            )
+        return self.forward_model(ecg, batch["cine_sa"], batch["cine_la"])
 
     def evaluate(self, loader: Any) -> dict[str, float]:
         model = self.model
