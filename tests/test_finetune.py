@@ -71,6 +71,14 @@ def test_two_step_smoke_each_task_kind(tmp_path, task: str) -> None:  # noqa: AN
         assert split["subtype"]["n"] >= 1
 
 
+def test_max_steps_cap_bounds_an_epoch_schedule(tmp_path) -> None:  # noqa: ANN001
+    # 4 epochs of the 64-subject cohort's case-control rows would be far more than 3 steps; the cap wins
+    cfg = _cfg(tmp_path, "cm", "task.max_epochs=4", "task.max_steps_cap=3", "task.warmup_epochs=1")
+    result = run_finetune(cfg, eval_splits=("val",))
+    assert result.train.step == 3
+    assert cfg.train.warmup_steps <= 1  # warm-up never exceeds half of the capped run
+
+
 def test_thresholds_stored_and_reload_predicts_identically(tmp_path) -> None:  # noqa: ANN001
     cfg = _cfg(tmp_path, "all", "task.synthetic_mode=balanced")
     result = run_finetune(cfg, eval_splits=("val",))

@@ -61,7 +61,9 @@ class FinetuneRecipe:
     warmup_epochs: float = 10.0
     patience: int | None = 10
     ecg_preprocess: str = "full"
-    max_steps: int | None = None  # a hard cap on steps per run (tests)
+    max_steps: int | None = None  # a fixed number of steps per run instead of epochs (tests)
+    max_steps_cap: int | None = None  # a compute budget: epochs as above, but at most this many steps per run
+    precision: str = "auto"  # the training loop's precision (bf16 speeds up CPUs with avx512_bf16 / AMX)
     num_workers: int = 0
 
 
@@ -183,6 +185,7 @@ def _run_arm(cfg: ExperimentConfig, arm: str, fraction: float, align_dir: Path |
         "train.batch_size": ft.batch_size,
         "train.eval_batch_size": ft.eval_batch_size,
         "train.lr": ft.lr,
+        "train.precision": ft.precision,
         "train.seed": cfg.seed,
         "train.progress": False,
         "task.task": "all",
@@ -202,6 +205,7 @@ def _run_arm(cfg: ExperimentConfig, arm: str, fraction: float, align_dir: Path |
         c.train.max_steps = ft.max_steps
     else:
         c.task["max_epochs"] = ft.max_epochs
+        c.task["max_steps_cap"] = ft.max_steps_cap
     result = run_finetune(c, eval_splits=("val", "test"))
     if "test" not in result.predictions:
         raise ConfigError(f"the cohort has no test split to evaluate {arm} on")

@@ -86,6 +86,7 @@ class FinetuneTaskConfig:
     pool: Literal["mean", "cls"] = "mean"
     warmup_epochs: float = 10.0
     max_epochs: float | None = None
+    max_steps_cap: int | None = None  # compute budget: at most this many optimiser steps after the epoch conversion
     patience: int | None = 20
     min_specificity: float = 0.9
     phenotype_weight: float = 1.0
@@ -589,6 +590,8 @@ class FinetuneTask(Task):
         self.steps_per_epoch = max(1, len(self.train_rows) // (tr.batch_size * tr.grad_accum))
         if self.options.max_epochs is not None:
             tr.max_steps = max(1, int(round(self.options.max_epochs * self.steps_per_epoch)))
+        if self.options.max_steps_cap is not None:
+            tr.max_steps = max(1, min(tr.max_steps, int(self.options.max_steps_cap)))
         tr.warmup_steps = min(int(round(self.options.warmup_epochs * self.steps_per_epoch)), tr.max_steps // 2)
         tr.eval_every = min(self.steps_per_epoch, tr.max_steps)
         tr.ckpt_every = max(tr.ckpt_every, tr.eval_every)
