@@ -17,8 +17,8 @@ import numpy as np
 from cardiacnets.errors import InputError
 from cardiacnets.synth._random import SubjectRandom
 from cardiacnets.synth.ecg import ecg_features, synthesize_ecg
-from cardiacnets.synth.geometry import build_geometry
-from cardiacnets.synth.render import render_four_chamber, render_short_axis
+from cardiacnets.synth.geometry import N_FRAMES, build_geometry
+from cardiacnets.synth.render import LA_SIZE, SA_SIZE, render_four_chamber, render_short_axis
 from cardiacnets.synth.subjects import (
     BALANCED_GROUPS,
     CM_SUBTYPES,
@@ -80,17 +80,20 @@ def _simulate_chunk(
     with_cines: bool,
     ecg_noise: bool,
     mains_hz: float,
+    cines: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
+    """One chunk of subjects; with ``with_cines`` the cines are rendered into ``cines`` (short axis, 4-chamber
+    ``(len(indices), 50, H, W)`` float32 views of the cohort's arrays)."""
     rnd = SubjectRandom(seed, indices)
     subj = sample_subjects(rnd, mode=mode, prevalence=prevalence)
     geom = build_geometry(subj, rnd)
     out: dict[str, np.ndarray] = {"subject_index": indices.astype(np.int64)}
     out.update(synthesize_ecg(subj, geom, rnd, noise=ecg_noise, mains_hz=mains_hz))
     if with_cines:
-        sa = render_short_axis(geom, subj, rnd)
+        sa = render_short_axis(geom, subj, rnd, out=cines[0])
         out["cine_sa"] = sa["cine"]
         out["sa_lv_center"] = sa["lv_center"].astype(np.float32)
-        out["cine_la"] = render_four_chamber(geom, subj, rnd)["cine"]
+        out["cine_la"] = render_four_chamber(geom, subj, rnd, out=cines[1])["cine"]
     out["phenotypes"] = geom["phenotypes"]
     out["labels"] = labels_of(subj)
     for key in _COVARIATES:
@@ -123,13 +126,18 @@ def simulate_subjects(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise InputError(f"seed must be an integer, got {seed!r}")
     chunk = _CHUNK if with_cines else 32
-    parts = [
-        _simulate_chunk(idx[i : i + chunk], int(seed), mode, prevalence, with_cines, ecg_noise, mains_hz)
-        for i in range(0, max(idx.size, 1), chunk)
-    ]
-    if idx.size == 0:
-        return {k: v[:0] for k, v in parts[0].items()}
-    return {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
+    # The cines (3 MB a subject) are rendered straight into the cohort's arrays: no per-chunk copies to concatenate.
+    whole = {}
+    if with_cines:
+        whole["cine_sa"] = np.empty((idx.size, N_FRAMES, SA_SIZE, SA_SIZE), dtype=np.float32)
+        whole["cine_la"] = np.empty((idx.size, N_FRAMES, LA_SIZE, LA_SIZE), dtype=np.float32)
+    parts = []
+    for i in range(0, max(idx.size, 1), chunk):
+        cines = (whole["cine_sa"][i : i + chunk], whole["cine_la"][i : i + chunk]) if with_cines else None
+        parts.append(
+            _simulate_chunk(idx[i : i + chunk], int(seed), mode, prevalence, with_cines, ecg_noise, mains_hz, cines)
+        )
+    return {k: whole[k] if k in whole else np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
 
 
 def simulate(

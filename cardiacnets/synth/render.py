@@ -4,8 +4,15 @@ Shapes are drawn as signed distances (negative inside, mm) and turned into parti
 ``clip(0.5 - d / pixel, 0, 1)``, which anti-aliases every edge. Layers are painted from the outside in with bSSFP-like
 relative intensities (blood 1.0, fat 0.8, effusion 0.9, myocardium 0.3, pericardium 0.12; domain-notes 4.3), then a
 smooth multiplicative coil bias field, Rician noise and per-sequence scaling to [0, 1]. Pose jitter (rotation,
-translation) is applied to the pixel grid, so it costs nothing. Everything is vectorised over subjects and frames;
-the short-axis contours go through a 3-harmonic Fourier series so that drawing them is one batched matmul.
+translation) is applied to the pixel grid, so it costs nothing. The short-axis contours go through a 3-harmonic Fourier
+series so that drawing them is one matmul.
+
+Speed (issue 3: ECG + both cines at >= 50 subjects / s / core): the static layers (pose grid, background, bias
+field) are computed once per subject, not per frame. The moving layers are evaluated only on the pixels that some
+layer can reach in some frame: a conservative region from each shape's bounding box over the cycle plus its outermost
+layer offset. Outside it every partial-volume fraction is exactly 0, so those pixels are the static background
+(bit-identical to painting the whole frame). Rician noise uses views of the Gaussian bank and runs in place on the
+output, which the caller may preallocate (no copy or concatenation of the cines).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from cardiacnets.synth._random import SubjectRandom
+from cardiacnets.synth._random import SubjectRandom, noise_bank
 
 SA_SIZE = 80
 LA_SIZE = 96
@@ -22,6 +29,14 @@ PIXEL_MM = 1.8
 _HARMONICS = 3
 
 I_BLOOD, I_MYO, I_FAT, I_EFFUSION, I_PERICARDIUM = 1.0, 0.3, 0.8, 0.9, 0.12
+
+#: A layer offset by ``o`` mm has a non-zero partial volume only where its signed distance is below ``o + 0.5 px``;
+#: the extra 0.5 mm absorbs float32 rounding of the distances, so pixels beyond the region are exactly background.
+_REACH_MM = 0.5 * PIXEL_MM + 0.5
+#: A papillary blob 0.65 exp(-d² / 2 s²) is below half a float32 ulp of 1 beyond d = 6.1 s, so it changes nothing there.
+_BLOB_REACH = 6.1
+#: Moving layers are evaluated over blocks of frames of about this many pixel-frames, so temporaries stay in L2.
+_BLOCK_ELEMS = 48_000
 
 
 def _frac(d: np.ndarray, offset: float | np.ndarray = 0.0) -> np.ndarray:
@@ -53,8 +68,8 @@ def _grid(rnd: SubjectRandom, size: int, view: str, max_rot_deg: float, max_shif
     y = -sin_r * xx + cos_r * yy
     origin = np.stack([c0 + shift[:, 0], c0 + shift[:, 1]], axis=1)
     return (
-        x.reshape(n, 1, -1).astype(np.float32),
-        y.reshape(n, 1, -1).astype(np.float32),
+        x.reshape(n, 1, size * size).astype(np.float32),
+        y.reshape(n, 1, size * size).astype(np.float32),
         origin,
     )
 
@@ -84,21 +99,45 @@ def _bias(rnd: SubjectRandom, x: np.ndarray, y: np.ndarray, view: str) -> np.nda
     return field.astype(np.float32)
 
 
-def _rician_scale(rnd: SubjectRandom, img: np.ndarray, view: str) -> np.ndarray:
-    """Add Rician noise (σ 2-5 % of blood) and scale each sequence to [0, 1]. ``img`` ``(n, F, HW)``."""
-    n, f, hw = img.shape
-    sigma = (0.02 + 0.03 * rnd.uniform(f"{view}_sigma")).astype(np.float32)[:, None, None]
-    noise = rnd.bank_windows(f"{view}_noise", 2 * f * hw).reshape(n, 2, f, hw)
-    real = img + sigma * noise[:, 0]
-    imag = sigma * noise[:, 1]
-    out = np.sqrt(real * real + imag * imag)
-    out /= out.reshape(n, -1).max(axis=1)[:, None, None]
-    return out
+def _noise_offsets(rnd: SubjectRandom, view: str, length: int) -> np.ndarray:
+    """Start ``(n,)`` of each subject's Rician noise window in the Gaussian bank; the same draw as
+    ``rnd.bank_windows(f"{view}_noise", length)``, but the caller reads the bank through views instead of copies."""
+    bank_size = noise_bank().shape[0]
+    if length >= bank_size:
+        raise ValueError(f"noise window of {length} samples exceeds the bank")
+    return (rnd.uniform(f"{view}_noise", 1)[:, 0] * (bank_size - length)).astype(np.int64)
+
+
+def _rician_scale_(img: np.ndarray, sigma: np.float32, window: np.ndarray, scratch: np.ndarray) -> None:
+    """In place: ``img`` ``(F, HW)`` <- ``|img + sigma (n_re + i n_im)|`` scaled to max 1 (Rician magnitude).
+
+    ``window`` ``(2 F HW,)`` standard normals: the first half is the real, the second the imaginary channel;
+    ``scratch`` a float32 buffer of at least ``_BLOCK_ELEMS`` or ``HW`` elements.
+    """
+    n_frames, hw = img.shape
+    real = window[: n_frames * hw].reshape(n_frames, hw)
+    imag = window[n_frames * hw : 2 * n_frames * hw].reshape(n_frames, hw)
+    step = max(1, min(n_frames, scratch.size // hw))
+    for f0 in range(0, n_frames, step):
+        block = img[f0 : f0 + step]
+        tmp = scratch[: block.size].reshape(block.shape)
+        np.multiply(real[f0 : f0 + step], sigma, out=tmp)
+        block += tmp
+        block *= block
+        np.multiply(imag[f0 : f0 + step], sigma, out=tmp)
+        tmp *= tmp
+        block += tmp
+        np.sqrt(block, out=block)
+    img /= img.max()
 
 
 def _ellipse_distance(x: np.ndarray, y: np.ndarray, cx, cy, a, b) -> np.ndarray:  # noqa: ANN001
     """Approximate signed distance (mm) to an axis-aligned ellipse: the radial gap to the boundary along the ray
-    from its centre. Exact for circles, within a few percent for the mild eccentricities drawn here."""
+    from its centre. Exact for circles, within a few percent for the mild eccentricities drawn here.
+
+    Outside the ellipse the gap is never below the Euclidean distance to the ellipse (the ray's boundary point is one
+    of its points), hence never below the distance to its bounding box: ``_near_box`` relies on this.
+    """
     dx = x - cx
     dy = y - cy
     rho = np.sqrt(dx * dx + dy * dy)
@@ -113,32 +152,74 @@ def _ellipse_distance(x: np.ndarray, y: np.ndarray, cx, cy, a, b) -> np.ndarray:
     return np.subtract(rho, q, out=rho)
 
 
-def render_short_axis(geom: Mapping[str, np.ndarray], subj: Mapping[str, np.ndarray], rnd: SubjectRandom) -> dict:
+def _ellipse_box(cx: np.ndarray, cy: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Bounding box over the cycle ``(n, 4)`` (x_min, x_max, y_min, y_max; mm) of ellipses with per-frame centre
+    and semi-axes ``(n, F)``."""
+    a, b = np.abs(a), np.abs(b)
+    return np.stack([(cx - a).min(1), (cx + a).max(1), (cy - b).min(1), (cy + b).max(1)], axis=1)
+
+
+def _near_box(x: np.ndarray, y: np.ndarray, box: np.ndarray, reach: float) -> np.ndarray:
+    """Boolean mask of the pixels ``x``, ``y`` (mm) closer than ``reach`` mm to the box (x_min, x_max, y_min, y_max)."""
+    dx = np.maximum(np.maximum(box[0] - x, x - box[1]), 0.0)
+    dy = np.maximum(np.maximum(box[2] - y, y - box[3]), 0.0)
+    return dx * dx + dy * dy < reach * reach
+
+
+def _frame_blocks(n_frames: int, n_pixels: int) -> list[slice]:
+    """Slices of consecutive frames with about ``_BLOCK_ELEMS`` pixel-frames each."""
+    step = max(1, min(n_frames, _BLOCK_ELEMS // max(n_pixels, 1)))
+    return [slice(f0, min(f0 + step, n_frames)) for f0 in range(0, n_frames, step)]
+
+
+def _finish_subject(
+    frames: np.ndarray,
+    static: np.ndarray,
+    idx: np.ndarray,
+    moving: np.ndarray,
+    sigma: np.float32,
+    window: np.ndarray,
+    scratch: np.ndarray,
+) -> None:
+    """Assemble one subject's cine in place: ``frames`` ``(F, HW)`` <- static background x bias ``(HW,)`` with the
+    moving region ``moving`` ``(F, P)`` (already biased) at pixel indices ``idx`` ``(P,)``, then Rician noise."""
+    frames[:] = static
+    frames[:, idx] = moving
+    _rician_scale_(frames, sigma, window, scratch)
+
+
+def _output(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    if out is None:
+        return np.empty(shape, dtype=np.float32)
+    if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous float32 array of shape {shape}, got {out.dtype} {out.shape}")
+    return out
+
+
+def render_short_axis(
+    geom: Mapping[str, np.ndarray],
+    subj: Mapping[str, np.ndarray],
+    rnd: SubjectRandom,
+    out: np.ndarray | None = None,
+) -> dict:
     """Mid-ventricular short-axis cine.
 
-    Returns ``cine`` float32 ``(n, 50, 80, 80)`` in [0, 1] (frame 0 = ED; RV on the image left, anterior up) and
-    ``lv_center`` ``(n, 2)`` (row, col) pixel position of the LV centre.
+    Returns ``cine`` float32 ``(n, 50, 80, 80)`` in [0, 1] (frame 0 = ED; RV on the image left, anterior up; written
+    into ``out`` when given) and ``lv_center`` ``(n, 2)`` (row, col) pixel position of the LV centre.
     """
     endo = geom["endo_radius"].astype(np.float32)  # (n, F, A)
     wall = geom["wall_thickness"].astype(np.float32)
     n, n_frames, n_angles = endo.shape
+    hw = SA_SIZE * SA_SIZE
     theta = geom["theta"]
     x, y, origin = _grid(rnd, SA_SIZE, "sa", 20.0, 4.0)
-    rho = np.sqrt(x * x + y * y)  # (n, 1, HW)
-    ang = np.arctan2(-x, y)  # counter-clockwise from anterior towards the septum
-    basis = [np.ones_like(ang)]
-    for k in range(1, _HARMONICS + 1):
-        basis += [np.cos(k * ang), np.sin(k * ang)]
-    basis = np.concatenate(basis, axis=1).astype(np.float32)  # (n, 7, HW)
     proj = [np.full(n_angles, 1.0 / n_angles)]
     for k in range(1, _HARMONICS + 1):
         proj += [2.0 / n_angles * np.cos(k * theta), 2.0 / n_angles * np.sin(k * theta)]
     proj = np.stack(proj, axis=1).astype(np.float32)  # (A, 7)
-    r_endo = np.matmul(endo @ proj, basis)  # (n, F, HW)
-    r_epi = np.matmul((endo + wall) @ proj, basis)
+    coef_endo = endo @ proj  # (n, F, 7) Fourier coefficients of the contours
+    coef_epi = (endo + wall) @ proj
 
-    d_epi = rho - r_epi
-    d_endo = rho - r_endo
     epi_mean = (endo + wall).mean(axis=2)  # (n, F)
     # RV: an ellipse left of the LV whose area follows the RV volume; the septum is the LV wall.
     rv_len = 0.85 * geom["lv_length"][:, :1]
@@ -147,46 +228,100 @@ def render_short_axis(geom: Mapping[str, np.ndarray], subj: Mapping[str, np.ndar
     a_rv = np.clip(0.45 * rv_area / (np.pi * b_rv), 5.0, None)
     cx_rv = -(epi_mean + 0.2 * a_rv)
     cy_rv = np.full_like(cx_rv, -3.0)
-    f32 = lambda v: v.astype(np.float32)[:, :, None]  # noqa: E731
-    d_rv = _ellipse_distance(x, y, f32(cx_rv), f32(cy_rv), f32(a_rv), f32(b_rv))
-    rv_wall = np.where(subj["ph"], 3.5 + 4.0 * subj["ph_severity"], 3.5).astype(np.float32)[:, None, None]
-    d_heart = np.minimum(d_epi, d_rv - rv_wall)
-    eff = subj["pc_effusion_mm"].astype(np.float32)[:, None, None]
-    peri = subj["pc_thickening_mm"].astype(np.float32)[:, None, None]
+    rv_params = [v.astype(np.float32) for v in (cx_rv, cy_rv, a_rv, b_rv)]  # (n, F) each
+    rv_wall = np.where(subj["ph"], 3.5 + 4.0 * subj["ph_severity"], 3.5).astype(np.float32)  # (n,)
+    eff = subj["pc_effusion_mm"].astype(np.float32)
+    peri = subj["pc_thickening_mm"].astype(np.float32)
 
-    img = np.broadcast_to(_background(rnd, x, y, "sa", (62.0, 50.0)), d_epi.shape).copy()
-    _paint(img, _frac(d_heart, eff + peri + 3.0), I_FAT)
-    _paint(img, _frac(d_heart, eff + peri), I_PERICARDIUM)
-    _paint(img, _frac(d_heart, eff), I_EFFUSION)
-    _paint(img, _frac(d_rv, rv_wall), I_MYO)
-    _paint(img, _frac(d_rv), I_BLOOD)
-    _paint(img, _frac(d_epi), I_MYO)
-    _paint(img, _frac(d_endo), I_BLOOD)
+    static_bg = _background(rnd, x, y, "sa", (62.0, 50.0))  # (n, 1, HW)
+    bias = _bias(rnd, x, y, "sa")
+    static = static_bg * bias
     # Papillary muscles: two dark blobs against the anterolateral and inferolateral wall (inside the blood pool,
     # which the UK Biobank contours include).
     endo_mean = endo.mean(axis=2)
+    blobs = []
     for angle_deg, name in ((290.0, "pm_al"), (220.0, "pm_pm")):
         a = np.deg2rad(angle_deg + 10.0 * rnd.normal(name))
         rad = 0.72 * endo_mean
         px_ = (-np.sin(a))[:, None] * rad
         py_ = np.cos(a)[:, None] * rad
         size = (2.2 + 1.2 * (1.0 - endo_mean / endo_mean[:, :1])) * np.exp(0.15 * rnd.normal(name + "_s"))[:, None]
-        dist2 = (x - f32(px_)) ** 2 + (y - f32(py_)) ** 2
-        blob = np.exp(-dist2 / f32(2.0 * size**2))
-        blob *= 0.65
-        img *= 1.0 - blob
-    img *= _bias(rnd, x, y, "sa")
-    cine = _rician_scale(rnd, img, "sa").reshape(n, n_frames, SA_SIZE, SA_SIZE)
+        reach = (rad + _BLOB_REACH * size).max(axis=1)  # (n,) mm from the LV centre
+        blobs.append((px_.astype(np.float32), py_.astype(np.float32), (2.0 * size**2).astype(np.float32), reach))
+    sigma = (0.02 + 0.03 * rnd.uniform("sa_sigma")).astype(np.float32)
+    offsets = _noise_offsets(rnd, "sa", 2 * n_frames * hw)
+    bank = noise_bank()
+
+    # Conservative region of the moving layers: the epicardial contour never exceeds c0 + sum_k |c_k|, the RV stays
+    # in its bounding box; the outermost layer (fat) lies eff + peri + 3 mm outside the heart.
+    harm = coef_epi[..., 1:].astype(np.float64).reshape(n, n_frames, _HARMONICS, 2)
+    r_epi_max = (coef_epi[..., 0] + np.sqrt((harm**2).sum(axis=3)).sum(axis=2)).max(axis=1)  # (n,)
+    fat_reach = np.maximum(eff + peri + 3.0, 0.0) + _REACH_MM
+    rv_box = _ellipse_box(cx_rv, cy_rv, a_rv, b_rv)
+
+    cine = _output(out, (n, n_frames, SA_SIZE, SA_SIZE))
+    flat = cine.reshape(n, n_frames, hw)
+    scratch = np.empty(max(_BLOCK_ELEMS, hw), dtype=np.float32)
+    for i in range(n):
+        xi, yi = x[i, 0], y[i, 0]
+        rho_all = np.sqrt(xi * xi + yi * yi)
+        lv_reach = max(r_epi_max[i] + fat_reach[i], blobs[0][3][i], blobs[1][3][i])
+        mask = (rho_all < lv_reach) | _near_box(xi, yi, rv_box[i], rv_wall[i] + fat_reach[i])
+        idx = np.flatnonzero(mask)
+        xc, yc = xi[idx], yi[idx]  # (P,)
+        rho = rho_all[idx]
+        ang = np.arctan2(-xc, yc)  # counter-clockwise from anterior towards the septum
+        basis = [np.ones_like(ang)]
+        for k in range(1, _HARMONICS + 1):
+            basis += [np.cos(k * ang), np.sin(k * ang)]
+        basis = np.stack(basis, axis=0).astype(np.float32)  # (7, P)
+        bg_c, bias_c = static_bg[i, 0, idx], bias[i, 0, idx]
+        wall_i, off_fat, off_peri, eff_i = rv_wall[i], eff[i] + peri[i] + 3.0, eff[i] + peri[i], eff[i]
+        moving = np.empty((n_frames, idx.size), dtype=np.float32)
+        for fs in _frame_blocks(n_frames, idx.size):
+            d_epi = np.subtract(rho, coef_epi[i, fs] @ basis)  # (f, P)
+            d_endo = np.subtract(rho, coef_endo[i, fs] @ basis)
+            cx, cy, a_, b_ = (p[i, fs, None] for p in rv_params)
+            d_rv = _ellipse_distance(xc, yc, cx, cy, a_, b_)
+            d_heart = np.minimum(d_epi, d_rv - wall_i)
+            img = moving[fs]
+            img[:] = bg_c
+            _paint(img, _frac(d_heart, off_fat), I_FAT)
+            _paint(img, _frac(d_heart, off_peri), I_PERICARDIUM)
+            _paint(img, _frac(d_heart, eff_i), I_EFFUSION)
+            _paint(img, _frac(d_rv, wall_i), I_MYO)
+            _paint(img, _frac(d_rv), I_BLOOD)
+            _paint(img, _frac(d_epi), I_MYO)
+            _paint(img, _frac(d_endo), I_BLOOD)
+            for px_, py_, two_s2, _ in blobs:
+                dx = xc - px_[i, fs, None]
+                dy = yc - py_[i, fs, None]
+                dx *= dx
+                dy *= dy
+                dx += dy
+                blob = np.exp(np.divide(dx, -two_s2[i, fs, None], out=dx), out=dx)
+                blob *= 0.65
+                np.subtract(1.0, blob, out=blob)
+                img *= blob
+            img *= bias_c
+        window = bank[offsets[i] : offsets[i] + 2 * n_frames * hw]
+        _finish_subject(flat[i], static[i, 0], idx, moving, sigma[i], window, scratch)
     return {"cine": cine, "lv_center": origin}
 
 
-def render_four_chamber(geom: Mapping[str, np.ndarray], subj: Mapping[str, np.ndarray], rnd: SubjectRandom) -> dict:
-    """4-chamber long-axis cine ``(n, 50, 96, 96)`` float32 in [0, 1]: apex up, RV on the image left, atria below.
-    The atrioventricular plane moves towards the fixed apex by MAPSE · s(t)."""
+def render_four_chamber(
+    geom: Mapping[str, np.ndarray],
+    subj: Mapping[str, np.ndarray],
+    rnd: SubjectRandom,
+    out: np.ndarray | None = None,
+) -> dict:
+    """4-chamber long-axis cine ``(n, 50, 96, 96)`` float32 in [0, 1] (written into ``out`` when given): apex up,
+    RV on the image left, atria below. The atrioventricular plane moves towards the fixed apex by MAPSE · s(t)."""
     n = rnd.n
+    hw = LA_SIZE * LA_SIZE
     x, y, _ = _grid(rnd, LA_SIZE, "la", 12.0, 4.0)
-    f32 = lambda v: np.asarray(v, dtype=np.float32)[:, :, None]  # noqa: E731
     s = geom["s_curve"]  # (n, F)
+    n_frames = s.shape[1]
     length = geom["lv_length"]  # (n, F)
     length_ed = length[:, :1]
     r_b = geom["endo_radius"].mean(axis=2)  # (n, F)
@@ -199,40 +334,84 @@ def render_four_chamber(geom: Mapping[str, np.ndarray], subj: Mapping[str, np.nd
     base_y = apex_y - length_ed + mapse * s  # (n, F)
     x_lv = 0.6 * r_b[:, :1] + 4.0 + 0.0 * s
     # LV: half ellipse above the base plane; epicardium offset by septal / lateral / apical thickness.
-    d_lv = np.maximum(_ellipse_distance(x, y, f32(x_lv), f32(base_y), f32(r_b), f32(length)), f32(base_y) - y)
+    lv = (x_lv, base_y, r_b, length)
     epi_cx = x_lv + (t_lat - t_sep) / 2.0
     epi_a = r_b + (t_lat + t_sep) / 2.0
-    d_lv_epi = np.maximum(
-        _ellipse_distance(x, y, f32(epi_cx), f32(base_y), f32(epi_a), f32(length + t_apex)), f32(base_y - 2.0) - y
-    )
+    lv_epi = (epi_cx, base_y, epi_a, length + t_apex)
     # RV: shorter half ellipse left of the septum, width from the RV volume.
     rv_len = 0.8 * length
     w_rv = np.sqrt(geom["rv_volume"] * 1000.0 / (2.2 * np.pi * rv_len))
     x_rv = x_lv - r_b - t_sep - w_rv + 2.0
     rv_base = base_y - 4.0 + 0.3 * mapse * s
-    d_rv = np.maximum(_ellipse_distance(x, y, f32(x_rv), f32(rv_base), f32(w_rv), f32(rv_len)), f32(rv_base) - y)
-    rv_wall = np.where(subj["ph"], 3.5 + 4.0 * subj["ph_severity"], 3.5).astype(np.float32)[:, None, None]
+    rv = (x_rv, rv_base, w_rv, rv_len)
+    rv_wall = np.where(subj["ph"], 3.5 + 4.0 * subj["ph_severity"], 3.5).astype(np.float32)  # (n,)
     # Atria below the AV plane, sized by area-length inversion of their volume curves.
     la_len, ra_len = geom["la_len"], geom["ra_len"]
     w_la = geom["la_area"] / (np.pi * la_len / 2.0)
     w_ra = geom["ra_area"] / (np.pi * ra_len / 2.0)
-    d_la = _ellipse_distance(x, y, f32(x_lv - 2.0), f32(base_y - la_len / 2.0 - 1.0), f32(w_la), f32(la_len / 2.0))
-    d_ra = _ellipse_distance(x, y, f32(x_rv + 2.0), f32(rv_base - ra_len / 2.0 - 1.0), f32(w_ra), f32(ra_len / 2.0))
+    la = (x_lv - 2.0, base_y - la_len / 2.0 - 1.0, w_la, la_len / 2.0)
+    ra = (x_rv + 2.0, rv_base - ra_len / 2.0 - 1.0, w_ra, ra_len / 2.0)
+    f32 = lambda v: np.asarray(v, dtype=np.float32)  # noqa: E731
+    shapes = {name: [f32(v) for v in p] for name, p in (("lv", lv), ("lv_epi", lv_epi), ("rv", rv), ("la", la))}
+    shapes["ra"] = [f32(v) for v in ra]
+    planes = {"lv": f32(base_y), "lv_epi": f32(base_y - 2.0), "rv": f32(rv_base)}  # (n, F) half-plane y levels
+    eff = subj["pc_effusion_mm"].astype(np.float32)
+    peri = subj["pc_thickening_mm"].astype(np.float32)
 
-    d_heart = np.minimum(d_lv_epi, d_rv - rv_wall)
-    eff = subj["pc_effusion_mm"].astype(np.float32)[:, None, None]
-    peri = subj["pc_thickening_mm"].astype(np.float32)[:, None, None]
-    img = np.broadcast_to(_background(rnd, x, y, "la", (80.0, 75.0)), d_lv.shape).copy()
-    d_atria = np.minimum(d_la, d_ra)
-    _paint(img, _frac(np.minimum(d_heart, d_atria - 2.0), eff + peri + 3.0), I_FAT)
-    _paint(img, _frac(d_heart, eff + peri), I_PERICARDIUM)
-    _paint(img, _frac(d_heart, eff), I_EFFUSION)
-    _paint(img, _frac(d_atria, 2.0), I_MYO)
-    _paint(img, _frac(d_atria), I_BLOOD)
-    _paint(img, _frac(d_rv, rv_wall), I_MYO)
-    _paint(img, _frac(d_rv), I_BLOOD)
-    _paint(img, _frac(d_lv_epi), I_MYO)
-    _paint(img, _frac(d_lv), I_BLOOD)
-    img *= _bias(rnd, x, y, "la")
-    cine = _rician_scale(rnd, img, "la").reshape(n, s.shape[1], LA_SIZE, LA_SIZE)
+    static_bg = _background(rnd, x, y, "la", (80.0, 75.0))  # (n, 1, HW)
+    bias = _bias(rnd, x, y, "la")
+    static = static_bg * bias
+    sigma = (0.02 + 0.03 * rnd.uniform("la_sigma")).astype(np.float32)
+    offsets = _noise_offsets(rnd, "la", 2 * n_frames * hw)
+    bank = noise_bank()
+
+    # Conservative region of the moving layers: each shape's bounding box over the cycle, widened by its outermost
+    # layer offset (fat: eff + peri + 3 mm outside the heart, 2 mm more outside the atria), cut by its base plane.
+    fat_reach = np.maximum(eff + peri + 3.0, 0.0) + _REACH_MM  # (n,)
+    boxes = {name: _ellipse_box(*p) for name, p in (("lv", lv), ("lv_epi", lv_epi), ("rv", rv), ("la", la), ("ra", ra))}
+    reach = {
+        "lv": np.full(n, _REACH_MM),
+        "lv_epi": fat_reach,
+        "rv": rv_wall + fat_reach,
+        "la": 2.0 + fat_reach,
+        "ra": 2.0 + fat_reach,
+    }
+    plane_min = {"lv": base_y.min(axis=1), "lv_epi": (base_y - 2.0).min(axis=1), "rv": rv_base.min(axis=1)}
+
+    cine = _output(out, (n, n_frames, LA_SIZE, LA_SIZE))
+    flat = cine.reshape(n, n_frames, hw)
+    scratch = np.empty(max(_BLOCK_ELEMS, hw), dtype=np.float32)
+    for i in range(n):
+        xi, yi = x[i, 0], y[i, 0]
+        mask = np.zeros(hw, dtype=bool)
+        for name, box in boxes.items():
+            near = _near_box(xi, yi, box[i], reach[name][i])
+            if name in plane_min:
+                near &= yi > plane_min[name][i] - reach[name][i]
+            mask |= near
+        idx = np.flatnonzero(mask)
+        xc, yc = xi[idx], yi[idx]  # (P,)
+        bg_c, bias_c = static_bg[i, 0, idx], bias[i, 0, idx]
+        wall_i, off_fat, off_peri, eff_i = rv_wall[i], eff[i] + peri[i] + 3.0, eff[i] + peri[i], eff[i]
+        moving = np.empty((n_frames, idx.size), dtype=np.float32)
+        for fs in _frame_blocks(n_frames, idx.size):
+            d = {name: _ellipse_distance(xc, yc, *(p[i, fs, None] for p in par)) for name, par in shapes.items()}
+            for name, level in planes.items():
+                np.maximum(d[name], level[i, fs, None] - yc, out=d[name])
+            d_heart = np.minimum(d["lv_epi"], d["rv"] - wall_i)
+            d_atria = np.minimum(d["la"], d["ra"])
+            img = moving[fs]
+            img[:] = bg_c
+            _paint(img, _frac(np.minimum(d_heart, d_atria - 2.0), off_fat), I_FAT)
+            _paint(img, _frac(d_heart, off_peri), I_PERICARDIUM)
+            _paint(img, _frac(d_heart, eff_i), I_EFFUSION)
+            _paint(img, _frac(d_atria, 2.0), I_MYO)
+            _paint(img, _frac(d_atria), I_BLOOD)
+            _paint(img, _frac(d["rv"], wall_i), I_MYO)
+            _paint(img, _frac(d["rv"]), I_BLOOD)
+            _paint(img, _frac(d["lv_epi"]), I_MYO)
+            _paint(img, _frac(d["lv"]), I_BLOOD)
+            img *= bias_c
+        window = bank[offsets[i] : offsets[i] + 2 * n_frames * hw]
+        _finish_subject(flat[i], static[i, 0], idx, moving, sigma[i], window, scratch)
     return {"cine": cine}
