@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -59,8 +61,9 @@ def _header_path(path: Path) -> Path:
     return header
 
 
-def _check_header(header: Path, max_bytes: int) -> tuple[str, list[str]]:
-    """Validate the header against the signal files on disk; return the record name and the header's comment lines."""
+def _check_header(header: Path, max_bytes: int) -> tuple[str, list[str], list[str]]:
+    """Validate the header against the signal files on disk; return the record name, the header's comment lines and
+    its record and signal lines."""
     where = str(header)
     try:
         size = header.stat().st_size
@@ -126,7 +129,72 @@ def _check_header(header: Path, max_bytes: int) -> tuple[str, list[str]]:
             raise CorruptFileError(f"{where}: WFDB signal file {fname} holds no samples")
     if siglen == 0:
         raise CorruptFileError(f"{where}: WFDB header declares 0 samples")
-    return header.stem, comments
+    return header.stem, comments, body
+
+
+# The common case read without wfdb (whose header parser costs milliseconds per file, and whose import pulls in
+# pandas): signal files of 16-bit samples (format 16), every field of every signal line written out, calibrated gains. Anything else goes through wfdb.rdrecord. tests/test_edge_screen.py checks both paths agree exactly.
+_SIMPLE_RECORD = re.compile(
+    r"^(?P<name>[\w-]+)[ \t]+(?P<nsig>\d+)[ \t]+(?P<fs>\d+(?:\.\d+)?)[ \t]+(?P<siglen>\d+)"
+    r"(?:[ \t]+(?P<time>\d{1,2}:\d{2}:\d{2})(?:[ \t]+(?P<date>\d{2}/\d{2}/\d{4}))?)?$"
+)
+_SIMPLE_SIGNAL = re.compile(
+    r"^(?P<file>[\w-]+\.[\w]+)[ \t]+16(?:\+(?P<offset>\d+))?[ \t]+(?P<gain>\d+(?:\.\d+)?)"
+    r"(?:\((?P<baseline>-?\d+)\))?(?:/(?P<units>\w+))?"
+    r"[ \t]+\d+[ \t]+(?P<adc_zero>-?\d+)[ \t]+-?\d+[ \t]+-?\d+[ \t]+\d+[ \t]+(?P<name>[^\t]*)$"
+)
+_FMT16_MISSING = -32768  # WFDB's "no sample" value in format 16
+
+
+def _read_simple(header: Path, body: list[str]) -> SimpleNamespace | None:
+    """The fields :func:`read` uses of ``wfdb.rdrecord(..., physical=True, return_res=64)`` for a simple record, or
+    None when the record is not simple. ``p_signal`` ``(samples, signals)`` float64 in each signal's units, NaN where
+    the file holds the missing-sample value, exactly as wfdb computes it."""
+    record = _SIMPLE_RECORD.match(body[0])
+    if not record:
+        return None
+    n_sig, siglen = int(record.group("nsig")), int(record.group("siglen"))
+    signals = [_SIMPLE_SIGNAL.match(line) for line in body[1 : 1 + n_sig]]
+    if siglen == 0 or not all(signals):
+        return None
+    files: dict[str, list[int]] = {}  # signal file -> indices of its signals, in the order they are interleaved
+    for index, match in enumerate(signals):
+        files.setdefault(match.group("file"), []).append(index)
+    if any(len({signals[i].group("offset") for i in indices}) != 1 for indices in files.values()):
+        return None
+    gains = [float(m.group("gain")) for m in signals]
+    if any(g == 0 for g in gains):
+        return None  # wfdb substitutes its default gain; leave that rule to wfdb
+    base_time = base_date = None
+    try:
+        if record.group("time"):
+            base_time = datetime.strptime(record.group("time"), "%H:%M:%S").time()
+        if record.group("date"):
+            base_date = datetime.strptime(record.group("date"), "%d/%m/%Y").date()
+    except ValueError:
+        return None
+    digital = np.empty((siglen, n_sig), dtype=np.int16)
+    for name, indices in files.items():
+        with (header.parent / name).open("rb") as handle:
+            handle.seek(int(signals[indices[0]].group("offset") or 0))
+            raw = handle.read(2 * len(indices) * siglen)
+        if len(raw) != 2 * len(indices) * siglen:
+            return None
+        digital[:, indices] = np.frombuffer(raw, dtype="<i2").reshape(siglen, len(indices))
+    baselines = [int(m.group("baseline") if m.group("baseline") is not None else m.group("adc_zero")) for m in signals]
+    p_signal = digital.astype(np.float64)
+    np.subtract(p_signal, np.asarray(baselines, dtype=np.int64), p_signal)
+    np.divide(p_signal, np.asarray(gains), p_signal)
+    p_signal[digital == _FMT16_MISSING] = np.nan
+    return SimpleNamespace(
+        p_signal=p_signal,
+        sig_name=[m.group("name") for m in signals],
+        units=[m.group("units") or "mV" for m in signals],
+        adc_gain=gains,
+        fs=float(record.group("fs")),
+        base_date=base_date,
+        base_time=base_time,
+    )
 
 
 def _comment_meta(comments: list[str]) -> dict[str, Any]:
@@ -143,15 +211,17 @@ def _comment_meta(comments: list[str]) -> dict[str, Any]:
 
 def read(path: Path, data: bytes) -> EcgRecord:
     """Read a WFDB record into an :class:`EcgRecord` (``signal`` ``(12, n)`` in mV)."""
-    import wfdb
-
     from cardiacnets.io import MAX_FILE_BYTES
 
     header = _header_path(path)
-    record_name, comments = _check_header(header, MAX_FILE_BYTES)
+    record_name, comments, body = _check_header(header, MAX_FILE_BYTES)
     where = str(header)
     try:
-        record = wfdb.rdrecord(str(header.parent / record_name), physical=True, return_res=64)
+        record = _read_simple(header, body)
+        if record is None:
+            import wfdb
+
+            record = wfdb.rdrecord(str(header.parent / record_name), physical=True, return_res=64)
     except CardiacNetsError:
         raise
     except MemoryError as exc:
