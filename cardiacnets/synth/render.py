@@ -39,15 +39,18 @@ _BLOB_REACH = 6.1
 _BLOCK_ELEMS = 48_000
 
 
-def _frac(d: np.ndarray, offset: float | np.ndarray = 0.0) -> np.ndarray:
-    """Partial-volume occupancy of a shape with signed distance ``d`` (mm) shifted outwards by ``offset`` mm."""
-    out = (offset - d) * (1.0 / PIXEL_MM) + 0.5
-    return np.clip(out, 0.0, 1.0, out=out)
-
-
-def _paint(img: np.ndarray, frac: np.ndarray, intensity: float | np.ndarray) -> None:
-    """img <- img + frac * (intensity - img), in place."""
-    tmp = np.subtract(intensity, img)
+def _paint_layer(
+    img: np.ndarray, d: np.ndarray, offset: float | np.float32, intensity: float, scratch: tuple[np.ndarray, ...]
+) -> None:
+    """Paint one layer in place: ``img <- img + frac * (intensity - img)`` with the partial-volume occupancy
+    ``frac = clip((offset - d) / pixel + 0.5, 0, 1)`` of a shape with signed distance ``d`` (mm) shifted outwards by
+    ``offset`` mm. ``img``, ``d`` ``(F, P)``; ``scratch`` two float32 buffers shaped like ``img`` (no temporaries)."""
+    frac, tmp = scratch
+    np.subtract(offset, d, out=frac)
+    frac *= 1.0 / PIXEL_MM
+    frac += 0.5
+    np.clip(frac, 0.0, 1.0, out=frac)
+    np.subtract(intensity, img, out=tmp)
     tmp *= frac
     img += tmp
 
@@ -262,6 +265,7 @@ def render_short_axis(
     cine = _output(out, (n, n_frames, SA_SIZE, SA_SIZE))
     flat = cine.reshape(n, n_frames, hw)
     scratch = np.empty(max(_BLOCK_ELEMS, hw), dtype=np.float32)
+    buf_a, buf_b = np.empty((2, max(_BLOCK_ELEMS, hw)), dtype=np.float32)
     for i in range(n):
         xi, yi = x[i, 0], y[i, 0]
         rho_all = np.sqrt(xi * xi + yi * yi)
@@ -286,13 +290,17 @@ def render_short_axis(
             d_heart = np.minimum(d_epi, d_rv - wall_i)
             img = moving[fs]
             img[:] = bg_c
-            _paint(img, _frac(d_heart, off_fat), I_FAT)
-            _paint(img, _frac(d_heart, off_peri), I_PERICARDIUM)
-            _paint(img, _frac(d_heart, eff_i), I_EFFUSION)
-            _paint(img, _frac(d_rv, wall_i), I_MYO)
-            _paint(img, _frac(d_rv), I_BLOOD)
-            _paint(img, _frac(d_epi), I_MYO)
-            _paint(img, _frac(d_endo), I_BLOOD)
+            scratch_f = (buf_a[: img.size].reshape(img.shape), buf_b[: img.size].reshape(img.shape))
+            for dist, offset, intensity in (
+                (d_heart, off_fat, I_FAT),
+                (d_heart, off_peri, I_PERICARDIUM),
+                (d_heart, eff_i, I_EFFUSION),
+                (d_rv, wall_i, I_MYO),
+                (d_rv, 0.0, I_BLOOD),
+                (d_epi, 0.0, I_MYO),
+                (d_endo, 0.0, I_BLOOD),
+            ):
+                _paint_layer(img, dist, offset, intensity, scratch_f)
             for px_, py_, two_s2, _ in blobs:
                 dx = xc - px_[i, fs, None]
                 dy = yc - py_[i, fs, None]
@@ -381,6 +389,7 @@ def render_four_chamber(
     cine = _output(out, (n, n_frames, LA_SIZE, LA_SIZE))
     flat = cine.reshape(n, n_frames, hw)
     scratch = np.empty(max(_BLOCK_ELEMS, hw), dtype=np.float32)
+    buf_a, buf_b = np.empty((2, max(_BLOCK_ELEMS, hw)), dtype=np.float32)
     for i in range(n):
         xi, yi = x[i, 0], y[i, 0]
         mask = np.zeros(hw, dtype=bool)
@@ -402,15 +411,19 @@ def render_four_chamber(
             d_atria = np.minimum(d["la"], d["ra"])
             img = moving[fs]
             img[:] = bg_c
-            _paint(img, _frac(np.minimum(d_heart, d_atria - 2.0), off_fat), I_FAT)
-            _paint(img, _frac(d_heart, off_peri), I_PERICARDIUM)
-            _paint(img, _frac(d_heart, eff_i), I_EFFUSION)
-            _paint(img, _frac(d_atria, 2.0), I_MYO)
-            _paint(img, _frac(d_atria), I_BLOOD)
-            _paint(img, _frac(d["rv"], wall_i), I_MYO)
-            _paint(img, _frac(d["rv"]), I_BLOOD)
-            _paint(img, _frac(d["lv_epi"]), I_MYO)
-            _paint(img, _frac(d["lv"]), I_BLOOD)
+            scratch_f = (buf_a[: img.size].reshape(img.shape), buf_b[: img.size].reshape(img.shape))
+            for dist, offset, intensity in (
+                (np.minimum(d_heart, d_atria - 2.0), off_fat, I_FAT),
+                (d_heart, off_peri, I_PERICARDIUM),
+                (d_heart, eff_i, I_EFFUSION),
+                (d_atria, 2.0, I_MYO),
+                (d_atria, 0.0, I_BLOOD),
+                (d["rv"], wall_i, I_MYO),
+                (d["rv"], 0.0, I_BLOOD),
+                (d["lv_epi"], 0.0, I_MYO),
+                (d["lv"], 0.0, I_BLOOD),
+            ):
+                _paint_layer(img, dist, offset, intensity, scratch_f)
             img *= bias_c
         window = bank[offsets[i] : offsets[i] + 2 * n_frames * hw]
         _finish_subject(flat[i], static[i, 0], idx, moving, sigma[i], window, scratch)
