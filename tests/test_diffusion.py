@@ -129,6 +129,30 @@ def test_training_steps_with_add_noise_run_and_update_weights() -> None:
     assert not torch.equal(before, model.condition_proj.weight)
 
 
+def test_frozen_input_cache_equals_the_uncached_inputs() -> None:
+    from cardiacnets.training.tasks.diffusion import DiffusionTask, FrozenInputCache
+
+    rng = np.random.default_rng(0)
+    items = [
+        {"ecg": torch.as_tensor(rng.normal(size=(12, 5000)) * 0.3), "cine_sa": torch.as_tensor(rng.random((6, 24, 24)))}
+        for _ in range(3)
+    ]
+    torch.manual_seed(0)
+    task = DiffusionTask(vae=create_vae("tiny", image_size=SIZE), ecg_encoder=tiny_encoder(), config=tiny_config())
+    direct_latents, direct_tokens = task._frozen_inputs(task.collate(items))
+    cache = FrozenInputCache(items, task)
+    batch = task.collate([cache[i] for i in range(3)])
+    assert batch["latents"].shape == (3, *task.config.latent_shape)
+    torch.testing.assert_close(batch["latents"], direct_latents, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(batch["tokens"], direct_tokens, rtol=1e-4, atol=1e-5)
+    assert cache[1] is cache[1]  # computed once, then served from memory
+    torch.manual_seed(1)
+    cached_loss = task.training_forward(batch)["loss"]
+    torch.manual_seed(1)
+    direct_loss = task.training_forward(task.collate(items))["loss"]
+    assert math.isclose(float(cached_loss), float(direct_loss), rel_tol=1e-3)
+
+
 # ------------------------------------------------------------------------------------------------- autoencoder
 def test_vae_encode_decode_shapes_and_measured_scaling() -> None:
     torch.manual_seed(0)

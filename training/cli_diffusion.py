@@ -97,7 +97,8 @@ def build_diffusion_task(cfg: RunConfig) -> Any:
     config = Ecg2CmrConfig.from_preset(cfg.model, view, **overrides)
     d = cfg.data
     return DiffusionTask(vae=vae, ecg_encoder=encoder, config=config, source=d.source, n_subjects=d.n_subjects,
-                         seed=d.seed, train_split=d.train_split, val_split=d.val_split, **opts)  # fmt: skip
+                         seed=d.seed, train_split=d.train_split, val_split=d.val_split, cache=d.cache,
+                         **opts)  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:
