@@ -166,3 +166,83 @@ def test_cli_synth_report(tmp_path) -> None:  # noqa: ANN001
     assert "image-derived LV volume" in (out / "synth_report.md").read_text()
     assert result.exit_code in (0, 1)  # small cohorts may fail a statistical check; the code says which
     assert '"passed"' in result.output
+
+
+def _cohort_inputs(seed: int, n: int, mode: str = "population") -> tuple:
+    """The renderer's inputs (random streams, latent subjects, geometry) for subjects ``0..n-1`` of a cohort."""
+    from cardiacnets.synth._random import SubjectRandom
+    from cardiacnets.synth.geometry import build_geometry
+    from cardiacnets.synth.subjects import sample_subjects
+
+    rnd = SubjectRandom(seed, np.arange(n))
+    subj = sample_subjects(rnd, mode=mode)
+    return rnd, subj, build_geometry(subj, rnd)
+
+
+def test_region_rendering_equals_full_frame_painting(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The renderer evaluates the moving layers only in a conservative region around the heart (issue 3 speed). With
+    # the region widened to the whole frame it paints every pixel of every frame: the images must not change, also
+    # for the widest effusion rims and thick PH walls, and the region must really be smaller than the frame.
+    from cardiacnets.synth import render
+
+    rnd, subj, geom = _cohort_inputs(11, 12, mode="balanced")
+    subj = dict(subj, pc_effusion_mm=np.where(np.arange(12) % 2 == 0, 15.0, subj["pc_effusion_mm"]))
+    assert subj["ph"].any()
+    sizes: dict[int, list[int]] = {}
+    finish = render._finish_subject
+
+    def record(frames: np.ndarray, static: np.ndarray, idx: np.ndarray, *args: object) -> None:
+        sizes.setdefault(frames.shape[1], []).append(idx.size)
+        finish(frames, static, idx, *args)
+
+    monkeypatch.setattr(render, "_finish_subject", record)
+    fast = (render.render_short_axis(geom, subj, rnd)["cine"], render.render_four_chamber(geom, subj, rnd)["cine"])
+    assert np.mean(sizes[render.SA_SIZE**2]) < 0.6 * render.SA_SIZE**2
+    assert np.mean(sizes[render.LA_SIZE**2]) < 0.75 * render.LA_SIZE**2
+    monkeypatch.setattr(render, "_REACH_MM", 1e4)
+    full = (render.render_short_axis(geom, subj, rnd)["cine"], render.render_four_chamber(geom, subj, rnd)["cine"])
+    assert min(sizes[render.SA_SIZE**2][-12:]) == render.SA_SIZE**2  # really the whole frame
+    for a, b in zip(fast, full, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_blood_pool_area_tracks_lv_volume_over_the_cycle(rendered: dict) -> None:
+    # Per subject, the bright blood-pool area at the LV centre (papillary holes filled) follows the simulated LV
+    # volume frame by frame, and its minimum falls near the ES frame (the volume curve is flat around ES).
+    from scipy import ndimage
+
+    r_values, es_offsets = [], []
+    for k in range(rendered["cine_sa"].shape[0]):
+        r, c = np.round(rendered["sa_lv_center"][k]).astype(int)
+        areas = []
+        for frame in rendered["cine_sa"][k]:
+            labels, _ = ndimage.label(frame > 0.55)
+            areas.append(ndimage.binary_fill_holes(labels == labels[r, c]).sum() if labels[r, c] else 0)
+        r_values.append(np.corrcoef(areas, rendered["lv_volume_curve"][k])[0, 1])
+        es_offsets.append(abs(int(np.argmin(areas)) - int(rendered["es_frame"][k])))
+    assert min(r_values) > 0.95, r_values
+    assert np.median(es_offsets) <= 2 and max(es_offsets) <= 5, es_offsets
+
+
+def test_effusion_draws_a_bright_rim_outside_the_epicardium() -> None:
+    # Same subjects, pose and noise, drawn without and with a 12 mm effusion: the band 1.5-10.5 mm outside the
+    # lateral epicardium (away from the RV) turns from pericardium / fat / background into bright fluid.
+    from cardiacnets.synth import render
+
+    n = 6
+    rnd, subj, geom = _cohort_inputs(5, n)
+    x, y, _ = render._grid(rnd, render.SA_SIZE, "sa", 20.0, 4.0)  # the pose the renderer draws, (n, 1, HW) mm
+    rho = np.hypot(x, y)
+    angle_index = np.round(np.arctan2(-x, y) % (2 * np.pi) / (2 * np.pi) * 36).astype(int) % 36
+    epi = geom["endo_radius"] + geom["wall_thickness"]  # (n, F, 36) mm
+    cines = {
+        eff: render.render_short_axis(geom, dict(subj, pc_effusion_mm=np.full(n, eff)), rnd)["cine"].reshape(n, 50, -1)
+        for eff in (0.0, 12.0)
+    }
+    for k in range(n):
+        r_epi = np.take_along_axis(epi[k], np.broadcast_to(angle_index[k], (50, angle_index.shape[2])), axis=1)
+        gap = rho[k] - r_epi  # (F, HW) mm outside the epicardium
+        rim = (gap > 1.5) & (gap < 10.5) & (x[k] > 0.3 * rho[k])
+        assert rim.sum() > 50 * 100
+        with_eff, without = cines[12.0][k][rim].mean(), cines[0.0][k][rim].mean()
+        assert with_eff > 0.65 and with_eff > without + 0.25, (k, with_eff, without)
