@@ -26,6 +26,7 @@ Pipeline of :func:`preprocess_ecg` (``(..., 12, n)`` mV at ``fs`` Hz -> ``(..., 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -34,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import pywt
-from scipy import signal as sps
 
 from cardiacnets.errors import ConfigError, InputError
 
@@ -212,6 +212,8 @@ def resample_to(signal: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
     up, down = rational_ratio(fs, target_fs)
     if up == down:
         return array
+    from scipy import signal as sps  # only when resampling: importing scipy.signal takes ~0.5 s
+
     return sps.resample_poly(array, up, down, axis=-1)
 
 
@@ -248,12 +250,14 @@ def estimate_heart_rate(signal: np.ndarray, fs: float, hr_min: float = 40.0, hr_
     fs = _check_fs(fs)
     energy = np.sum(np.diff(array, axis=-1) ** 2, axis=-2)  # (..., n-1)
     width = max(1, int(round(0.05 * fs)))
-    kernel = np.ones(width) / width
-    energy = sps.fftconvolve(energy, kernel.reshape((1,) * (energy.ndim - 1) + (-1,)), mode="same", axes=-1)
+    energy = _box_filter_same(energy, width)
     energy = energy - energy.mean(axis=-1, keepdims=True)
     n = energy.shape[-1]
-    spectrum = np.fft.rfft(energy, n=2 * n, axis=-1)
-    acf = np.fft.irfft(np.abs(spectrum) ** 2, n=2 * n, axis=-1)[..., :n]
+    # Any FFT length >= 2n - 1 gives the same linear autocorrelation; a 5-smooth one is several times faster than 2n
+    # (2 * 4999 for a 10-s strip has a large prime factor).
+    n_fft = _fast_fft_length(2 * n - 1)
+    spectrum = np.fft.rfft(energy, n=n_fft, axis=-1)
+    acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, n=n_fft, axis=-1)[..., :n]
     lo = max(1, int(math.floor(fs * 60.0 / hr_max)))
     hi = min(n - 1, int(math.ceil(fs * 60.0 / hr_min)))
     if hi <= lo:
@@ -262,6 +266,31 @@ def estimate_heart_rate(signal: np.ndarray, fs: float, hr_min: float = 40.0, hr_
     hr = np.clip(60.0 * fs / lag, hr_min, hr_max)
     flat = acf[..., 0] <= 1e-12 * max(1.0, float(np.max(np.abs(acf[..., 0])) if acf.size else 1.0))
     return np.where(flat, np.nan, hr)
+
+
+def _box_filter_same(x: np.ndarray, width: int) -> np.ndarray:
+    """Moving average of ``width`` samples along the last axis, zero outside, centred like ``np.convolve(...,
+    mode="same")``: output ``i`` averages ``x[i - width // 2 : i + (width - 1) // 2 + 1]``. Same shape and units."""
+    n = x.shape[-1]
+    csum = np.zeros(x.shape[:-1] + (n + width,))  # (..., n + width): csum[j] = sum of x[:j - width // 2]
+    np.cumsum(x, axis=-1, out=csum[..., width // 2 + 1 : width // 2 + 1 + n])
+    csum[..., width // 2 + 1 + n :] = csum[..., width // 2 + n : width // 2 + 1 + n]
+    return (csum[..., width:] - csum[..., :n]) / width
+
+
+@functools.lru_cache(maxsize=64)
+def _fast_fft_length(minimum: int) -> int:
+    """Smallest 2^a 3^b 5^c >= ``minimum``."""
+    best = 1 << max(0, (minimum - 1).bit_length())
+    power5 = 1
+    while power5 < best:
+        power35 = power5
+        while power35 < best:
+            candidate = power35 << max(0, (-(-minimum // power35) - 1).bit_length())
+            best = min(best, candidate)
+            power35 *= 3
+        power5 *= 5
+    return best
 
 
 def period_from_heart_rate(heart_rate: float, fs: float, n_samples: int | None = None) -> int:
@@ -276,18 +305,17 @@ def period_from_heart_rate(heart_rate: float, fs: float, n_samples: int | None =
 def _moving_average_trend(x: np.ndarray, period: int) -> np.ndarray:
     """statsmodels' two-sided trend filter along the last axis: NaN where the window does not fit."""
     n = x.shape[-1]
-    csum = np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, axis=-1)], axis=-1)  # (..., n+1)
+    csum = np.zeros(x.shape[:-1] + (n + 1,))  # (..., n+1): csum[j] = sum of x[:j]
+    np.cumsum(x, axis=-1, out=csum[..., 1:])
     trend = np.full(x.shape, np.nan)
     if period % 2:
-        h = (period - 1) // 2
-        t = np.arange(h, n - h)
-        trend[..., t] = (csum[..., t + h + 1] - csum[..., t - h]) / period
+        h = (period - 1) // 2  # trend[t] for t in [h, n - h): (csum[t + h + 1] - csum[t - h]) / period
+        trend[..., h : n - h] = (csum[..., 2 * h + 1 : n + 1] - csum[..., : n - 2 * h]) / period
     else:
-        # Even period: weights [0.5, 1, ..., 1, 0.5] / period over period + 1 samples.
+        # Even period: weights [0.5, 1, ..., 1, 0.5] / period over period + 1 samples; t in [h, n - h).
         h = period // 2
-        t = np.arange(h, n - h)
-        inner = csum[..., t + h] - csum[..., t - h + 1]
-        trend[..., t] = (inner + 0.5 * (x[..., t - h] + x[..., t + h])) / period
+        inner = csum[..., 2 * h : n] - csum[..., 1 : n - 2 * h + 1]
+        trend[..., h : n - h] = (inner + 0.5 * (x[..., : n - 2 * h] + x[..., 2 * h :])) / period
     return trend
 
 
@@ -376,13 +404,38 @@ def wavelet_denoise(
 
 
 def savgol_smooth(signal: np.ndarray, window: int = 11, order: int = 3, axis: int = -1) -> np.ndarray:
-    """Savitzky-Golay smoothing along ``axis`` (``scipy.signal.savgol_filter``, ``mode="interp"``); units unchanged.
+    """Savitzky-Golay smoothing along ``axis``, as ``scipy.signal.savgol_filter(x, window, order, mode="interp")``
+    computes it (equal to rounding); units unchanged, float64. The filter's operators are cached per (window, order).
 
     Rows shorter than ``window`` are returned unchanged (the filter is undefined there)."""
-    x = np.asarray(signal, dtype=np.float64)
-    if x.shape[axis] < window:
-        return x
-    return sps.savgol_filter(x, window, order, axis=axis)
+    x = np.moveaxis(np.asarray(signal, dtype=np.float64), axis, -1)
+    n = x.shape[-1]
+    if n < window:
+        return np.moveaxis(x, -1, axis)
+    coeffs, front, back = _savgol_operators(window, order)
+    half = window // 2
+    out = np.empty_like(x)
+    # Interior: the least-squares polynomial's centre value, a fixed FIR (scipy's savgol_coeffs).
+    interior = out[..., half : n - half]
+    np.multiply(x[..., : n - 2 * half], coeffs[0], out=interior)
+    for k in range(1, window):
+        interior += coeffs[k] * x[..., k : n - 2 * half + k]
+    # Edges (mode "interp"): the polynomial fitted to the first/last window, evaluated at the edge samples.
+    out[..., :half] = x[..., :window] @ front.T
+    out[..., n - half :] = x[..., n - window :] @ back.T
+    return np.moveaxis(out, -1, axis)
+
+
+@functools.lru_cache(maxsize=16)
+def _savgol_operators(window: int, order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear operators of a Savitzky-Golay filter in ``mode="interp"``: the ``(window,)`` FIR taps for the centre of
+    a window, and the ``(window // 2, window)`` maps from the first and the last ``window`` samples to the smoothed
+    first and last ``window // 2`` samples."""
+    positions = np.arange(window, dtype=np.float64)
+    vander = np.vander(positions - window // 2, order + 1, increasing=True)  # (window, order + 1)
+    hat = vander @ np.linalg.pinv(vander)  # (window, window): samples -> fitted polynomial at every position
+    half = window // 2
+    return hat[half].copy(), hat[:half].copy(), hat[window - half :].copy()
 
 
 def minmax_scale(signal: np.ndarray, low: float = -1.0, high: float = 1.0) -> np.ndarray:

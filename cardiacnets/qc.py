@@ -112,16 +112,52 @@ class QcThresholds:
 
 
 @functools.lru_cache(maxsize=32)
-def _highpass_sos(fs: float, cutoff: float) -> np.ndarray:
-    return sps.butter(2, cutoff, btype="highpass", fs=fs, output="sos")
+def _highpass_sos(fs: float, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """Second-order Butterworth high-pass ``(sos (1, 6), steady-state initial conditions zi (1, 2))``."""
+    sos = sps.butter(2, cutoff, btype="highpass", fs=fs, output="sos")
+    return sos, sps.sosfilt_zi(sos)
 
 
 def _highpass(x: np.ndarray, fs: float, cutoff: float = 0.5) -> np.ndarray:
+    """Zero-phase 0.5-Hz high-pass of ``(leads, n)`` mV along time: ``scipy.signal.sosfiltfilt(sos, x, axis=-1,
+    padlen=min(n - 1, 3 fs))`` step for step (odd extension, forward and backward passes started in steady state),
+    with the filter and its initial conditions cached per rate. float64, same shape."""
     if x.shape[-1] < 16 or cutoff >= fs / 2:
         return x - np.median(x, axis=-1, keepdims=True)
-    sos = _highpass_sos(float(fs), float(cutoff))
-    padlen = min(x.shape[-1] - 1, int(3 * fs))
-    return sps.sosfiltfilt(sos, x, axis=-1, padlen=padlen)
+    sos, zi = _highpass_sos(float(fs), float(cutoff))
+    pad = min(x.shape[-1] - 1, int(3 * fs))
+    x = np.asarray(x, dtype=np.float64)
+    if pad > 0:  # odd extension (scipy.signal's odd_ext)
+        ext = np.concatenate(
+            (2 * x[..., :1] - x[..., pad:0:-1], x, 2 * x[..., -1:] - x[..., -2 : -(pad + 2) : -1]), axis=-1
+        )  # (leads, n + 2 pad)
+    else:
+        ext = x
+    zi = zi.reshape(zi.shape[0], *([1] * (x.ndim - 1)), 2)  # (sections, 1, ..., 2)
+    y, _ = sps.sosfilt(sos, ext, axis=-1, zi=zi * ext[..., :1])
+    y, _ = sps.sosfilt(sos, y[..., ::-1], axis=-1, zi=zi * y[..., -1:])
+    y = y[..., ::-1]
+    return y[..., pad : y.shape[-1] - pad] if pad > 0 else y
+
+
+@functools.lru_cache(maxsize=32)
+def _hann(length: int) -> np.ndarray:
+    """Periodic Hann window (``scipy.signal.get_window("hann", length)``)."""
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / length)
+
+
+def _welch(x: np.ndarray, fs: float, nperseg: int) -> tuple[np.ndarray, np.ndarray]:
+    """Welch PSD of ``(leads, n)`` mV along time, as ``scipy.signal.welch(x, fs=fs, nperseg=nperseg, axis=-1)``
+    (periodic Hann window, half overlap, constant detrend, one-sided density, mean over segments): ``(freqs (f,) Hz,
+    psd (leads, f) mV^2/Hz)``, f = nperseg // 2 + 1."""
+    window = _hann(nperseg)
+    step = nperseg - nperseg // 2
+    segments = np.lib.stride_tricks.sliding_window_view(x, nperseg, axis=-1)[..., ::step, :]  # (leads, k, nperseg)
+    segments = segments - segments.mean(axis=-1, keepdims=True)
+    spectrum = np.fft.rfft(segments * window, axis=-1)  # (leads, k, f)
+    psd = (spectrum.real**2 + spectrum.imag**2).mean(axis=-2) / (fs * np.sum(window**2))
+    psd[..., 1 : psd.shape[-1] - (1 - nperseg % 2)] *= 2  # one-sided: fold the negative frequencies (not DC/Nyquist)
+    return np.fft.rfftfreq(nperseg, 1.0 / fs), psd
 
 
 def _windows(x: np.ndarray, length: int) -> np.ndarray:
@@ -175,8 +211,9 @@ def median_beat(
     peaks = peaks[(peaks >= before) & (peaks + after <= hp.shape[-1])]
     if peaks.size < 3:
         return None
-    beats = np.stack([hp[:, p - before : p + after] for p in peaks])  # (beats, leads, m)
-    return np.median(beats, axis=0), before
+    index = peaks[:, None] + np.arange(-before, after)  # (beats, m) sample indices
+    beats = np.moveaxis(hp[:, index], 1, -1)  # (leads, m, beats)
+    return np.median(beats, axis=-1), before
 
 
 def _wave_polarity(beat: np.ndarray, fiducial: int, fs: float) -> tuple[np.ndarray, np.ndarray]:
@@ -258,14 +295,14 @@ def run_qc(
 
     # Clipping / saturation: long runs at the lead's own extreme value.
     min_run = max(3, int(round(th.clip_run_s * fs)))
+    highs, lows = x.max(axis=-1), x.min(axis=-1)  # (12,) mV
+    tols = (1e-6 * np.maximum(highs - lows, 1e-9))[:, None]
+    high_runs = _longest_runs(np.abs(x - highs[:, None]) <= tols)  # (12,) samples
+    low_runs = _longest_runs(np.abs(x - lows[:, None]) <= tols)
     for row, lead in enumerate(LEADS):
         if not live[row]:
             continue
-        lead_x = x[row]
-        span = lead_x.max() - lead_x.min()
-        tol = 1e-6 * max(span, 1e-9)
-        for extreme, name in ((lead_x.max(), "maximum"), (lead_x.min(), "minimum")):
-            run = _longest_run(np.abs(lead_x - extreme) <= tol)
+        for extreme, name, run in ((highs[row], "maximum", high_runs[row]), (lows[row], "minimum", low_runs[row])):
             if run >= min_run and abs(abs(extreme) - 1.0) <= 0.02 and run <= th.calibration_max_s * fs:
                 # A 1-mV plateau of at most half a second is the standard calibration pulse, not saturation.
                 add(
@@ -304,7 +341,7 @@ def run_qc(
     # Mains interference (Welch PSD; needs the mains frequency below Nyquist).
     nperseg = int(min(n, round(2 * fs)))
     if nperseg >= 16:
-        freqs, psd = sps.welch(x, fs=fs, nperseg=nperseg, axis=-1)
+        freqs, psd = _welch(x, fs, nperseg)
         df = freqs[1] - freqs[0]
         ecg_band = psd[:, (freqs >= 0.5) & (freqs <= 40.0)].sum(axis=-1) * df
         ratios: dict[str, float] = {}
@@ -383,10 +420,14 @@ def run_qc(
     return QcResult(reliable=reliable, findings=findings, metrics=metrics)
 
 
-def _longest_run(mask: np.ndarray) -> int:
-    """Length of the longest run of True in a 1-D boolean array."""
-    if not mask.any():
-        return 0
-    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return int((edges[1::2] - edges[::2]).max())
+def _longest_runs(mask: np.ndarray) -> np.ndarray:
+    """Length of the longest run of True in each row of a ``(rows, n)`` boolean array -> ``(rows,)`` int."""
+    rows, n = mask.shape
+    padded = np.zeros((rows, n + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded, axis=-1)  # +1 where a run starts, -1 one past where it ends
+    start_rows, starts = np.nonzero(edges == 1)
+    _, ends = np.nonzero(edges == -1)  # row-major order: the k-th end closes the k-th start
+    longest = np.zeros(rows, dtype=np.int64)
+    np.maximum.at(longest, start_rows, ends - starts)
+    return longest

@@ -302,19 +302,25 @@ def run_batch(
     progress: bool = True,
 ) -> BatchSummary:
     """Screen every input of ``source`` into ``out``; resumes when ``out`` already holds rows."""
+    from cardiacnets.bundle import default_bundle_path, load_bundle
     from cardiacnets.edge.screen import Screener, build_result
 
     started = time.perf_counter()
     out = Path(out)
     items = enumerate_inputs(source)
-    screener = Screener(bundle, device=device)
+    loaded = load_bundle(bundle or default_bundle_path())
     store = RowStore(out, output_columns(include_phi))
     todo = [item for item in items if item.key not in store.done]
     summary = BatchSummary(total=len(items), skipped_done=len(items) - len(todo), errors_before=store.errors_before)
-    config = screener.preprocess_config.to_dict()
+    config = (PreprocessConfig.from_dict(loaded.preprocess) if loaded.preprocess else PreprocessConfig()).to_dict()
     workers = max(1, workers if workers is not None else (os.cpu_count() or 2))
     complete = False
+    # The workers start (and import the readers) while this process builds the inference session.
+    prepared_stream = _iterate_prepared(todo, config, workers)
     try:
+        # Workers share the CPU with inference: ORT must not busy-wait for work between batches (its default
+        # spinning burns a core the readers need).
+        screener = Screener(loaded, device=device, allow_spinning=workers <= 1)
         with _progress(progress, len(todo)) as advance:
             pending: list[Any] = []
 
@@ -333,7 +339,7 @@ def run_batch(
                 advance(len(rows))
                 pending.clear()
 
-            for item, prepared, reason in _iterate_prepared(todo, config, workers):
+            for item, prepared, reason in prepared_stream:
                 if prepared is None:
                     store.write([error_row(item.key, reason or "unknown error")])
                     summary.error += 1
@@ -346,20 +352,49 @@ def run_batch(
             flush()
         complete = True
     finally:
+        prepared_stream.close()  # stops the worker pool at once if inference or output failed
         store.close(complete)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _iterate_prepared(items: list[InputItem], config: dict[str, Any], workers: int) -> Iterator[tuple[Any, Any, Any]]:
-    args = [(item, config) for item in items]
-    if workers <= 1 or len(items) < 4:
-        yield from map(_prepare, args)
-        return
-    # forkserver/spawn: the parent holds onnxruntime threads, which fork would copy in a locked state.
-    context = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-    with context.Pool(workers) as pool:
-        yield from pool.imap_unordered(_prepare, args, chunksize=4)
+class _PreparedStream:
+    """``(item, PreparedEcg | None, error)`` for every item, from a worker pool started at construction.
+
+    The pool starts (and its workers import the readers and filters) as soon as the stream exists, so that happens
+    while the caller builds its inference session; results come back in completion order. ``close`` stops the pool.
+    """
+
+    def __init__(self, items: list[InputItem], config: dict[str, Any], workers: int) -> None:
+        self.args = [(item, config) for item in items]
+        self.pool: Any = None
+        self.results: Iterator[tuple[Any, Any, Any]]
+        if workers <= 1 or len(items) < 4:
+            self.results = map(_prepare, self.args)
+            return
+        # forkserver/spawn: the parent holds onnxruntime threads, which fork would copy in a locked state. The
+        # forkserver imports the screening path once; every worker forked from it inherits those modules.
+        if "forkserver" in mp.get_all_start_methods():
+            context = mp.get_context("forkserver")
+            context.set_forkserver_preload(["cardiacnets.edge.screen"])
+        else:
+            context = mp.get_context("spawn")
+        self.pool = context.Pool(workers)
+        # Small chunks keep both workers busy to the end; large enough that task traffic stays negligible.
+        self.results = self.pool.imap_unordered(_prepare, self.args, chunksize=2)
+
+    def __iter__(self) -> Iterator[tuple[Any, Any, Any]]:
+        return self.results
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+
+def _iterate_prepared(items: list[InputItem], config: dict[str, Any], workers: int) -> _PreparedStream:
+    return _PreparedStream(items, config, workers)
 
 
 class _progress:

@@ -140,7 +140,10 @@ class Screener:
         device: str = "auto",
         variant: str | None = None,
         threads: int | None = None,
+        allow_spinning: bool = True,
     ) -> None:
+        """``threads``: ORT intra-op threads (default: ORT's choice). ``allow_spinning=False`` stops ORT's threads from
+        busy-waiting between runs, for when other processes (batch readers) need the same cores."""
         import onnxruntime as ort
 
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle or default_bundle_path())
@@ -160,6 +163,8 @@ class Screener:
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
+        if not allow_spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.bundle.path(graph)), options, providers=self.providers)
         names_in = [i.name for i in self.session.get_inputs()]
         names_out = [o.name for o in self.session.get_outputs()]

@@ -123,3 +123,53 @@ def test_missing_gpu_provider_is_a_clear_error(tiny_bundle: Path, tmp_path: Path
         text=True,
     )
     assert proc.returncode == 1 and "CUDAExecutionProvider" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _wfdb_records(conformance_dir: Path, tmp_path: Path) -> list[Path]:
+    files = sorted(conformance_dir.glob("wfdb/**/*.hea"))
+    assert files, "the conformance corpus holds WFDB records"
+    return files + [write_wfdb_ecg(tmp_path)]
+
+
+def test_native_wfdb_path_reads_exactly_what_wfdb_reads(
+    conformance_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cardiacnets.io import read_ecg, wfdb_reader
+
+    files = _wfdb_records(conformance_dir, tmp_path)
+    for path in files:  # every record here is format 16 with complete signal lines: none may fall back to wfdb
+        _, _, body = wfdb_reader._check_header(path, 1 << 30)
+        assert wfdb_reader._read_simple(path, body) is not None, path.name
+    native = [read_ecg(path) for path in files]
+    monkeypatch.setattr(wfdb_reader, "_read_simple", lambda header, body: None)
+    for path, fast in zip(files, native, strict=True):
+        slow = read_ecg(path)
+        assert fast.signal.dtype == slow.signal.dtype and np.array_equal(fast.signal, slow.signal), path.name
+        assert fast.fs == slow.fs and fast.meta == slow.meta, path.name
+
+
+def test_native_wfdb_path_leaves_odd_records_to_wfdb(tmp_path: Path) -> None:
+    from cardiacnets.io import wfdb_reader
+
+    header = write_wfdb_ecg(tmp_path)
+    lines = header.read_text().splitlines()
+    variants = {
+        "format 212": lines[1].replace(" 16 ", " 212 ", 1),
+        "samples per frame": lines[1].replace(" 16 ", " 16x2 ", 1),
+        "uncalibrated gain": lines[1].replace(" 1000.0(0)/mV ", " 0(0)/mV ", 1),
+    }
+    for what, line in variants.items():
+        assert wfdb_reader._read_simple(header, [lines[0], line] + lines[2:13]) is None, what
+    assert wfdb_reader._read_simple(header, [lines[0].replace(" 500 ", " 500/1000 ")] + lines[1:13]) is None
+
+
+def test_screening_a_wfdb_file_imports_neither_wfdb_nor_pandas(tiny_bundle: Path, tmp_path: Path) -> None:
+    """Cold start: wfdb's import pulls in pandas (~0.3 s); the native path for common records needs neither."""
+    path = write_wfdb_ecg(tmp_path)
+    code = (
+        "import sys\nfrom cardiacnets.edge.screen import Screener\n"
+        f"Screener({str(tiny_bundle)!r}, device='cpu').screen_file({str(path)!r})\n"
+        "print(sorted(m for m in ('wfdb', 'pandas') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert proc.stdout.strip() == "[]"

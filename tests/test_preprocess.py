@@ -210,3 +210,39 @@ def test_augmentations_are_seeded_and_do_what_they_say() -> None:
     assert a.dtype == np.float32 and a.shape == x.shape
     np.testing.assert_array_equal(a, b)
     assert a.min() == -1.0 and a.max() == 1.0
+
+
+@pytest.mark.parametrize("n", [11, 12, 57, 5000])
+def test_savgol_smooth_is_scipy_savgol_filter(n: int) -> None:
+    from scipy import signal as sps
+
+    x = np.random.default_rng(4).normal(size=(2, 12, n))
+    np.testing.assert_allclose(savgol_smooth(x), sps.savgol_filter(x, 11, 3, axis=-1), atol=1e-12, rtol=0)
+    np.testing.assert_allclose(
+        savgol_smooth(x[0].T, 7, 2, axis=0), sps.savgol_filter(x[0].T, 7, 2, axis=0), atol=1e-12, rtol=0
+    )
+
+
+@pytest.mark.parametrize("width", [1, 2, 24, 25, 40])
+def test_box_filter_is_a_centred_moving_average(width: int) -> None:
+    from scipy import signal as sps
+
+    from cardiacnets.preprocess import _box_filter_same
+
+    x = np.random.default_rng(5).normal(size=(3, 31))
+    expected = sps.fftconvolve(x, np.ones((1, width)) / width, mode="same", axes=-1)
+    np.testing.assert_allclose(_box_filter_same(x, width), expected, atol=1e-12, rtol=0)
+
+
+def test_fast_fft_length_is_the_next_5_smooth_number() -> None:
+    from cardiacnets.preprocess import _fast_fft_length
+
+    def smooth(k: int) -> bool:
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        return k == 1
+
+    for minimum in list(range(1, 600)) + [9997]:
+        assert _fast_fft_length(minimum) == next(k for k in range(minimum, 4 * minimum + 2) if smooth(k))
+    assert _fast_fft_length(2 * 4999 - 1) == 10000

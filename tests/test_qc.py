@@ -190,3 +190,42 @@ def test_corpus_ptbxl_100hz_low_rate_warning(conformance_dir: Path) -> None:
     result = run_qc(record.signal, record.fs, record.meta)
     assert ("sampling_rate_low", None) in _codes(result, "warn")
     assert result.reliable
+
+
+@pytest.mark.parametrize(("fs", "n"), [(500.0, 5000), (100.0, 1000), (257.3, 3001), (500.0, 20)])
+def test_cached_highpass_is_sosfiltfilt_exactly(fs: float, n: int) -> None:
+    from scipy import signal as sps
+
+    from cardiacnets.qc import _highpass
+
+    x = np.random.default_rng(1).normal(size=(12, n)).cumsum(axis=-1)
+    sos = sps.butter(2, 0.5, btype="highpass", fs=fs, output="sos")
+    expected = sps.sosfiltfilt(sos, x, axis=-1, padlen=min(n - 1, int(3 * fs)))
+    np.testing.assert_array_equal(_highpass(x, fs), expected)
+
+
+@pytest.mark.parametrize(("fs", "n", "nperseg"), [(500.0, 5000, 1000), (257.3, 3001, 515), (500.0, 17, 17)])
+def test_welch_matches_scipy(fs: float, n: int, nperseg: int) -> None:
+    from scipy import signal as sps
+
+    from cardiacnets.qc import _welch
+
+    x = np.random.default_rng(2).normal(size=(12, n)).cumsum(axis=-1)
+    freqs, psd = _welch(x, fs, nperseg)
+    ref_freqs, ref_psd = sps.welch(x, fs=fs, nperseg=nperseg, axis=-1)
+    np.testing.assert_array_equal(freqs, ref_freqs)
+    np.testing.assert_allclose(psd, ref_psd, rtol=1e-12, atol=0)
+
+
+def test_longest_runs_per_row() -> None:
+    from cardiacnets.qc import _longest_runs
+
+    rng = np.random.default_rng(3)
+    mask = rng.random((40, 300)) < rng.random((40, 1))
+    mask[0], mask[1], mask[2, :] = False, True, False
+    mask[2, -7:] = True
+    expected = [
+        max((len(run) for run in "".join("1" if v else "0" for v in row).split("0")), default=0) for row in mask
+    ]
+    np.testing.assert_array_equal(_longest_runs(mask), expected)
+    assert _longest_runs(mask)[:3].tolist() == [0, 300, 7]

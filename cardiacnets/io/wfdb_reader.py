@@ -133,7 +133,8 @@ def _check_header(header: Path, max_bytes: int) -> tuple[str, list[str], list[st
 
 
 # The common case read without wfdb (whose header parser costs milliseconds per file, and whose import pulls in
-# pandas): signal files of 16-bit samples (format 16), every field of every signal line written out, calibrated gains. Anything else goes through wfdb.rdrecord. tests/test_edge_screen.py checks both paths agree exactly.
+# pandas): signal files of 16-bit samples (format 16), every field of every signal line written out, calibrated
+# gains. Anything else goes through wfdb.rdrecord. tests/test_edge_screen.py checks both paths agree exactly.
 _SIMPLE_RECORD = re.compile(
     r"^(?P<name>[\w-]+)[ \t]+(?P<nsig>\d+)[ \t]+(?P<fs>\d+(?:\.\d+)?)[ \t]+(?P<siglen>\d+)"
     r"(?:[ \t]+(?P<time>\d{1,2}:\d{2}:\d{2})(?:[ \t]+(?P<date>\d{2}/\d{2}/\d{4}))?)?$"
