@@ -191,9 +191,9 @@ def test_region_rendering_equals_full_frame_painting(monkeypatch: pytest.MonkeyP
     sizes: dict[int, list[int]] = {}
     finish = render._finish_subject
 
-    def record(frames: np.ndarray, static: np.ndarray, idx: np.ndarray, *args: object) -> None:
-        sizes.setdefault(frames.shape[1], []).append(idx.size)
-        finish(frames, static, idx, *args)
+    def record(frames: np.ndarray, static: np.ndarray, runs: list, moving: np.ndarray, *args: object) -> None:
+        sizes.setdefault(frames.shape[-1] ** 2, []).append(moving.shape[1])  # pixels evaluated per frame
+        finish(frames, static, runs, moving, *args)
 
     monkeypatch.setattr(render, "_finish_subject", record)
     fast = (render.render_short_axis(geom, subj, rnd)["cine"], render.render_four_chamber(geom, subj, rnd)["cine"])

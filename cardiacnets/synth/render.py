@@ -35,8 +35,8 @@ I_BLOOD, I_MYO, I_FAT, I_EFFUSION, I_PERICARDIUM = 1.0, 0.3, 0.8, 0.9, 0.12
 _REACH_MM = 0.5 * PIXEL_MM + 0.5
 #: A papillary blob 0.65 exp(-d² / 2 s²) is below half a float32 ulp of 1 beyond d = 6.1 s, so it changes nothing there.
 _BLOB_REACH = 6.1
-#: Moving layers are evaluated over blocks of frames of about this many pixel-frames, so temporaries stay in L2.
-_BLOCK_ELEMS = 48_000
+#: Moving layers are evaluated over blocks of frames of about this many pixel-frames (cache-sized temporaries).
+_BLOCK_ELEMS = 120_000
 
 
 def _paint_layer(
@@ -175,20 +175,38 @@ def _frame_blocks(n_frames: int, n_pixels: int) -> list[slice]:
     return [slice(f0, min(f0 + step, n_frames)) for f0 in range(0, n_frames, step)]
 
 
+def _row_runs(mask: np.ndarray, size: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """Close a pixel region ``mask`` ``(size*size,)`` row by row (each row becomes one run from its first to its last
+    pixel, a superset, so still conservative) and return its flat pixel indices ``(P,)`` in row-major order with the
+    runs ``(row, first column, end column)``: the moving layers are then pasted with one slice copy per row."""
+    m = mask.reshape(size, size)
+    rows = np.flatnonzero(m.any(axis=1))
+    first = m[rows].argmax(axis=1)
+    end = size - m[rows, ::-1].argmax(axis=1)
+    cols = np.arange(size)
+    closed = np.zeros_like(m)
+    closed[rows] = (cols >= first[:, None]) & (cols < end[:, None])
+    return np.flatnonzero(closed), list(zip(rows.tolist(), first.tolist(), end.tolist(), strict=True))
+
+
 def _finish_subject(
     frames: np.ndarray,
     static: np.ndarray,
-    idx: np.ndarray,
+    runs: list[tuple[int, int, int]],
     moving: np.ndarray,
     sigma: np.float32,
     window: np.ndarray,
     scratch: np.ndarray,
 ) -> None:
-    """Assemble one subject's cine in place: ``frames`` ``(F, HW)`` <- static background x bias ``(HW,)`` with the
-    moving region ``moving`` ``(F, P)`` (already biased) at pixel indices ``idx`` ``(P,)``, then Rician noise."""
+    """Assemble one subject's cine in place: ``frames`` ``(F, size, size)`` <- static background x bias
+    ``(size, size)`` with the moving region ``moving`` ``(F, P)`` (already biased, row-major over ``runs``) pasted in,
+    then Rician noise."""
     frames[:] = static
-    frames[:, idx] = moving
-    _rician_scale_(frames, sigma, window, scratch)
+    start = 0
+    for row, c0, c1 in runs:
+        frames[:, row, c0:c1] = moving[:, start : start + c1 - c0]
+        start += c1 - c0
+    _rician_scale_(frames.reshape(frames.shape[0], -1), sigma, window, scratch)
 
 
 def _output(out: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
@@ -263,7 +281,6 @@ def render_short_axis(
     rv_box = _ellipse_box(cx_rv, cy_rv, a_rv, b_rv)
 
     cine = _output(out, (n, n_frames, SA_SIZE, SA_SIZE))
-    flat = cine.reshape(n, n_frames, hw)
     scratch = np.empty(max(_BLOCK_ELEMS, hw), dtype=np.float32)
     buf_a, buf_b = np.empty((2, max(_BLOCK_ELEMS, hw)), dtype=np.float32)
     for i in range(n):
@@ -271,7 +288,7 @@ def render_short_axis(
         rho_all = np.sqrt(xi * xi + yi * yi)
         lv_reach = max(r_epi_max[i] + fat_reach[i], blobs[0][3][i], blobs[1][3][i])
         mask = (rho_all < lv_reach) | _near_box(xi, yi, rv_box[i], rv_wall[i] + fat_reach[i])
-        idx = np.flatnonzero(mask)
+        idx, runs = _row_runs(mask, SA_SIZE)
         xc, yc = xi[idx], yi[idx]  # (P,)
         rho = rho_all[idx]
         ang = np.arctan2(-xc, yc)  # counter-clockwise from anterior towards the septum
@@ -313,7 +330,7 @@ def render_short_axis(
                 img *= blob
             img *= bias_c
         window = bank[offsets[i] : offsets[i] + 2 * n_frames * hw]
-        _finish_subject(flat[i], static[i, 0], idx, moving, sigma[i], window, scratch)
+        _finish_subject(cine[i], static[i, 0].reshape(SA_SIZE, SA_SIZE), runs, moving, sigma[i], window, scratch)
     return {"cine": cine, "lv_center": origin}
 
 
@@ -387,7 +404,6 @@ def render_four_chamber(
     plane_min = {"lv": base_y.min(axis=1), "lv_epi": (base_y - 2.0).min(axis=1), "rv": rv_base.min(axis=1)}
 
     cine = _output(out, (n, n_frames, LA_SIZE, LA_SIZE))
-    flat = cine.reshape(n, n_frames, hw)
     scratch = np.empty(max(_BLOCK_ELEMS, hw), dtype=np.float32)
     buf_a, buf_b = np.empty((2, max(_BLOCK_ELEMS, hw)), dtype=np.float32)
     for i in range(n):
@@ -398,7 +414,7 @@ def render_four_chamber(
             if name in plane_min:
                 near &= yi > plane_min[name][i] - reach[name][i]
             mask |= near
-        idx = np.flatnonzero(mask)
+        idx, runs = _row_runs(mask, LA_SIZE)
         xc, yc = xi[idx], yi[idx]  # (P,)
         bg_c, bias_c = static_bg[i, 0, idx], bias[i, 0, idx]
         wall_i, off_fat, off_peri, eff_i = rv_wall[i], eff[i] + peri[i] + 3.0, eff[i] + peri[i], eff[i]
@@ -426,5 +442,5 @@ def render_four_chamber(
                 _paint_layer(img, dist, offset, intensity, scratch_f)
             img *= bias_c
         window = bank[offsets[i] : offsets[i] + 2 * n_frames * hw]
-        _finish_subject(flat[i], static[i, 0], idx, moving, sigma[i], window, scratch)
+        _finish_subject(cine[i], static[i, 0].reshape(LA_SIZE, LA_SIZE), runs, moving, sigma[i], window, scratch)
     return {"cine": cine}
