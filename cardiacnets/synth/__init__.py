@@ -45,7 +45,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Subjects rendered per internal chunk (keeps the (chunk, 50, 96*96) temporaries cache-sized).
+#: Subjects per internal chunk (draws, geometry and ECG are vectorised over a chunk; cines are drawn per subject).
 _CHUNK = 8
 
 _COVARIATES = (
