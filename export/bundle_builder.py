@@ -211,6 +211,7 @@ def build_bundle(
     version: str | None = None,
     overwrite: bool = False,
     cine_fp16: bool = True,
+    cine_weights_fp16: bool = False,
 ) -> dict[str, Any]:
     """Export, check and write a bundle directory; return its manifest.
 
@@ -222,6 +223,9 @@ def build_bundle(
         eval_split: an :class:`~cardiacnets.export.precision.EvalSplit` to measure the variants' accuracy cost on;
             without it no variant can become the default (the bundle defaults to FP32).
         variants: precision variants of the screening graph to build.
+        cine_fp16: also write FP16 denoiser graphs for GPUs.
+        cine_weights_fp16: store the cine graphs' weights as FP16 (FP32 compute; about half the size), each graph
+            checked against torch with the looser bounds of ``*_TOLERANCES_FP16W``.
     """
     from cardiacnets.export.onnx_export import export_screening
     from cardiacnets.export.precision import accuracy_cost, choose_default_variant
@@ -259,7 +263,11 @@ def build_bundle(
         models: dict[str, Any] = {"screening": entry}
         if isinstance(diffusion, (str, os.PathLike)):
             diffusion = [diffusion]
-        cine = _add_diffusion(list(diffusion), partial, models, fp16=cine_fp16) if diffusion else None
+        cine = (
+            _add_diffusion(list(diffusion), partial, models, fp16=cine_fp16, weights_fp16=cine_weights_fp16)
+            if diffusion
+            else None
+        )
         manifest: dict[str, Any] = {
             "name": name or f"cardiacnets-{model_dir.parent.name if model_dir.name == 'best' else model_dir.name}",
             "version": version or "0.1.0",
@@ -306,7 +314,12 @@ def _same_weights(a: Any, b: Any) -> bool:
 
 
 def _add_diffusion(
-    directories: Sequence[str | os.PathLike[str]], root: Path, models: dict[str, Any], *, fp16: bool = True
+    directories: Sequence[str | os.PathLike[str]],
+    root: Path,
+    models: dict[str, Any],
+    *,
+    fp16: bool = True,
+    weights_fp16: bool = False,
 ) -> dict[str, Any]:
     """Export ECG2CMR pipelines (one per view) into ``root/cine/<view>`` and register their graphs in ``models``.
 
@@ -334,16 +347,16 @@ def _add_diffusion(
         if shared:
             encoder_rel = "cine/ecg_encoder.onnx"
             if k == 0:
-                result = export_ecg_encoder(pipeline.ecg_encoder, root / encoder_rel)
+                result = export_ecg_encoder(pipeline.ecg_encoder, root / encoder_rel, weights_fp16=weights_fp16)
                 models["cine_ecg_encoder"] = result.manifest_entry(encoder_rel)
         else:
             encoder_rel = f"cine/{view}/ecg_encoder.onnx"
-            result = export_ecg_encoder(pipeline.ecg_encoder, root / encoder_rel)
+            result = export_ecg_encoder(pipeline.ecg_encoder, root / encoder_rel, weights_fp16=weights_fp16)
             models[f"cine_{view}_ecg_encoder"] = result.manifest_entry(encoder_rel)
         with torch.no_grad():
             n_tokens = int(pipeline.ecg_encoder.forward_tokens(torch.zeros(1, 1, 12, 5000)).shape[1])
         unet_rel = f"cine/{view}/unet.onnx"
-        unet = export_unet(pipeline.denoiser, root / unet_rel, n_tokens=n_tokens)
+        unet = export_unet(pipeline.denoiser, root / unet_rel, n_tokens=n_tokens, weights_fp16=weights_fp16)
         models[f"cine_{view}_unet"] = unet.manifest_entry(unet_rel)
         if fp16:  # GPU variant; a CPU-only bundle can leave it out (TensorRT can also build from the FP32 graph)
             fp16_path = root / f"cine/{view}/unet.fp16.onnx"
@@ -358,7 +371,7 @@ def _add_diffusion(
             }
         c, f, h, w = pipeline.config.latent_shape
         vae_rel = f"cine/{view}/vae_decoder.onnx"
-        vae = export_vae_decoder(pipeline.vae, root / vae_rel, latent_hw=(h, w))
+        vae = export_vae_decoder(pipeline.vae, root / vae_rel, latent_hw=(h, w), weights_fp16=weights_fp16)
         models[f"cine_{view}_vae_decoder"] = vae.manifest_entry(vae_rel)
         scheduler_rel = f"cine/{view}/scheduler_config.json"
         (root / scheduler_rel).write_text(json.dumps(pipeline.scheduler_config, indent=2) + "\n")

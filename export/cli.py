@@ -110,6 +110,9 @@ def bundle(
     bundle_version: str | None = typer.Option(None, "--version", help="Bundle version string."),  # noqa: UP007
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
     cine_fp16: bool = typer.Option(True, "--cine-fp16/--no-cine-fp16", help="Also ship FP16 denoisers (GPU)."),
+    cine_weights_fp16: bool = typer.Option(
+        False, "--cine-weights-fp16", help="Store the cine graphs' weights as FP16 (FP32 compute, ~half the size)."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Build a verified bundle: screening.onnx + INT8/FP16 variants (+ cine/ parts) + manifest.json.
@@ -131,7 +134,7 @@ def bundle(
             split = load_eval_split(eval_source, split=eval_split, n_subjects=eval_subjects, seed=seed,
                                     preprocess=preprocess_from_metadata(metadata), max_items=eval_max)  # fmt: skip
         manifest = build_bundle(screening, out, diffusion=diffusion or None, eval_split=split, variants=wanted,
-                                name=name, cine_fp16=cine_fp16,
+                                name=name, cine_fp16=cine_fp16, cine_weights_fp16=cine_weights_fp16,
                                 version=bundle_version, overwrite=force)  # fmt: skip
     except CardiacNetsError as exc:
         _fail(exc)

@@ -8,6 +8,8 @@
   admits no float16 (Range). Casts are inserted wherever a producer's and consumer's dtypes differ, so explicit
   ``Cast(to=FLOAT)`` nodes in the graph are retargeted rather than breaking it (the onnxconverter-common failure that
   export-notes.md section 3 records).
+* FP16 weight storage (compact bundles): :func:`store_weights_fp16` keeps FP32 compute but stores large weights as
+  float16 with a ``Cast`` each, halving the file.
 * INT8 (CPU screening): ``onnxruntime.quantization.quantize_dynamic`` with S8 weights on MatMul/Gemm only after
   ``quant_pre_process`` (export-notes.md 1.2: best accuracy/speed trade-off, ~25% faster on x86).
 
@@ -233,6 +235,59 @@ def _to_half(array: np.ndarray) -> np.ndarray:
     """float32 -> float16, saturating at the FP16 range instead of overflowing to inf."""
     info = np.finfo(np.float16)
     return np.clip(array, info.min, info.max).astype(np.float16)
+
+
+# ------------------------------------------------------------------------------------------- FP16 weight storage
+def store_weights_fp16(path: str | os.PathLike[str], *, min_elements: int = 256) -> dict[str, Any]:
+    """Rewrite an FP32 graph in place so that its large float32 weights are stored as float16, each followed by a
+    ``Cast(to=FLOAT)``: the file shrinks by about half while every op still computes in FP32 (onnxruntime folds the
+    casts into FP32 constants when it loads the graph, so run time is unchanged). The cost is the rounding of the
+    weights to FP16 (relative 2**-11); callers check parity. Weights under ``min_elements`` or outside the FP16 range
+    stay FP32. Returns counts and sizes for the manifest.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    path = Path(path)
+    before = path.stat().st_size
+    model = onnx.load(str(path))
+    graph = model.graph
+    limit = float(np.finfo(np.float16).max)
+    keep, casts, converted = [], [], 0
+    for init in graph.initializer:
+        n = int(np.prod(init.dims)) if init.dims else 1
+        if init.data_type != _FLOAT or n < min_elements:
+            keep.append(init)
+            continue
+        array = numpy_helper.to_array(init)
+        if not np.isfinite(array).all() or float(np.abs(array).max()) > limit:
+            keep.append(init)
+            continue
+        half = numpy_helper.from_array(array.astype(np.float16), f"{init.name}__fp16")
+        keep.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=_FLOAT, name=f"{init.name}__to_fp32"))
+        converted += 1
+    if not converted:
+        return {"weights_fp16": 0, "bytes_fp32": before, "bytes": before}
+    names = {c.output[0] for c in casts}
+    inputs = [i for i in graph.input if i.name not in names]  # IR < 4 lists initializers among the inputs
+    del graph.input[:]
+    graph.input.extend(inputs)
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*casts, *nodes])
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"storing the weights of {path.name} as FP16 broke the graph: {exc}") from None
+    tmp = path.with_suffix(".fp16w.tmp")
+    onnx.save(model, str(tmp))
+    os.replace(tmp, path)
+    info = {"weights_fp16": converted, "bytes_fp32": before, "bytes": path.stat().st_size}
+    logger.info("%s: %d weights stored as FP16 (%d -> %d bytes)", path.name, converted, before, info["bytes"])
+    return info
 
 
 # --------------------------------------------------------------------------------------------------------- INT8

@@ -315,6 +315,46 @@ def test_trt_engine_builds_matches_onnx_and_is_fp16(bundle_dir, tmp_path) -> Non
     assert again["screening"]["cached"] is True
 
 
+def test_exported_graphs_carry_no_debug_metadata_or_build_paths(graphs) -> None:
+    m = onnx.load(str(graphs["fp32"]))
+    assert not any(n.metadata_props for n in m.graph.node)  # stack traces, FX text: half a small model's size
+    assert str(Path(onnx_export.__file__).parent).encode() not in graphs["fp32"].read_bytes()
+
+
+def test_fp16_weight_storage_halves_the_file_and_keeps_fp32_compute(graphs, tmp_path) -> None:
+    import shutil
+
+    compact = tmp_path / "screening.onnx"
+    shutil.copy(graphs["fp32"], compact)
+    info = precision.store_weights_fp16(compact)
+    assert info["weights_fp16"] > 0 and info["bytes"] < 0.6 * info["bytes_fp32"]
+    m = onnx.load(str(compact))
+    onnx.checker.check_model(m, full_check=True)
+    big = [i for i in m.graph.initializer if np.prod(i.dims) >= 256]
+    assert big and all(i.data_type == onnx.TensorProto.FLOAT16 for i in big)
+    assert [i.name for i in m.graph.input] == list(SCREENING_INPUTS)  # the interface is unchanged (FP32 I/O)
+    feed = onnx_export.screening_feeds(4, np.random.default_rng(5))
+    ref = onnx_export.ort_session(graphs["fp32"]).run(None, feed)
+    got = onnx_export.ort_session(compact).run(None, feed)
+    for r, g in zip(ref, got, strict=True):
+        assert g.dtype == np.float32
+        assert np.abs(g - r).max() <= 1e-2 * max(1.0, float(np.abs(r).max()))  # FP16 rounding of the weights only
+        assert not np.array_equal(g, r)  # ... which is really there (the weights did change)
+
+
+def test_cine_encoder_export_with_fp16_weights_passes_its_parity_bounds(tmp_path) -> None:
+    from cardiacnets.models.registry import create_model
+
+    torch.manual_seed(0)
+    encoder = create_model("ecg-vit-tiny", embed_dim=32, depth=2, num_heads=2).eval()
+    full = onnx_export.export_ecg_encoder(encoder, tmp_path / "full.onnx")
+    compact = onnx_export.export_ecg_encoder(encoder, tmp_path / "compact.onnx", weights_fp16=True)
+    assert compact.extra["weights_storage"]["dtype"] == "float16"
+    assert compact.path.stat().st_size < 0.6 * full.path.stat().st_size
+    worst = compact.parity["outputs"]["tokens"]
+    assert worst["atol"] == onnx_export.ENCODER_TOLERANCES_FP16W["tokens"].atol and worst["max_abs"] > 0
+
+
 # -------------------------------------------------------------------------------------------------- diffusion
 @pytest.mark.slow
 def test_diffusion_parts_export_with_parity(tmp_path) -> None:
