@@ -212,8 +212,17 @@ def median_beat(
     if peaks.size < 3:
         return None
     index = peaks[:, None] + np.arange(-before, after)  # (beats, m) sample indices
-    beats = np.moveaxis(hp[:, index], 1, -1)  # (leads, m, beats)
-    return np.median(beats, axis=-1), before
+    return _median_of_few(hp[:, index]), before  # hp[:, index]: (leads, beats, m)
+
+
+def _median_of_few(values: np.ndarray) -> np.ndarray:
+    """``np.median(values, axis=1)``, bit for bit, for a short axis 1 (beats): one sort over that axis is several times
+    faster than numpy's partition per output element. ``(a, k, b)`` -> ``(a, b)``."""
+    ordered = np.sort(values, axis=1)
+    middle = values.shape[1] // 2
+    if values.shape[1] % 2:
+        return ordered[:, middle]
+    return (ordered[:, middle - 1] + ordered[:, middle]) / 2
 
 
 def _wave_polarity(beat: np.ndarray, fiducial: int, fs: float) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,10 @@
 """``cnscreen batch``: screen a whole archive (directory tree, zip, or list file), resumably.
 
 Worker processes read, QC and preprocess files while the main process runs batched inference and appends one row per
-input file to the output. Rerunning the same command resumes: rows already in the output are skipped, a torn last row
-(from a kill mid-write) is cut off and its file screened again, so every input appears exactly once.
+input file to the output. The pool starts before the inference session is built, and inference takes whatever the
+workers have ready (up to the batch size) instead of idling for a full batch. Rerunning the same command resumes:
+rows already in the output are skipped, a torn last row (from a kill mid-write) is cut off and its file screened
+again, so every input appears exactly once.
 
 Output formats by extension: ``.csv``, ``.jsonl``, ``.parquet``. CSV and JSONL are appended in place; Parquet, which
 cannot be appended, is journalled to ``<out>.journal.jsonl`` and written atomically when the run completes.
@@ -18,9 +20,10 @@ import multiprocessing as mp
 import os
 import shutil
 import tempfile
+import threading
 import time
 import zipfile
-from collections.abc import Iterator
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -301,7 +304,11 @@ def run_batch(
     include_phi: bool = False,
     progress: bool = True,
 ) -> BatchSummary:
-    """Screen every input of ``source`` into ``out``; resumes when ``out`` already holds rows."""
+    """Screen every input of ``source`` into ``out``; resumes when ``out`` already holds rows.
+
+    ``batch_size`` is the most ECGs per inference call: whenever the workers have nothing ready, what is pending is
+    inferred at once rather than waiting for a full batch, so inference overlaps reading from the first file to the
+    last (on the CPU the cost per ECG hardly depends on the batch size)."""
     from cardiacnets.bundle import default_bundle_path, load_bundle
     from cardiacnets.edge.screen import Screener, build_result
 
@@ -339,7 +346,16 @@ def run_batch(
                 advance(len(rows))
                 pending.clear()
 
-            for item, prepared, reason in prepared_stream:
+            while True:
+                try:
+                    # Block only when there is nothing to infer; otherwise take what the workers have ready.
+                    entry = prepared_stream.next_ready(wait=not pending)
+                except StopIteration:
+                    break
+                if entry is None:  # the workers are busy and nothing is ready: infer what is pending meanwhile
+                    flush()
+                    continue
+                item, prepared, reason = entry
                 if prepared is None:
                     store.write([error_row(item.key, reason or "unknown error")])
                     summary.error += 1
@@ -359,34 +375,66 @@ def run_batch(
 
 
 class _PreparedStream:
-    """``(item, PreparedEcg | None, error)`` for every item, from a worker pool started at construction.
+    """``(item, PreparedEcg | None, error)`` for every item, in completion order, from a pool of reader processes.
 
-    The pool starts (and its workers import the readers and filters) as soon as the stream exists, so that happens
-    while the caller builds its inference session; results come back in completion order. ``close`` stops the pool.
+    The pool is started in a background thread at construction, so it boots (the forkserver imports the screening
+    path) while the caller builds its inference session; until it is up, :meth:`next_ready` prepares items in this
+    process instead of idling. ``close`` stops the pool.
     """
 
     def __init__(self, items: list[InputItem], config: dict[str, Any], workers: int) -> None:
-        self.args = [(item, config) for item in items]
+        self.todo = deque((item, config) for item in items)  # not yet handed to the pool
         self.pool: Any = None
-        self.results: Iterator[tuple[Any, Any, Any]]
+        self.results: Any = None
+        self.started = threading.Event()
         if workers <= 1 or len(items) < 4:
-            self.results = map(_prepare, self.args)
+            self.results = map(_prepare, list(self.todo))
+            self.todo.clear()
             return
         # forkserver/spawn: the parent holds onnxruntime threads, which fork would copy in a locked state. The
-        # forkserver imports the screening path once; every worker forked from it inherits those modules.
+        # forkserver imports the main module (as it does by default) and the screening path once; workers forked
+        # from it inherit them.
         if "forkserver" in mp.get_all_start_methods():
             context = mp.get_context("forkserver")
-            context.set_forkserver_preload(["cardiacnets.edge.screen"])
+            context.set_forkserver_preload(["__main__", "cardiacnets.edge.screen"])
         else:
             context = mp.get_context("spawn")
-        self.pool = context.Pool(workers)
-        # Small chunks keep both workers busy to the end; large enough that task traffic stays negligible.
-        self.results = self.pool.imap_unordered(_prepare, self.args, chunksize=2)
+        self.start_error: BaseException | None = None
+        threading.Thread(target=self._start_pool, args=(context, workers), daemon=True).start()
 
-    def __iter__(self) -> Iterator[tuple[Any, Any, Any]]:
-        return self.results
+    def _start_pool(self, context: Any, workers: int) -> None:
+        try:
+            self.pool = context.Pool(workers)
+        except BaseException as exc:  # noqa: BLE001 - reported to the consuming thread by next_ready
+            self.start_error = exc
+        finally:
+            self.started.set()
+
+    def next_ready(self, *, wait: bool) -> tuple[Any, Any, Any] | None:
+        """The next result; with ``wait=False``, None when the workers have none ready yet. Raises StopIteration
+        after the last one."""
+        if self.results is None:
+            if not self.started.is_set() and self.todo:
+                return _prepare(self.todo.popleft())  # the pool is still booting: do the work here meanwhile
+            self.started.wait()
+            if self.pool is None:
+                logger.warning("reader processes failed to start (%s); reading in this process", self.start_error)
+                self.results = map(_prepare, list(self.todo))
+            else:
+                # One file per task: both workers stay busy to the end, and (unlike chunked imap) the iterator can
+                # be polled without blocking. Task traffic is small next to a file's processing.
+                self.results = self.pool.imap_unordered(_prepare, list(self.todo), chunksize=1)
+            self.todo.clear()
+        if self.pool is None or wait:
+            return next(self.results)
+        try:
+            return self.results.next(timeout=0)  # IMapUnorderedIterator
+        except mp.TimeoutError:
+            return None
 
     def close(self) -> None:
+        if self.results is None and not self.started.is_set():
+            self.started.wait()
         if self.pool is not None:
             self.pool.terminate()
             self.pool.join()

@@ -123,7 +123,7 @@ def batch(
         None, "--bundle", help="Model bundle directory (default: the bundled model)."
     ),  # noqa: UP007
     workers: Optional[int] = typer.Option(None, "--workers", help="Reader processes (default: CPU count)."),  # noqa: UP007
-    batch_size: int = typer.Option(32, "--batch-size", help="ECGs per inference call."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Most ECGs per inference call."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or trt."),
     include_phi: bool = typer.Option(False, "--include-phi", help="Add patient identifier columns to the output."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),

@@ -229,3 +229,12 @@ def test_longest_runs_per_row() -> None:
     ]
     np.testing.assert_array_equal(_longest_runs(mask), expected)
     assert _longest_runs(mask)[:3].tolist() == [0, 300, 7]
+
+
+@pytest.mark.parametrize("beats", [3, 4, 11, 12])
+def test_median_of_few_is_numpy_median_exactly(beats: int) -> None:
+    from cardiacnets.qc import _median_of_few
+
+    values = np.random.default_rng(beats).normal(size=(12, beats, 350))
+    values[0, :, 0] = 1.0  # ties
+    np.testing.assert_array_equal(_median_of_few(values), np.median(values, axis=1))
