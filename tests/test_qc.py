@@ -238,3 +238,20 @@ def test_median_of_few_is_numpy_median_exactly(beats: int) -> None:
     values = np.random.default_rng(beats).normal(size=(12, beats, 350))
     values[0, :, 0] = 1.0  # ties
     np.testing.assert_array_equal(_median_of_few(values), np.median(values, axis=1))
+
+
+@pytest.mark.parametrize("n", [4999, 999, 1999, 10_000, 150])
+@pytest.mark.parametrize("q", [99.0, 98.0, 100.0])
+def test_upper_percentile_is_numpy_percentile_exactly(n: int, q: float) -> None:
+    from cardiacnets.qc import _upper_percentile
+
+    rng = np.random.default_rng(n)
+    for trial in range(20):
+        x = rng.normal(size=(12, n)) ** 2
+        if trial % 3 == 0:
+            x[:, : n // 2] = 0.0  # many ties at the bottom
+        if trial % 4 == 0:
+            x = np.round(x, 1)  # ties everywhere, including at the percentile
+        if trial % 5 == 0:
+            x[:, -(n // 10) :] = 50.0  # the largest values all in the tail beyond the blocks
+        np.testing.assert_array_equal(_upper_percentile(x, q), np.percentile(x, q, axis=-1))
