@@ -13,12 +13,14 @@ cannot be appended, is journalled to ``<out>.journal.jsonl`` and written atomica
 from __future__ import annotations
 
 import csv
+import ctypes
 import io
 import json
 import logging
 import multiprocessing as mp
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -114,6 +116,23 @@ def _extract_member(item: InputItem, workdir: Path) -> Path:
             with archive.open(info) as src, target.open("wb") as dst:
                 shutil.copyfileobj(src, dst, length=1 << 20)
     return workdir / Path(item.member).name
+
+
+def _reader_process_init() -> None:
+    """Reader worker start-up: keep freed memory in the heap (glibc ``mallopt``).
+
+    Every file allocates and frees the same few ~1-MB float64 temporaries (filters, QC windows). With glibc's
+    defaults each of them is a fresh ``mmap`` (or a heap that is trimmed and regrown) whose pages fault in again on
+    every file; that costs about a third of the per-file time. Raising the mmap and trim thresholds lets the worker
+    reuse them. Elsewhere (other C libraries) nothing changes."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: allocations under 32 MiB come from the heap
+        libc.mallopt(-1, 128 << 20)  # M_TRIM_THRESHOLD: keep up to 128 MiB of freed heap for the next file
+    except (OSError, AttributeError):
+        logger.debug("mallopt unavailable; reader workers keep the C library's default allocator settings")
 
 
 def _prepare(args: tuple[InputItem, dict[str, Any]]) -> tuple[InputItem, Any, str | None]:
@@ -404,7 +423,7 @@ class _PreparedStream:
 
     def _start_pool(self, context: Any, workers: int) -> None:
         try:
-            self.pool = context.Pool(workers)
+            self.pool = context.Pool(workers, initializer=_reader_process_init)
         except BaseException as exc:  # noqa: BLE001 - reported to the consuming thread by next_ready
             self.start_error = exc
         finally:
