@@ -138,7 +138,11 @@ def main() -> None:
     result = {
         "command": "python benchmarks/bench_edge.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus_visible": os.cpu_count(), "cpu": platform.processor() or platform.machine()},
+        "machine": {
+            "cpus_visible": os.cpu_count(),
+            "cpu": platform.processor() or platform.machine(),
+            "load_average_1min_at_end": round(os.getloadavg()[0], 2),  # other jobs skew absolute rates, less the ratio
+        },
         "bundle": str(args.bundle),
         "files": args.files,
         "workers": args.workers,
@@ -156,8 +160,9 @@ def main() -> None:
     md = [
         f"# Edge screening benchmark ({name})",
         "",
-        f"`{result['command']}` on {result['date']} ({os.cpu_count()} CPUs visible), {args.files} synthetic 10-s "
-        "500-Hz WFDB files, ONNX Runtime CPU.",
+        f"`{result['command']}` on {result['date']} ({os.cpu_count()} CPUs visible, 1-min load average"
+        f" {result['machine']['load_average_1min_at_end']} at the end), {args.files} synthetic 10-s 500-Hz WFDB files,"
+        " ONNX Runtime CPU.",
         "",
         "| measure | value |",
         "|---|---|",

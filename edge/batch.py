@@ -411,8 +411,8 @@ class _PreparedStream:
             self.todo.clear()
             return
         # forkserver/spawn: the parent holds onnxruntime threads, which fork would copy in a locked state. The
-        # forkserver imports the main module (as it does by default) and the screening path once; workers forked
-        # from it inherit them.
+        # forkserver imports the screening path once (besides its default, the main module) and every worker forked
+        # from it inherits it. Workers still re-run the main script's top level, so that should stay light.
         if "forkserver" in mp.get_all_start_methods():
             context = mp.get_context("forkserver")
             context.set_forkserver_preload(["__main__", "cardiacnets.edge.screen"])

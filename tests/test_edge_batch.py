@@ -158,3 +158,36 @@ def test_resume_after_kill9_is_exactly_once(tiny_bundle: Path, tmp_path: Path, c
         assert row["status"] == ref["status"]
         if row["status"] != "error":
             assert row["p_CAD"] == pytest.approx(ref["p_CAD"], abs=1e-6)
+
+
+def test_prepared_stream_yields_every_item_once_and_stops_its_workers(tmp_path: Path) -> None:
+    """The stream prepares items in this process while the pool boots, then hands the rest to the pool: each item
+    must come back exactly once (good and bad alike), and close() must leave no reader process behind."""
+    import multiprocessing as mp
+
+    from cardiacnets.edge.batch import InputItem, _iterate_prepared
+    from cardiacnets.preprocess import PreprocessConfig
+
+    good = [write_wfdb_ecg(tmp_path, f"rec{i}") for i in range(10)]
+    bad = tmp_path / "broken.xml"
+    bad.write_text("<not an ecg")
+    items = [InputItem(key=str(p), path=str(p)) for p in [*good, bad]]
+    stream = _iterate_prepared(items, PreprocessConfig().to_dict(), workers=2)
+    seen, polls_without_result = [], 0
+    try:
+        while True:
+            try:
+                entry = stream.next_ready(wait=polls_without_result % 2 == 1)
+            except StopIteration:
+                break
+            if entry is None:
+                polls_without_result += 1
+                continue
+            item, prepared, reason = entry
+            seen.append(item.key)
+            assert (prepared is None) == (item.path == str(bad)), reason
+            assert prepared is None or prepared.ecg.shape == (12, 5000)
+    finally:
+        stream.close()
+    assert sorted(seen) == sorted(item.key for item in items)
+    assert not [p for p in mp.active_children() if p.is_alive()]
