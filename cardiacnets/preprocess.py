@@ -435,7 +435,10 @@ def _savgol_operators(window: int, order: int) -> tuple[np.ndarray, np.ndarray, 
     vander = np.vander(positions - window // 2, order + 1, increasing=True)  # (window, order + 1)
     hat = vander @ np.linalg.pinv(vander)  # (window, window): samples -> fitted polynomial at every position
     half = window // 2
-    return hat[half].copy(), hat[:half].copy(), hat[window - half :].copy()
+    operators = hat[half].copy(), hat[:half].copy(), hat[window - half :].copy()
+    for operator in operators:
+        operator.setflags(write=False)  # shared through the cache
+    return operators
 
 
 def minmax_scale(signal: np.ndarray, low: float = -1.0, high: float = 1.0) -> np.ndarray:

@@ -115,7 +115,7 @@ class QcThresholds:
 def _highpass_sos(fs: float, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
     """Second-order Butterworth high-pass ``(sos (1, 6), steady-state initial conditions zi (1, 2))``."""
     sos = sps.butter(2, cutoff, btype="highpass", fs=fs, output="sos")
-    return sos, sps.sosfilt_zi(sos)
+    return sos, sps.sosfilt_zi(sos)  # (scipy's Cython sosfilt needs writable arrays, so these stay writable)
 
 
 def _highpass(x: np.ndarray, fs: float, cutoff: float = 0.5) -> np.ndarray:
@@ -143,7 +143,9 @@ def _highpass(x: np.ndarray, fs: float, cutoff: float = 0.5) -> np.ndarray:
 @functools.lru_cache(maxsize=32)
 def _hann(length: int) -> np.ndarray:
     """Periodic Hann window (``scipy.signal.get_window("hann", length)``)."""
-    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / length)
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / length)
+    window.setflags(write=False)  # shared through the cache
+    return window
 
 
 def _welch(x: np.ndarray, fs: float, nperseg: int) -> tuple[np.ndarray, np.ndarray]:
