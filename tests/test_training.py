@@ -198,6 +198,19 @@ def test_align_smoke_run_with_paper_augmentation(cmr_run: Path, tmp_path: Path) 
     assert yaml.safe_load((out / "config.yaml").read_text())["task"]["augment"] is True
 
 
+def test_align_with_cached_cmr_features_reproduces_the_cine_run(cmr_run: Path, tmp_path: Path) -> None:
+    args = ["align", "--cmr", str(cmr_run), "--data", "synthetic", "--n-subjects", "16", "--model", "tiny"]
+    args += ["--max-steps", "2", "--batch-size", "4", *FAST]
+    _invoke([*args, "--out", str(tmp_path / "cines")])
+    _invoke([*args, "--out", str(tmp_path / "feats"), "--set", "task.cache_cmr_features=true"])
+    cines, feats = _rows(tmp_path / "cines"), _rows(tmp_path / "feats")
+    assert cines.keys() == feats.keys() == {1, 2}
+    for step in cines:  # the frozen towers' features do not depend on being computed per subject or per batch
+        assert math.isclose(cines[step], feats[step], rel_tol=1e-4), (step, cines[step], feats[step])
+    val = _rows(tmp_path / "feats", "val", "val_ecg_to_cmr_top5")
+    assert val and math.isclose(val[2], _rows(tmp_path / "cines", "val", "val_ecg_to_cmr_top5")[2])
+
+
 def _minmax(x: torch.Tensor) -> torch.Tensor:
     lo, hi = x.amin(-1, keepdim=True), x.amax(-1, keepdim=True)
     return 2 * (x - lo) / (hi - lo) - 1

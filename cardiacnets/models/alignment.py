@@ -71,17 +71,29 @@ class AlignmentModel(nn.Module):
         """Projected ECG embedding ``(B, proj_dim)`` of preprocessed ``(B, 12, 5000)``."""
         return self.ecg_proj(self.ecg_encoder.forward_pooled(ecg))
 
+    @torch.no_grad()
+    def cmr_features(self, sa: torch.Tensor, la: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled features of the frozen towers, ``(B, sa.out_dim)`` and ``(B, la.out_dim)``, before projection.
+
+        They depend on the cines alone, so a training run may compute them once per subject and pass them to
+        :meth:`forward_features` (exact: the towers are frozen and in eval mode)."""
+        return self.sa_encoder.forward_pooled(sa), self.la_encoder.forward_pooled(la)
+
     def embed_cmr(self, sa: torch.Tensor, la: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Projected SA and LA embeddings ``(B, proj_dim)`` of normalised cines (the frozen towers run without grad)."""
-        with torch.no_grad():
-            sa_feat = self.sa_encoder.forward_pooled(sa)
-            la_feat = self.la_encoder.forward_pooled(la)
+        sa_feat, la_feat = self.cmr_features(sa, la)
         return self.sa_proj(sa_feat), self.la_proj(la_feat)
 
     def forward(self, ecg: torch.Tensor, sa: torch.Tensor, la: torch.Tensor) -> dict[str, torch.Tensor]:
         """Losses: ``loss`` = InfoNCE(ECG, SA) + InfoNCE(ECG, LA), each symmetric with temperature 0.1."""
+        return self.forward_features(ecg, *self.cmr_features(sa, la))
+
+    def forward_features(
+        self, ecg: torch.Tensor, sa_feat: torch.Tensor, la_feat: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`forward` from the towers' pooled features (:meth:`cmr_features`) instead of the cines."""
         e = self.embed_ecg(ecg)
-        s, la_emb = self.embed_cmr(sa, la)
+        s, la_emb = self.sa_proj(sa_feat), self.la_proj(la_feat)
         loss_sa = clip_loss(e, s, self.config.temperature)
         loss_la = clip_loss(e, la_emb, self.config.temperature)
         return {"loss": loss_sa + loss_la, "loss_ecg_sa": loss_sa, "loss_ecg_la": loss_la}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from torch.utils.data import Dataset
 
 from cardiacnets.errors import CheckpointError, ConfigError
 from cardiacnets.models._config import config_from_dict
@@ -32,14 +33,17 @@ logger = logging.getLogger(__name__)
 class AlignTaskConfig:
     """``task:`` section of an align config. ``cmr`` is the cmr-ssl run directory (its ``best/`` is loaded).
 
-    ``augment`` turns on the paper's ECG augmentation of training batches (crop-resize, TimeFlip, SignFlip, then
-    min-max; :func:`cardiacnets.training.data.augment_ecg_batch`)."""
+    ``cache_cmr_features`` keeps only the preprocessed ECG and the frozen towers' pooled features of each subject in
+    memory (computed on first use; exact, since the towers are frozen), so cohorts far larger than memory-for-cines
+    train at the speed of the ECG tower alone. ``augment`` turns on the paper's ECG augmentation of training batches
+    (crop-resize, TimeFlip, SignFlip, then min-max; :func:`cardiacnets.training.data.augment_ecg_batch`)."""
 
     cmr: str | None = None
     ecg_preprocess: Literal["full", "minmax"] = "full"
     proj_dim: int = 256
     temperature: float = 0.1
     augment: bool = False
+    cache_cmr_features: bool = False
     min_crop_fraction: float = 0.5
     p_time_flip: float = 0.5
     p_sign_flip: float = 0.5
@@ -53,6 +57,28 @@ def load_cmr_ssl(run_dir: str | Path) -> CmrSslModel:
     if not isinstance(model, CmrSslModel):
         raise CheckpointError(f"{candidate} holds a {type(model).__name__}, not a cmr-ssl model")
     return model
+
+
+class CmrFeatureCache(Dataset):
+    """Items ``{"index", "ecg", "sa_feat", "la_feat"}``: the stage's ECG and the frozen CMR towers' pooled features,
+    computed once per subject (the cines are dropped after use). ``model`` is the :class:`AlignmentModel` whose towers
+    are frozen; the features are computed on the CPU in the data pipeline."""
+
+    def __init__(self, base: StageDataset, model: AlignmentModel) -> None:
+        self.base, self.model = base, model
+        self._items: dict[int, dict[str, torch.Tensor]] = {}
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = self._items.get(i)
+        if item is None:
+            raw = self.base[i]
+            sa_feat, la_feat = self.model.cmr_features(raw["cine_sa"][None], raw["cine_la"][None])
+            item = {"index": raw["index"], "ecg": raw["ecg"], "sa_feat": sa_feat[0], "la_feat": la_feat[0]}
+            self._items[i] = item
+        return item
 
 
 class AlignTask(Task):
@@ -86,8 +112,10 @@ class AlignTask(Task):
             else {}
         )
 
-    def _split(self, split: str) -> StageDataset:
+    def _split(self, split: str) -> Dataset:
         base = open_split(self.cfg.data, split, ["ecg", "cine_sa", "cine_la"])
+        if self.options.cache_cmr_features:
+            return CmrFeatureCache(StageDataset(base, ecg=self.ecg, cines=True), self.model)
         return StageDataset(base, ecg=self.ecg, cines=True, cache=self.cfg.data.cache)
 
     def train_dataset(self) -> StageDataset:
@@ -105,6 +133,8 @@ class AlignTask(Task):
                 p_time_flip=self.options.p_time_flip,
                 p_sign_flip=self.options.p_sign_flip,
             )
+        if "sa_feat" in batch:
+            return self.forward_model.forward_features(ecg, batch["sa_feat"], batch["la_feat"])
         return self.forward_model(ecg, batch["cine_sa"], batch["cine_la"])
 
     def evaluate(self, loader: Any) -> dict[str, float]:
@@ -113,10 +143,14 @@ class AlignTask(Task):
         n_batches = 0
         ecg_emb, sa_emb, la_emb = [], [], []
         for batch in loader:
+            if "sa_feat" in batch:
+                sa_feat, la_feat = batch["sa_feat"], batch["la_feat"]
+            else:
+                sa_feat, la_feat = model.cmr_features(batch["cine_sa"], batch["cine_la"])
             e = model.embed_ecg(batch["ecg"])
-            s, la = model.embed_cmr(batch["cine_sa"], batch["cine_la"])
+            s, la = model.sa_proj(sa_feat), model.la_proj(la_feat)
             if e.shape[0] > 1:  # InfoNCE needs negatives
-                losses = model(batch["ecg"], batch["cine_sa"], batch["cine_la"])
+                losses = model.forward_features(batch["ecg"], sa_feat, la_feat)
                 for k, v in losses.items():
                     totals[k] = totals.get(k, 0.0) + float(v)
                 n_batches += 1
@@ -139,4 +173,4 @@ class AlignTask(Task):
         }
 
 
-__all__ = ["AlignTask", "AlignTaskConfig", "load_cmr_ssl"]
+__all__ = ["AlignTask", "AlignTaskConfig", "CmrFeatureCache", "load_cmr_ssl"]
