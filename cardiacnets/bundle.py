@@ -22,9 +22,9 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cardiacnets.errors import BundleError, BundleIntegrityError, BundleVersionError
 
@@ -146,12 +146,24 @@ class Bundle:
 
     root: Path
     manifest: dict[str, Any]
+    #: ``True`` when files are hashed on first use (:func:`load_bundle` with ``check_hashes="on_use"``).
+    hash_on_use: bool = False
+    _hashed: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def path(self, rel: str) -> Path:
-        """Absolute path of a file listed in the manifest."""
+        """Absolute path of a file listed in the manifest (hashed against it first, once, when ``hash_on_use``)."""
         if rel not in self.manifest["files"]:
             raise BundleIntegrityError(f"{rel}: not part of bundle {self.root}")
-        return self.root / rel
+        target = self.root / rel
+        if self.hash_on_use and rel not in self._hashed:
+            entry = self.manifest["files"][rel]
+            if sha256_file(target) != (entry.get("sha256") if isinstance(entry, dict) else None):
+                raise BundleIntegrityError(
+                    f"bundle {self.root} failed verification: {rel}: sha256 does not match the manifest"
+                    " (file changed or corrupted)"
+                )
+            self._hashed.add(rel)
+        return target
 
     def model(self, name: str) -> dict[str, Any]:
         models = self.manifest["models"]
@@ -172,10 +184,15 @@ class Bundle:
         return dict(self.manifest.get("thresholds") or {})
 
 
-def load_bundle(root: str | os.PathLike[str], *, check_hashes: bool = True) -> Bundle:
-    """Open and verify a bundle; raise a typed error naming the first problems found."""
+def load_bundle(root: str | os.PathLike[str], *, check_hashes: bool | Literal["on_use"] = True) -> Bundle:
+    """Open and verify a bundle; raise a typed error naming the first problems found.
+
+    ``check_hashes``: ``True`` hashes every file now; ``"on_use"`` checks the manifest and the file list now and hashes
+    each file when :meth:`Bundle.path` first hands it out (what ``cnscreen`` does: a screening run never reads, and so
+    never pays for hashing, the cine graphs); ``False`` skips hashing.
+    """
     root = Path(root)
-    problems = verify_bundle(root, check_hashes=check_hashes)
+    problems = verify_bundle(root, check_hashes=check_hashes is True)
     if problems:
         if any("newer than this toolkit" in p for p in problems):
             raise BundleVersionError(next(p for p in problems if "newer than this toolkit" in p))
@@ -183,7 +200,7 @@ def load_bundle(root: str | os.PathLike[str], *, check_hashes: bool = True) -> B
         raise BundleIntegrityError(f"bundle {root} failed verification: {shown}")
     manifest = json.loads((root / MANIFEST_NAME).read_text())
     logger.debug("loaded bundle %s (%d files)", root, len(manifest["files"]))
-    return Bundle(root=root, manifest=manifest)
+    return Bundle(root=root, manifest=manifest, hash_on_use=check_hashes == "on_use")
 
 
 def default_bundle_path() -> Path:

@@ -334,7 +334,7 @@ def run_batch(
     started = time.perf_counter()
     out = Path(out)
     items = enumerate_inputs(source)
-    loaded = load_bundle(bundle or default_bundle_path())
+    loaded = load_bundle(bundle or default_bundle_path(), check_hashes="on_use")
     store = RowStore(out, output_columns(include_phi))
     todo = [item for item in items if item.key not in store.done]
     summary = BatchSummary(total=len(items), skipped_done=len(items) - len(todo), errors_before=store.errors_before)

@@ -146,7 +146,11 @@ class Screener:
         busy-waiting between runs, for when other processes (batch readers) need the same cores."""
         import onnxruntime as ort
 
-        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle or default_bundle_path())
+        self.bundle = (
+            bundle
+            if isinstance(bundle, Bundle)
+            else load_bundle(bundle or default_bundle_path(), check_hashes="on_use")
+        )
         spec = self.bundle.model("screening")
         self.variant = variant or spec.get("default_variant") or "fp32"
         if self.variant == "fp32":
