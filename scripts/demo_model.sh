@@ -9,10 +9,11 @@ cd "$(dirname "$0")/.."
 RUN=${1:-runs/demo}
 BUNDLE=${2:-$RUN/bundle}
 BIN=${BIN:-.venv/bin}
-N=${DEMO_SUBJECTS:-1536}          # balanced synthetic cohort (70/10/20 split), seed 0
+N=${DEMO_SUBJECTS:-1536}          # balanced synthetic cohort (70/10/20 split), seed 0: CMR SSL, fine-tuning, diffusion
+N_PRETRAIN=${DEMO_PRETRAIN_SUBJECTS:-8192}  # balanced pretraining cohort, seed 100: ECG-CMR alignment
 SSL_STEPS=${DEMO_SSL_STEPS:-400}
-ALIGN_STEPS=${DEMO_ALIGN_STEPS:-400}
-FT_EPOCHS=${DEMO_FT_EPOCHS:-4}
+ALIGN_STEPS=${DEMO_ALIGN_STEPS:-800}
+FT_STEPS=${DEMO_FT_STEPS:-300}    # fine-tuning budget: the experiment recipe's (training/configs/experiment-synthetic.yaml)
 VAE_STEPS=${DEMO_VAE_STEPS:-60}
 DIFF_STEPS=${DEMO_DIFF_STEPS:-60}
 FRAMES=${DEMO_FRAMES:-8}          # CPU recipe: 8 of the 50 frames ...
@@ -26,12 +27,20 @@ export PYTHONHASHSEED=0
   --out "$RUN/cohort"
 [ -d "$RUN/cmr/best" ] || stage cmr-ssl "$BIN/cntrain" cmr-ssl --data "$RUN/cohort" --n-subjects "$N" --model tiny --max-steps "$SSL_STEPS" \
   --batch-size 16 --out "$RUN/cmr" --set data.cache=true --set train.eval_every=100 --set train.ckpt_every=100
-[ -d "$RUN/align/best" ] || stage align "$BIN/cntrain" align --cmr "$RUN/cmr" --data "$RUN/cohort" --n-subjects "$N" --model tiny \
-  --max-steps "$ALIGN_STEPS" --batch-size 16 --out "$RUN/align" --set data.cache=true --set train.eval_every=100 \
-  --set train.ckpt_every=100 --set train.warmup_steps=40
+# ECG-CMR alignment on a larger pretraining cohort of its own (seed 100: no subject of the downstream cohort is seen),
+# as the paper aligns on every UK Biobank pair and fine-tunes on subsets; only the ECG and the frozen towers' features
+# of each subject are kept in memory.
+[ -f "$RUN/pretrain-cohort/manifest.json" ] || stage pretrain-cohort "$BIN/cntrain" generate --n-subjects "$N_PRETRAIN" \
+  --seed 100 --mode balanced --out "$RUN/pretrain-cohort"
+[ -d "$RUN/align/best" ] || stage align "$BIN/cntrain" align --cmr "$RUN/cmr" --data "$RUN/pretrain-cohort" \
+  --n-subjects "$N_PRETRAIN" --model tiny --max-steps "$ALIGN_STEPS" --batch-size 32 --out "$RUN/align" \
+  --set task.cache_cmr_features=true --set task.augment=true --set task.min_crop_fraction=0.8 \
+  --set task.p_time_flip=0.0 --set task.p_sign_flip=0.0 --set train.eval_every=200 --set train.ckpt_every=200 \
+  --set train.warmup_steps=60 --set train.lr=0.0005 --set train.precision=bf16
 [ -d "$RUN/finetune/best" ] || stage finetune "$BIN/cntrain" finetune --task all --init "$RUN/align" --data "$RUN/cohort" --n-subjects "$N" \
-  --model tiny --batch-size 16 --out "$RUN/finetune" --set data.cache=true --set task.max_epochs="$FT_EPOCHS" \
-  --set task.warmup_epochs=1 --set task.patience=4
+  --model tiny --batch-size 16 --out "$RUN/finetune" --set data.cache=true --set task.max_epochs=30 \
+  --set task.max_steps_cap="$FT_STEPS" --set task.warmup_epochs=3 --set task.patience=8 --set train.lr=0.0001 \
+  --set train.precision=bf16
 for view in sa la; do
   size=$(( $([ "$view" = sa ] && echo 80 || echo 96) / SCALE ))
   [ -d "$RUN/vae-$view/best" ] || stage "vae-$view" "$BIN/cntrain" vae --view "$view" --data "$RUN/cohort" --n-subjects "$N" --model tiny \
@@ -49,7 +58,7 @@ EcgToCmrPipeline.from_components(sys.argv[1], sys.argv[2], sys.argv[3]).save_pre
 done
 stage bundle "$BIN/cnexport" bundle --screening "$RUN/finetune" --diffusion "$RUN/pipeline-sa" \
   --diffusion "$RUN/pipeline-la" --variants int8 --eval-source "$RUN/cohort" --eval-subjects "$N" --eval-split test --eval-max 400 \
-  --no-cine-fp16 --name cardiacnets-demo-synthetic --version 0.1.0 --out "$BUNDLE" --force
+  --no-cine-fp16 --cine-weights-fp16 --name cardiacnets-demo-synthetic --version 0.1.0 --out "$BUNDLE" --force
 "$BIN/cnexport" verify "$BUNDLE"
 du -sh "$BUNDLE" | tee -a "$RUN/timings.log"
 log "bundle written to $BUNDLE"
