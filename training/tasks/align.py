@@ -62,7 +62,8 @@ def load_cmr_ssl(run_dir: str | Path) -> CmrSslModel:
 class CmrFeatureCache(Dataset):
     """Items ``{"index", "ecg", "sa_feat", "la_feat"}``: the stage's ECG and the frozen CMR towers' pooled features,
     computed once per subject (the cines are dropped after use). ``model`` is the :class:`AlignmentModel` whose towers
-    are frozen; the features are computed on the CPU in the data pipeline."""
+    are frozen; the features are computed on the model's device in the data pipeline and kept on the CPU (use
+    ``data.num_workers: 0`` with it: the cache lives in the process that reads the data)."""
 
     def __init__(self, base: StageDataset, model: AlignmentModel) -> None:
         self.base, self.model = base, model
@@ -75,8 +76,9 @@ class CmrFeatureCache(Dataset):
         item = self._items.get(i)
         if item is None:
             raw = self.base[i]
-            sa_feat, la_feat = self.model.cmr_features(raw["cine_sa"][None], raw["cine_la"][None])
-            item = {"index": raw["index"], "ecg": raw["ecg"], "sa_feat": sa_feat[0], "la_feat": la_feat[0]}
+            device = next(self.model.sa_encoder.parameters()).device  # wherever the loop put the model
+            sa_feat, la_feat = self.model.cmr_features(raw["cine_sa"][None].to(device), raw["cine_la"][None].to(device))
+            item = {"index": raw["index"], "ecg": raw["ecg"], "sa_feat": sa_feat[0].cpu(), "la_feat": la_feat[0].cpu()}
             self._items[i] = item
         return item
 

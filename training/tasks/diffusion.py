@@ -78,11 +78,12 @@ class FrozenInputCache(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         cached = self._items.get(i)
         if cached is None:
-            batch = self.task.collate([self.base[i]])
+            device = next(self.task.vae.parameters()).device  # compute where the frozen models already are
+            batch = {k: v.to(device) for k, v in self.task.collate([self.base[i]]).items()}
             latents, tokens = self.task._frozen_inputs(batch)
             cached = {
-                "ecg": batch["ecg"][0],
-                "cine": batch["cine"][0],
+                "ecg": batch["ecg"][0].cpu(),
+                "cine": batch["cine"][0].cpu(),
                 "latents": latents[0].cpu(),
                 "tokens": tokens[0].cpu(),
             }
