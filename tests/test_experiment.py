@@ -66,6 +66,22 @@ def test_micro_experiment_writes_results_in_the_published_shape(tmp_path) -> Non
     mtime = (out / "runs" / "aligned-1.0" / "evaluation.json").stat().st_mtime
     run_experiment(cfg, command="again")
     assert (out / "runs" / "aligned-1.0" / "evaluation.json").stat().st_mtime == mtime
+    again = json.loads((out / "results.json").read_text())
+    assert again["runs_reused"] == 6 and again["training_wall_s"] == payload["wall_s"]  # the training time is kept
+    assert "6 fine-tuning runs reused" in (out / "report.md").read_text()
+
+
+def test_a_synthetic_dataset_directory_is_labelled_synthetic(tmp_path) -> None:  # noqa: ANN001
+    from cardiacnets.training.experiment import _describe_cohort
+
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"n_subjects": 96, "source": {"kind": "synthetic", "seed": 7, "mode": "balanced"}})
+    )
+    cfg = resolve_experiment_config(sets=[f"data.source={tmp_path}"])
+    description, synthetic = _describe_cohort(cfg)
+    assert synthetic and "synthetic cohort" in description and "seed 7" in description and "96 subjects" in description
+    (tmp_path / "manifest.json").write_text(json.dumps({"n_subjects": 96, "source": {"kind": "ukb"}}))
+    assert _describe_cohort(cfg)[1] is False
 
 
 def test_experiment_config_is_strict() -> None:

@@ -171,7 +171,7 @@ def _run_arm(cfg: ExperimentConfig, arm: str, fraction: float, align_dir: Path |
         logger.info("reusing %s", run_dir)
         with np.load(run_dir / "predictions_test.npz", allow_pickle=False) as npz:
             test = {k: npz[k] for k in npz.files}
-        return {"evaluation": json.loads(done.read_text()), "test": test}
+        return {"evaluation": json.loads(done.read_text()), "test": test, "reused": True}
     shutil.rmtree(run_dir, ignore_errors=True)
     ft = cfg.finetune
     init = "random" if arm == "ecg_only" or align_dir is None else str(align_dir)
@@ -313,18 +313,21 @@ def run_experiment(cfg: ExperimentConfig, command: str | None = None) -> dict[st
             delong_p[fk] = {d: (v["p"] if v else None) for d, v in comparisons[fk].items()}
         if "aligned" in cfg.arms and "cmr" in cfg.arms:
             delong_cmr[fk] = {d: (v["p"] if v else None) for d, v in _delong(tests, "aligned", "cmr").items()}
-    cohort_desc = (
-        f"synthetic cohort (cardiacnets.synth, seed {cfg.data.seed}, {cfg.synthetic_mode} mode, "
-        f"{cfg.data.n_subjects} subjects, 70/10/20 split)"
-        if cfg.data.source == "synthetic"
-        else f"dataset {cfg.data.source}"
-    )
+    cohort_desc, synthetic = _describe_cohort(cfg)
     wall = time.time() - t0
+    reused = sum(bool(run.get("reused")) for run in runs.values())
+    training_wall = round(wall, 1)
+    if reused:  # the runs were trained by an earlier invocation of this experiment: keep its wall time
+        try:
+            previous = json.loads((out / "results.json").read_text())
+            training_wall = previous.get("training_wall_s", previous.get("wall_s"))
+        except (OSError, ValueError):
+            training_wall = None
     payload = {
         "cohort": {
             "description": cohort_desc,
             "source": str(cfg.data.source),
-            "synthetic": cfg.data.source == "synthetic",
+            "synthetic": synthetic,
             "n_subjects": cfg.data.n_subjects,
             "seed": cfg.data.seed,
         },
@@ -337,6 +340,8 @@ def run_experiment(cfg: ExperimentConfig, command: str | None = None) -> dict[st
         "details": details,
         "command": command or " ".join(shlex.quote(a) for a in sys.argv),
         "wall_s": round(wall, 1),
+        "runs_reused": reused,
+        "training_wall_s": training_wall,
     }
     (out / "results.json").write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
     figures = _figures(cfg, payload, out)
@@ -365,6 +370,30 @@ def _fmt(est: dict[str, Any] | None, digits: int = 3) -> str:
     return f"{text} ({ci[0]:.{digits}f}-{ci[1]:.{digits}f})" if ci else text
 
 
+def _describe_cohort(cfg: ExperimentConfig) -> tuple[str, bool]:
+    """``(description, synthetic)`` of the downstream cohort; a dataset directory is described from its manifest."""
+    if cfg.data.source == "synthetic":
+        return (
+            f"synthetic cohort (cardiacnets.synth, seed {cfg.data.seed}, {cfg.synthetic_mode} mode, "
+            f"{cfg.data.n_subjects} subjects, 70/10/20 split)",
+            True,
+        )
+    manifest: dict[str, Any] = {}
+    try:
+        manifest = json.loads((Path(cfg.data.source) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        pass
+    source = manifest.get("source") if isinstance(manifest.get("source"), dict) else {}
+    n = manifest.get("n_subjects", cfg.data.n_subjects)
+    if source.get("kind") == "synthetic":
+        return (
+            f"synthetic cohort {cfg.data.source} (cardiacnets.synth, seed {source.get('seed')}, "
+            f"{source.get('mode')} mode, {n} subjects, 70/10/20 split)",
+            True,
+        )
+    return f"dataset {cfg.data.source} ({n} subjects)", False
+
+
 def _verdict(cfg: ExperimentConfig, payload: dict[str, Any]) -> str:
     comps = payload["aligned_minus_ecg_only"]
     if not comps:
@@ -388,6 +417,17 @@ def _verdict(cfg: ExperimentConfig, payload: dict[str, Any]) -> str:
     )
 
 
+def _wall_line(payload: dict[str, Any]) -> str:
+    if not payload.get("runs_reused"):
+        return f"**Wall time:** {payload['wall_s'] / 60:.1f} min"
+    trained = payload.get("training_wall_s")
+    trained_text = f"{trained / 60:.1f} min when they were trained" if trained else "training time unknown"
+    return (
+        f"**Wall time:** {payload['wall_s'] / 60:.1f} min for this report; {payload['runs_reused']} fine-tuning runs "
+        f"reused from an earlier invocation of the same command ({trained_text})"
+    )
+
+
 def _report(cfg: ExperimentConfig, payload: dict[str, Any], figures: list[str]) -> str:
     cohort = payload["cohort"]
     lines = [
@@ -406,7 +446,7 @@ def _report(cfg: ExperimentConfig, payload: dict[str, Any], figures: list[str]) 
         f"{cfg.finetune.patience}; checkpoint chosen on validation, metrics on the test split (95% intervals: "
         "DeLong for AUC, subject bootstrap for mean r, Wilson for accuracy).",
         f"**Command:** `{payload['command']}`  ",
-        f"**Wall time:** {payload['wall_s'] / 60:.1f} min",
+        _wall_line(payload),
         "",
         "## Verdict",
         "",
