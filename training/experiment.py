@@ -442,8 +442,10 @@ def _report(cfg: ExperimentConfig, payload: dict[str, Any], figures: list[str]) 
         f"**Model size:** {cfg.model}; **alignment run:** {payload['align'] or 'none'}; **arms:** "
         + ", ".join(ARM_LABELS[a] for a in cfg.arms),
         f"**Recipe:** multi-task fine-tuning (`task: all`), batch {cfg.finetune.batch_size}, lr {cfg.finetune.lr:g}, "
-        f"warm-up {cfg.finetune.warmup_epochs:g} epochs then cosine, max {cfg.finetune.max_epochs:g} epochs, patience "
-        f"{cfg.finetune.patience}; checkpoint chosen on validation, metrics on the test split (95% intervals: "
+        f"warm-up {cfg.finetune.warmup_epochs:g} epochs then cosine, max {cfg.finetune.max_epochs:g} epochs"
+        + (f" and at most {cfg.finetune.max_steps_cap} steps" if cfg.finetune.max_steps_cap else "")
+        + f", {cfg.finetune.precision} precision, patience {cfg.finetune.patience}; checkpoint chosen on validation, "
+        "metrics on the test split (95% intervals: "
         "DeLong for AUC, subject bootstrap for mean r, Wilson for accuracy).",
         f"**Command:** `{payload['command']}`  ",
         _wall_line(payload),
