@@ -148,8 +148,15 @@ def test_int8_and_fp16_variants_stay_close(graphs) -> None:
         assert all(g.dtype == np.float32 for g in got)  # FP32 interface kept
         assert np.abs(got[0] - ref[0]).max() < bound, name
         assert np.abs(got[0] - ref[0]).max() > 0, f"{name} graph is identical to fp32: not converted"
-    size = {k: graphs[k].stat().st_size for k in ("fp32", "int8", "fp16")}
-    assert size["int8"] < 0.6 * size["fp32"] and size["fp16"] < 0.7 * size["fp32"]
+    # the weights shrink (the files of these tiny graphs are mostly graph structure, so compare the weights)
+    size = {k: _weight_bytes(graphs[k]) for k in ("fp32", "int8", "fp16")}
+    assert size["int8"] < 0.7 * size["fp32"] and size["fp16"] < 0.6 * size["fp32"], size  # int8: MatMul/Gemm only
+    int8_weights = [i for i in onnx.load(str(graphs["int8"])).graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert sum(np.prod(i.dims) for i in int8_weights) > 0.3 * size["fp32"] / 4  # a real share of the weights is INT8
+
+
+def _weight_bytes(path: Path) -> int:
+    return sum(onnx.numpy_helper.to_array(i).nbytes for i in onnx.load(str(path)).graph.initializer)
 
 
 def test_fp16_graph_keeps_norms_and_softmax_in_fp32(graphs) -> None:
