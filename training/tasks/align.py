@@ -62,7 +62,8 @@ def load_cmr_ssl(run_dir: str | Path) -> CmrSslModel:
 class CmrFeatureCache(Dataset):
     """Items ``{"index", "ecg", "sa_feat", "la_feat"}``: the stage's ECG and the frozen CMR towers' pooled features,
     computed once per subject (the cines are dropped after use). ``model`` is the :class:`AlignmentModel` whose towers
-    are frozen; the features are computed on the model's device in the data pipeline and kept on the CPU (use
+    are frozen; the features are computed in FP32 (also when training under bf16 autocast, where the cine path would
+    compute them in bf16) on the model's device in the data pipeline and kept on the CPU (use
     ``data.num_workers: 0`` with it: the cache lives in the process that reads the data)."""
 
     def __init__(self, base: StageDataset, model: AlignmentModel) -> None:
