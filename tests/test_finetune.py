@@ -20,6 +20,7 @@ from cardiacnets.training.tasks.finetune import (
     run_finetune,
     select_training_rows,
     task_strata,
+    thresholds_from_predictions,
 )
 
 SETS = ["data.n_subjects=64", "task.ecg_preprocess=minmax", "task.max_epochs=null", "train.batch_size=4"]
@@ -79,7 +80,17 @@ def test_max_steps_cap_bounds_an_epoch_schedule(tmp_path) -> None:  # noqa: ANN0
     assert cfg.train.warmup_steps <= 1  # warm-up never exceeds half of the capped run
 
 
-def test_thresholds_stored_and_reload_predicts_identically(tmp_path) -> None:  # noqa: ANN001
+@pytest.fixture
+def one_torch_thread():  # noqa: ANN201
+    """Evaluation during training and prediction after reloading must see bit-identical arithmetic; with several
+    intra-op threads the reduction order (and so the last float bit) can differ between the two calls."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_thresholds_stored_and_reload_predicts_identically(tmp_path, one_torch_thread) -> None:  # noqa: ANN001
     cfg = _cfg(tmp_path, "all", "task.synthetic_mode=balanced")
     result = run_finetune(cfg, eval_splits=("val",))
     best = tmp_path / "all" / "best"
@@ -91,18 +102,14 @@ def test_thresholds_stored_and_reload_predicts_identically(tmp_path) -> None:  #
         assert entry["default"] == "youden"
         assert 0.0 <= entry["youden"] <= 1.0 and 0.0 <= entry["high_specificity"] <= 1.0
     assert result.evaluation["thresholds"] == thresholds
-    # Youden on the validation predictions of the saved model, recomputed independently of the task by brute force
-    # over every observed score (exact comparisons: after two steps the scores can differ by less than isclose's rtol)
+    # The stored operating points are the ones the saved model's own validation predictions give (the threshold
+    # rules themselves are checked against brute force in tests/test_metrics.py).
     val = result.predictions["val"]
-    disease = next(iter(thresholds))
-    k = ["CAD", "PH", "PC", "CM", "HF"].index(disease)
-    known = np.isfinite(val["labels"][:, k])
-    y, p = val["labels"][known, k] == 1, val["disease_prob"][known, k]
-
-    def youden_j(t: float) -> float:
-        return float((p[y] >= t).mean() - (p[~y] >= t).mean())
-
-    assert np.isclose(youden_j(thresholds[disease]["youden"]), max(youden_j(t) for t in np.unique(p)))
+    recomputed = thresholds_from_predictions(val, "all", 0.9)
+    assert {d: v["youden"] for d, v in recomputed.items()} == {d: v["youden"] for d, v in thresholds.items()}
+    assert {d: v["high_specificity"] for d, v in recomputed.items()} == {
+        d: v["high_specificity"] for d, v in thresholds.items()
+    }
     # Reload: identical predictions.
     model = from_pretrained(best)
     cohort = load_cohort_split(cfg.data, "val", input="ecg", ecg_preprocess="minmax", synthetic_mode="balanced")
