@@ -15,6 +15,7 @@ pytest.importorskip("diffusers")
 
 from cardiacnets.diffusion.evaluate import (  # noqa: E402
     measure_sa_cine,
+    paired_r_difference,
     pearson_with_ci,
     psnr,
     segment_sa_frame,
@@ -77,6 +78,48 @@ def test_conditional_unet_forward_backward_and_condition_use() -> None:
         null = model(x, t, None)
     assert (a - b).abs().max() > 1e-4, "the ECG condition must change the prediction"
     torch.testing.assert_close(dropped, null, atol=1e-5, rtol=1e-5)
+
+
+def test_pooled_tokens_and_global_condition_keep_the_null_branch_free_of_the_ecg() -> None:
+    torch.manual_seed(0)
+    model = EcgConditionedUNet3D(tiny_config(condition_tokens=12, global_condition=True)).eval()
+    assert model.unet.time_embedding.cond_proj is not None  # the ECG reaches the timestep embedding
+    tokens = torch.randn(2, 600, 16)
+    # lead-major tokens averaged per lead, then projected
+    expected = model.condition_proj(tokens.reshape(2, 12, 50, 16).mean(dim=2))
+    torch.testing.assert_close(model.encode_condition(tokens), expected)
+    x = torch.randn(2, *model.config.latent_shape)
+    t = torch.tensor([500, 500])
+    with torch.no_grad():
+        a = model(x, t, tokens)
+        b = model(x, t, tokens + torch.randn_like(tokens))
+        dropped = model(x, t, tokens, drop_condition=torch.tensor([True, True]))
+        null = model(x, t, None)
+        other_dropped = model(x, t, torch.randn_like(tokens), drop_condition=torch.tensor([True, True]))
+    assert (a - b).abs().max() > 1e-4
+    # a dropped condition is the null context whatever the ECG: its mean (the global condition) is the null token
+    torch.testing.assert_close(dropped, null, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(other_dropped, null, atol=1e-5, rtol=1e-5)
+    with pytest.raises(InputError, match="cannot be pooled"):
+        model.encode_condition(torch.randn(1, 601, 16))
+    with pytest.raises(ConfigError, match="condition_tokens"):
+        tiny_config(condition_tokens=-1)
+
+
+def test_global_condition_reaches_the_timestep_embedding_only_when_enabled() -> None:
+    x = torch.randn(1, 4, FRAMES, SIZE // 2, SIZE // 2)
+    tokens = torch.randn(1, 600, 16)
+    for global_condition in (False, True):
+        torch.manual_seed(0)
+        model = EcgConditionedUNet3D(tiny_config(global_condition=global_condition)).eval()
+        embeddings = []
+        hook = model.unet.time_embedding.register_forward_hook(lambda _m, _i, out: embeddings.append(out.detach()))
+        with torch.no_grad():
+            model(x, 500, tokens)
+            model(x, 500, tokens * 3.0)
+        hook.remove()
+        differs = bool((embeddings[0] - embeddings[1]).abs().max() > 1e-6)
+        assert differs == global_condition  # the ECG modulates every ResNet block through the timestep embedding
 
 
 def test_denoiser_save_load_round_trip_and_strict_config(tmp_path) -> None:
@@ -154,6 +197,20 @@ def test_frozen_input_cache_equals_the_uncached_inputs() -> None:
 
 
 # ------------------------------------------------------------------------------------------------- autoencoder
+def test_vae_task_trains_at_the_denoiser_resolution() -> None:
+    from cardiacnets.training.tasks.vae import VaeTask
+
+    task = VaeTask(preset="tiny", view="sa", image_size=40)
+    cine = torch.zeros(50, 80, 80)
+    cine[:, 20:60, 20:60] = 1.0  # a bright 40-pixel square -> 20 pixels at half size
+    batch = task.collate([{"cine_sa": cine}, {"cine_sa": cine}])["cine_sa"]
+    assert batch.shape == (2, 50, 40, 40) and task.model.config.image_size == 40
+    assert abs(float((batch[0, 0] > 0.5).sum()) - 20 * 20) <= 2 * 20  # area halves in each direction
+    assert VaeTask(preset="tiny", view="la").collate([{"cine_la": torch.zeros(50, 96, 96)}])["cine_la"].shape[-1] == 96
+    with pytest.raises(ConfigError, match="image_size"):
+        VaeTask(preset="tiny", image_size=4)
+
+
 def test_vae_encode_decode_shapes_and_measured_scaling() -> None:
     torch.manual_seed(0)
     vae = create_vae("tiny", image_size=SIZE)
@@ -312,6 +369,18 @@ def test_cine_measurement_gives_volumes_and_ejection_fraction() -> None:
     assert ph["LVESV"] == pytest.approx(es_area**1.5, rel=0.08)
     assert ph["LVEF"] == pytest.approx(1 - (es_area / ed_area) ** 1.5, abs=0.03)
     assert ph["LVM"] == pytest.approx(math.pi * (18.0**2 - 12.0**2), rel=0.05)
+
+
+def test_paired_r_difference_detects_the_better_predictor() -> None:
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=64)
+    good, noise = real + rng.normal(scale=0.5, size=64), rng.normal(size=64)
+    better = paired_r_difference(good, noise, real, n_resamples=500)
+    assert better["ci"][0] > 0.4 and better["n"] == 64
+    assert paired_r_difference(noise, good, real, n_resamples=500)["ci"][1] < -0.4
+    same = paired_r_difference(good, good, real, n_resamples=200)
+    assert same["value"] == 0.0 and same["ci"] == [0.0, 0.0]
+    assert math.isnan(paired_r_difference(np.ones(10), good[:10], real[:10])["value"])
 
 
 def test_similarity_and_correlation_statistics() -> None:

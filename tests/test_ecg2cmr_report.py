@@ -31,9 +31,11 @@ def test_report_shape_and_synthetic_label(tmp_path: Path) -> None:
     )
     saved = json.loads((out / "results.json").read_text())
     assert saved["n_subjects"] == 8 and saved["synthetic"] is True
-    for condition in ("conditional", "shuffled_ecg", "unconditional"):
+    for condition in ("conditional", "shuffled_ecg", "unconditional", "autoencoder"):
         for phenotype in ("LVEDV", "LVM", "RVEDV"):
             assert set(saved["r"][condition][phenotype]) >= {"value", "ci"}
+    for control in ("shuffled_ecg", "unconditional"):
+        assert set(saved["conditional_minus"][control]["LVEDV"]) >= {"value", "ci"}
     assert set(saved["seconds_per_cine"]) == {"dpm2", "ddim6"} and set(saved["ssim"]) == {"dpm2", "ddim6"}
     assert 0 < saved["seconds_per_cine"]["dpm2"] < saved["seconds_per_cine"]["ddim6"]  # 2 steps vs 6
     for condition in ("conditional", "shuffled_ecg", "unconditional"):

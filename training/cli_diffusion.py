@@ -45,7 +45,7 @@ Examples:
   cntrain diffusion --view la --vae /models/vae-la --ecg-encoder runs/align --model modelscope --out runs/ecg2cmr-la
 """
 
-_TASK_KEYS_VAE = {"view", "preset", "frames_per_item", "kl_weight"}
+_TASK_KEYS_VAE = {"view", "preset", "frames_per_item", "kl_weight", "image_size"}
 _TASK_KEYS_DIFF = {"view", "vae", "ecg_encoder", "num_frames", "height", "width", "condition_dropout", "ema_decay",
                    "preprocess_ecg", "sample_every_eval"}  # fmt: skip
 
@@ -164,7 +164,7 @@ def register(app: typer.Typer) -> None:
         ecg_encoder: Optional[Path] = typer.Option(None, "--ecg-encoder", help="cntrain align run or ECG ViT dir."),  # noqa: UP007, UP045, B008
         data: Optional[str] = DataOpt,  # noqa: UP007, UP045
         n_subjects: Optional[int] = NSubjectsOpt,  # noqa: UP007, UP045
-        model: Optional[str] = typer.Option(None, "--model", help="Denoiser preset: tiny, small, modelscope."),  # noqa: UP007, UP045, B008
+        model: Optional[str] = typer.Option(None, "--model", help="Denoiser preset: tiny, cpu, small, modelscope."),  # noqa: UP007, UP045, B008
         max_steps: Optional[int] = MaxStepsOpt,  # noqa: UP007, UP045
         batch_size: Optional[int] = BatchOpt,  # noqa: UP007, UP045
         out: Optional[Path] = OutOpt,  # noqa: UP007, UP045

@@ -7,6 +7,16 @@ samples during training and for the unconditional branch of classifier-free guid
 
 One model per view: short axis (paper: 50 x 80 x 80) and 4-chamber long axis (50 x 96 x 96). Frame count and
 resolution are configurable (the CPU recipe uses fewer frames). Sizes are named presets in :data:`UNET_PRESETS`.
+
+Two options make a denoiser that learns the condition within a CPU budget (the ``cpu`` preset); both default off,
+which is the paper's model:
+
+- ``condition_tokens = K``: the N patch tokens are averaged in K consecutive groups before the projection (the ECG
+  ViT's tokens are lead-major, so K = 12 gives one token per lead). Cross-attention over 600 tokens is most of a CPU
+  training step at small latents; over 12 it is negligible.
+- ``global_condition``: the mean of the cross-attention context is also added to the timestep embedding
+  (diffusers' ``time_cond_proj_dim``), so the ECG modulates every ResNet block, not only the attention layers. The
+  null context gives the null token's embedding, so classifier-free guidance is unchanged.
 """
 
 from __future__ import annotations
@@ -40,6 +50,19 @@ UNET_PRESETS: dict[str, dict] = {
         "attention_head_dim": 4,
         "cross_attention_dim": 32,
         "norm_num_groups": 8,
+    },
+    # The CPU recipe's denoiser: wider channels than tiny with 16-wide attention heads (4-wide heads made CPU
+    # attention the bottleneck), ECG tokens pooled per lead, and the ECG in the timestep embedding.
+    "cpu": {
+        "block_out_channels": (32, 64),
+        "down_block_types": ("CrossAttnDownBlock3D", "DownBlock3D"),
+        "up_block_types": ("UpBlock3D", "CrossAttnUpBlock3D"),
+        "layers_per_block": 1,
+        "attention_head_dim": 2,
+        "cross_attention_dim": 64,
+        "norm_num_groups": 8,
+        "condition_tokens": 12,
+        "global_condition": True,
     },
     "small": {
         "block_out_channels": (64, 128, 128),
@@ -81,6 +104,8 @@ class Ecg2CmrConfig:
     attention_head_dim: int = 8
     cross_attention_dim: int = 256
     norm_num_groups: int = 32
+    condition_tokens: int = 0  # 0: every ECG token (paper); K: tokens averaged in K consecutive groups
+    global_condition: bool = False  # also add the mean context to the timestep embedding
     extra: dict = field(default_factory=dict)  # free-form provenance (training data, recipe)
 
     def __post_init__(self) -> None:
@@ -91,6 +116,9 @@ class Ecg2CmrConfig:
         for name in ("num_frames", "height", "width", "latent_channels", "latent_downsample", "condition_dim"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be a positive integer; got {getattr(self, name)!r}")
+        if int(self.condition_tokens) < 0:
+            raise ConfigError(f"condition_tokens must be 0 (all tokens) or a positive integer; got {self.condition_tokens}")
+        self.global_condition = bool(self.global_condition)
         if self.height % self.latent_downsample or self.width % self.latent_downsample:
             raise ConfigError(
                 f"frame size {self.height}x{self.width} is not divisible by latent_downsample={self.latent_downsample}"
@@ -157,6 +185,7 @@ class EcgConditionedUNet3D(nn.Module):
             cross_attention_dim=config.cross_attention_dim,
             attention_head_dim=config.attention_head_dim,
             norm_num_groups=config.norm_num_groups,
+            time_cond_proj_dim=config.cross_attention_dim if config.global_condition else None,
         )
         self.condition_proj = nn.Linear(config.condition_dim, config.cross_attention_dim)
         # One learned token, broadcast over the condition length: attention over identical keys returns its value,
@@ -179,7 +208,13 @@ class EcgConditionedUNet3D(nn.Module):
             raise InputError(
                 f"ecg_tokens must be (B, T, {self.config.condition_dim}); got shape {tuple(ecg_tokens.shape)}"
             )
-        context = self.condition_proj(ecg_tokens)  # (B, T, cross_attention_dim)
+        k = int(self.config.condition_tokens)
+        if k:
+            n = ecg_tokens.shape[1]
+            if n % k:
+                raise InputError(f"{n} ECG tokens cannot be pooled into condition_tokens={k} equal groups")
+            ecg_tokens = ecg_tokens.unflatten(1, (k, n // k)).mean(dim=2)  # (B, K, condition_dim)
+        context = self.condition_proj(ecg_tokens)  # (B, T or K, cross_attention_dim)
         if drop_condition is not None:
             null = self.null_condition.to(context.dtype).expand_as(context)
             context = torch.where(drop_condition.view(-1, 1, 1).to(context.device), null, context)
@@ -201,7 +236,11 @@ class EcgConditionedUNet3D(nn.Module):
         timestep = torch.as_tensor(timestep, device=sample.device)
         if timestep.ndim == 0:
             timestep = timestep.expand(sample.shape[0])
-        return self.unet(sample, timestep.long(), encoder_hidden_states=context, return_dict=False)[0]
+        # the null context is one token repeated, so its mean is the null token: no ECG in the unconditional branch
+        timestep_cond = context.mean(dim=1) if self.config.global_condition else None
+        return self.unet(
+            sample, timestep.long(), encoder_hidden_states=context, timestep_cond=timestep_cond, return_dict=False
+        )[0]
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors`` into ``directory`` (the model registry's format)."""

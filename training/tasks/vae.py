@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from cardiacnets.datasets import open_dataset
+from cardiacnets.diffusion.data import resample_cine
 from cardiacnets.diffusion.vae import FrameAutoencoder, FrameAutoencoderConfig, measure_latent_scaling
 from cardiacnets.errors import ConfigError
 from cardiacnets.training.loop import Task
@@ -37,7 +38,11 @@ class _AutoencoderModule(FrameAutoencoder):
 
 
 class VaeTask(Task):
-    """Frame autoencoder training. Options (``task:`` in the config): view, preset, frames_per_item, kl_weight."""
+    """Frame autoencoder training.
+
+    Options (``task:`` in the config): view, preset, frames_per_item, kl_weight, image_size (frame side the
+    autoencoder is trained at; default the view's native 80 / 96; set it to the denoiser's resolution).
+    """
 
     name = "vae"
     selection_metric = "val_loss"
@@ -52,6 +57,7 @@ class VaeTask(Task):
         preset: str = "small",
         frames_per_item: int = 4,
         kl_weight: float = 1e-4,
+        image_size: int | None = None,
         train_split: str = "train",
         val_split: str = "val",
     ) -> None:
@@ -61,7 +67,11 @@ class VaeTask(Task):
         self.frames_per_item, self.kl_weight = int(frames_per_item), float(kl_weight)
         self.train_split, self.val_split = train_split, val_split
         self.key = f"cine_{view}"
-        self.model = _AutoencoderModule(FrameAutoencoderConfig(preset=preset, image_size=IMAGE_SIZES[view]))
+        # frames are resized to the resolution the denoiser will use (the CPU recipe's cines are half size)
+        self.image_size = int(image_size) if image_size else IMAGE_SIZES[view]
+        if self.image_size < 8:
+            raise ConfigError(f"image_size must be at least 8 pixels; got {self.image_size}")
+        self.model = _AutoencoderModule(FrameAutoencoderConfig(preset=preset, image_size=self.image_size))
         self.forward_model = self.model
         self._scaling_sample: torch.Tensor | None = None
 
@@ -75,7 +85,10 @@ class VaeTask(Task):
         return self._dataset(self.val_split)
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        return {self.key: torch.stack([item[self.key] for item in items])}
+        cine = torch.stack([item[self.key] for item in items])  # (B, F, H, W)
+        if cine.shape[-1] != self.image_size or cine.shape[-2] != self.image_size:
+            cine = resample_cine(cine, cine.shape[1], self.image_size, self.image_size)  # as the denoiser's cines
+        return {self.key: cine}
 
     def training_forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         cine = batch[self.key]  # (B, F, H, W) in [0, 1]
