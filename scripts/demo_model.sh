@@ -14,8 +14,9 @@ N_PRETRAIN=${DEMO_PRETRAIN_SUBJECTS:-8192}  # balanced pretraining cohort, seed 
 SSL_STEPS=${DEMO_SSL_STEPS:-400}
 ALIGN_STEPS=${DEMO_ALIGN_STEPS:-800}
 FT_STEPS=${DEMO_FT_STEPS:-300}    # fine-tuning budget: the experiment recipe's (training/configs/experiment-synthetic.yaml)
-VAE_STEPS=${DEMO_VAE_STEPS:-60}
-DIFF_STEPS=${DEMO_DIFF_STEPS:-60}
+VAE_STEPS=${DEMO_VAE_STEPS:-800}   # frame autoencoders ("small": 4x down), trained at the cines' resolution
+DIFF_STEPS=${DEMO_DIFF_STEPS:-2000} # denoisers ("cpu" preset: pooled ECG tokens + ECG in the timestep embedding)
+DIFF_SA_STEPS=${DEMO_DIFF_SA_STEPS:-6000}  # the short-axis denoiser continues to here (a warm restart of the schedule)
 FRAMES=${DEMO_FRAMES:-8}          # CPU recipe: 8 of the 50 frames ...
 SCALE=${DEMO_CINE_SCALE:-2}       # ... at half resolution (SA 40 x 40, LA 48 x 48): a small latent for 2 CPU cores
 mkdir -p "$RUN"
@@ -43,13 +44,19 @@ export PYTHONHASHSEED=0
   --set train.precision=bf16
 for view in sa la; do
   size=$(( $([ "$view" = sa ] && echo 80 || echo 96) / SCALE ))
-  [ -d "$RUN/vae-$view/best" ] || stage "vae-$view" "$BIN/cntrain" vae --view "$view" --data "$RUN/cohort" --n-subjects "$N" --model tiny \
-    --max-steps "$VAE_STEPS" --batch-size 8 --out "$RUN/vae-$view" --set data.cache=true --set train.eval_every="$VAE_STEPS"
+  [ -d "$RUN/vae-$view/best" ] || stage "vae-$view" "$BIN/cntrain" vae --view "$view" --data "$RUN/cohort" --n-subjects "$N" --model small \
+    --max-steps "$VAE_STEPS" --batch-size 8 --out "$RUN/vae-$view" --set data.cache=true --set task.image_size="$size" \
+    --set train.lr=0.001 --set train.warmup_steps=50 --set train.precision=fp32 --set train.eval_every=400
   [ -d "$RUN/ecg2cmr-$view/best" ] || stage "diffusion-$view" "$BIN/cntrain" diffusion --view "$view" \
-    --vae "$RUN/vae-$view" --ecg-encoder "$RUN/align" --data "$RUN/cohort" --n-subjects "$N" --model tiny --max-steps "$DIFF_STEPS" \
-    --batch-size 4 --out "$RUN/ecg2cmr-$view" --set data.cache=true --set task.num_frames="$FRAMES" \
-    --set task.height="$size" --set task.width="$size" \
-    --set train.eval_every="$DIFF_STEPS"
+    --vae "$RUN/vae-$view" --ecg-encoder "$RUN/align" --data "$RUN/cohort" --n-subjects "$N" --model cpu --max-steps "$DIFF_STEPS" \
+    --batch-size 8 --out "$RUN/ecg2cmr-$view" --set data.cache=true --set task.num_frames="$FRAMES" \
+    --set task.height="$size" --set task.width="$size" --set train.lr=0.0004 --set train.precision=fp32 \
+    --set train.eval_every=500 --set train.ckpt_every=500
+  if [ "$view" = sa ] && [ "$DIFF_SA_STEPS" -gt "$DIFF_STEPS" ] && ! grep -q "^  max_steps: $DIFF_SA_STEPS\$" "$RUN/ecg2cmr-sa/config.yaml"; then
+    # The faithfulness report's model: the short-axis run resumed (exactly) with a longer cosine schedule.
+    stage diffusion-sa-continued "$BIN/cntrain" diffusion --out "$RUN/ecg2cmr-sa" --resume --max-steps "$DIFF_SA_STEPS" \
+      --set train.eval_every=1000 --set train.ckpt_every=1000
+  fi
   [ -f "$RUN/pipeline-$view/pipeline.json" ] || stage "pipeline-$view" "$BIN/python" -c "
 import sys
 from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
