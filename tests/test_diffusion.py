@@ -112,8 +112,10 @@ def test_global_condition_reaches_the_timestep_embedding_only_when_enabled() -> 
     for global_condition in (False, True):
         torch.manual_seed(0)
         model = EcgConditionedUNet3D(tiny_config(global_condition=global_condition)).eval()
-        embeddings = []
-        hook = model.unet.time_embedding.register_forward_hook(lambda _m, _i, out: embeddings.append(out.detach()))
+        embeddings: list[torch.Tensor] = []
+        hook = model.unet.time_embedding.register_forward_hook(
+            lambda _m, _i, out, seen=embeddings: seen.append(out.detach())
+        )
         with torch.no_grad():
             model(x, 500, tokens)
             model(x, 500, tokens * 3.0)

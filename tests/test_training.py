@@ -318,7 +318,14 @@ def test_same_command_twice_gives_byte_identical_weights(tmp_path: Path, fake_co
     """The demo recipe's promise: a stage rerun with the same seed and precision writes the same model, bit for bit
     (bf16 autocast included: the recipe's alignment and fine-tuning use it)."""
     base = ["cmr-ssl", "--data", "fake", "--n-subjects", "5", "--max-steps", "3", "--batch-size", "2", *FAST]
-    base += ["--set", "train.eval_every=3", "--set", "train.max_eval_batches=1", "--set", f"train.precision={precision}"]
+    base += [
+        "--set",
+        "train.eval_every=3",
+        "--set",
+        "train.max_eval_batches=1",
+        "--set",
+        f"train.precision={precision}",
+    ]
     base += ["--set", "task.reconstruction_images=false"]
     first = _invoke([*base, "--out", str(tmp_path / "a")])
     _invoke([*base, "--out", str(tmp_path / "b")])

@@ -341,7 +341,10 @@ def faithfulness_study(pipeline: Any, ecgs: np.ndarray, real_cines: np.ndarray, 
     results["conditional_minus"] = {
         control: {
             name: paired_r_difference(
-                measured["conditional"][name], measured[control][name], real_ph[name], settings.n_bootstrap,
+                measured["conditional"][name],
+                measured[control][name],
+                real_ph[name],
+                settings.n_bootstrap,
                 seed=settings.seed,
             )
             for name in PHENOTYPES

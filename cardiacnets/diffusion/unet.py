@@ -51,8 +51,8 @@ UNET_PRESETS: dict[str, dict] = {
         "cross_attention_dim": 32,
         "norm_num_groups": 8,
     },
-    # The CPU recipe's denoiser: wider channels than tiny with 16-wide attention heads (4-wide heads made CPU
-    # attention the bottleneck), ECG tokens pooled per lead, and the ECG in the timestep embedding.
+    # The CPU recipe's denoiser: wider channels than tiny, 2 attention heads per block (16 and 32 wide; many narrow
+    # heads made CPU attention the bottleneck), ECG tokens pooled per lead, and the ECG in the timestep embedding.
     "cpu": {
         "block_out_channels": (32, 64),
         "down_block_types": ("CrossAttnDownBlock3D", "DownBlock3D"),
@@ -117,7 +117,9 @@ class Ecg2CmrConfig:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be a positive integer; got {getattr(self, name)!r}")
         if int(self.condition_tokens) < 0:
-            raise ConfigError(f"condition_tokens must be 0 (all tokens) or a positive integer; got {self.condition_tokens}")
+            raise ConfigError(
+                f"condition_tokens must be 0 (all tokens) or a positive integer; got {self.condition_tokens}"
+            )
         self.global_condition = bool(self.global_condition)
         if self.height % self.latent_downsample or self.width % self.latent_downsample:
             raise ConfigError(
