@@ -198,6 +198,16 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- statistics
+def _resampled_r(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Pearson r of ``x`` and ``y`` on each bootstrap resample ``idx (resamples, n)`` -> ``(resamples,)``; NaN where a
+    resample is constant."""
+    xs, ys = x[idx], y[idx]
+    xs = xs - xs.mean(axis=1, keepdims=True)
+    ys = ys - ys.mean(axis=1, keepdims=True)
+    denom = np.sqrt((xs**2).sum(axis=1) * (ys**2).sum(axis=1))
+    return np.where(denom > 0, (xs * ys).sum(axis=1) / np.where(denom > 0, denom, 1.0), np.nan)
+
+
 def pearson_with_ci(
     x: np.ndarray, y: np.ndarray, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
 ) -> dict[str, Any]:
@@ -213,12 +223,7 @@ def pearson_with_ci(
         return {"value": float("nan"), "ci": [float("nan"), float("nan")], "n": int(len(x))}
     r = float(stats.pearsonr(x, y)[0])
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(x), size=(n_resamples, len(x)))
-    xs, ys = x[idx], y[idx]
-    xs = xs - xs.mean(axis=1, keepdims=True)
-    ys = ys - ys.mean(axis=1, keepdims=True)
-    denom = np.sqrt((xs**2).sum(axis=1) * (ys**2).sum(axis=1))
-    boot = np.where(denom > 0, (xs * ys).sum(axis=1) / np.where(denom > 0, denom, 1.0), np.nan)
+    boot = _resampled_r(x, y, rng.integers(0, len(x), size=(n_resamples, len(x))))
     alpha = (1.0 - confidence) / 2.0
     low, high = np.nanquantile(boot, [alpha, 1.0 - alpha])
     return {"value": r, "ci": [float(low), float(high)], "n": int(len(x))}
@@ -239,17 +244,9 @@ def paired_r_difference(
     if len(a) < 3 or min(np.std(a), np.std(b), np.std(real)) == 0:
         return nan
     idx = np.random.default_rng(seed).integers(0, len(a), size=(n_resamples, len(a)))
-
-    def boot_r(x: np.ndarray) -> np.ndarray:
-        xs, ys = x[idx], real[idx]
-        xs = xs - xs.mean(axis=1, keepdims=True)
-        ys = ys - ys.mean(axis=1, keepdims=True)
-        denom = np.sqrt((xs**2).sum(axis=1) * (ys**2).sum(axis=1))
-        return np.where(denom > 0, (xs * ys).sum(axis=1) / np.where(denom > 0, denom, 1.0), np.nan)
-
     value = float(stats.pearsonr(a, real)[0] - stats.pearsonr(b, real)[0])
     alpha = (1.0 - confidence) / 2.0
-    low, high = np.nanquantile(boot_r(a) - boot_r(b), [alpha, 1.0 - alpha])
+    low, high = np.nanquantile(_resampled_r(a, real, idx) - _resampled_r(b, real, idx), [alpha, 1.0 - alpha])
     return {"value": value, "ci": [float(low), float(high)], "n": int(len(a))}
 
 
