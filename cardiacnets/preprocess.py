@@ -197,7 +197,12 @@ def _check_fs(fs: float) -> float:
 
 def rational_ratio(fs: float, target_fs: float, max_denominator: int = 1000) -> tuple[int, int]:
     """``(up, down)`` with ``up / down`` the closest fraction to ``target_fs / fs`` (denominator <= 1000)."""
-    ratio = Fraction(_check_fs(target_fs) / _check_fs(fs)).limit_denominator(max_denominator)
+    return _rational_ratio(_check_fs(fs), _check_fs(target_fs), max_denominator)
+
+
+@functools.lru_cache(maxsize=64)
+def _rational_ratio(fs: float, target_fs: float, max_denominator: int) -> tuple[int, int]:
+    ratio = Fraction(target_fs / fs).limit_denominator(max_denominator)
     return ratio.numerator, ratio.denominator
 
 
@@ -369,6 +374,9 @@ def remove_baseline_seasonal(signal: np.ndarray, periods: int | np.ndarray) -> n
     flat_out = out.reshape(flat_x.shape)
     flat_periods = periods_arr.reshape(-1)
     for period in np.unique(flat_periods):
+        if period == flat_periods[0] and np.all(flat_periods == period):  # one period for all: no gather copies
+            np.subtract(flat_x, seasonal_trend(flat_x, int(period)), out=flat_out)
+            break
         rows = np.flatnonzero(flat_periods == period)
         flat_out[rows] = flat_x[rows] - seasonal_trend(flat_x[rows], int(period))
     return out
@@ -393,8 +401,8 @@ def wavelet_denoise(
     lam = sigma * np.sqrt(2.0 * np.log(n))
     shrunk = [coeffs[0]]
     for detail in coeffs[1:]:
-        if mode == "soft":
-            shrunk.append(np.sign(detail) * np.maximum(np.abs(detail) - lam, 0.0))
+        if mode == "soft":  # sign(d) * max(|d| - lam, 0), in two passes instead of four
+            shrunk.append(detail - np.clip(detail, -lam, lam))
         elif mode == "hard":
             shrunk.append(np.where(np.abs(detail) > lam, detail, 0.0))
         else:
@@ -412,14 +420,12 @@ def savgol_smooth(signal: np.ndarray, window: int = 11, order: int = 3, axis: in
     n = x.shape[-1]
     if n < window:
         return np.moveaxis(x, -1, axis)
+    from scipy import ndimage  # loaded with scipy.signal, which the screening path imports anyway
+
     coeffs, front, back = _savgol_operators(window, order)
     half = window // 2
-    out = np.empty_like(x)
-    # Interior: the least-squares polynomial's centre value, a fixed FIR (scipy's savgol_coeffs).
-    interior = out[..., half : n - half]
-    np.multiply(x[..., : n - 2 * half], coeffs[0], out=interior)
-    for k in range(1, window):
-        interior += coeffs[k] * x[..., k : n - 2 * half + k]
+    # Interior: the least-squares polynomial's centre value, a fixed FIR (scipy's savgol_coeffs), in one C pass.
+    out = ndimage.correlate1d(x, coeffs, axis=-1, mode="constant")
     # Edges (mode "interp"): the polynomial fitted to the first/last window, evaluated at the edge samples.
     out[..., :half] = x[..., :window] @ front.T
     out[..., n - half :] = x[..., n - window :] @ back.T
@@ -487,13 +493,16 @@ def preprocess_ecg(
     config = config or PreprocessConfig()
     x = _as_signal(signal)
     fs = _check_fs(fs)
-    resampled = rational_ratio(fs, config.target_fs)[0] != rational_ratio(fs, config.target_fs)[1]
+    up, down = rational_ratio(fs, config.target_fs)
+    resampled = up != down
     x = resample_to(x, fs, config.target_fs)  # (..., 12, m)
     length = x.shape[-1]
     cropped = length > config.target_samples
     x, _ = center_crop_or_pad(x, config.target_samples) if cropped else (x, False)
     hr = _heart_rates(x, config.target_fs, config, heart_rate)
-    periods = np.vectorize(lambda h: period_from_heart_rate(h, config.target_fs, x.shape[-1]), otypes=[np.int64])(hr)
+    periods = np.array(
+        [period_from_heart_rate(h, config.target_fs, x.shape[-1]) for h in np.ravel(hr)], dtype=np.int64
+    ).reshape(np.shape(hr))
     if config.baseline == "seasonal":
         if x.shape[-1] < 4:
             raise InputError(f"record too short for baseline removal: {x.shape[-1]} samples at {config.target_fs} Hz")

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import csv
 import ctypes
+import functools
 import io
 import json
 import logging
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import shutil
 import sys
@@ -135,13 +137,17 @@ def _reader_process_init() -> None:
         logger.debug("mallopt unavailable; reader workers keep the C library's default allocator settings")
 
 
-def _prepare(args: tuple[InputItem, dict[str, Any]]) -> tuple[InputItem, Any, str | None]:
-    """Worker: read, QC and preprocess one input; never raises."""
+@functools.lru_cache(maxsize=4)
+def _config(config: str) -> PreprocessConfig:
+    return PreprocessConfig.from_dict(json.loads(config))
+
+
+def _prepare_one(item: InputItem, config_dict: dict[str, Any]) -> tuple[InputItem, Any, str | None]:
+    """Read, QC and preprocess one input: ``(item, PreparedEcg, None)`` or ``(item, None, reason)``; never raises."""
     from cardiacnets.edge.screen import prepare_file
 
-    item, config_dict = args
     try:
-        config = PreprocessConfig.from_dict(config_dict)
+        config = _config(json.dumps(config_dict, sort_keys=True))
         if item.member is None:
             prepared = prepare_file(item.path, config)
         else:
@@ -312,24 +318,37 @@ class BatchSummary:
         return self.ok + self.qc_failed + self.error
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the platform has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def run_batch(
     source: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
     bundle: str | os.PathLike[str] | None = None,
     workers: int | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
+    streams: int | None = None,
     device: str = "auto",
     include_phi: bool = False,
     progress: bool = True,
 ) -> BatchSummary:
     """Screen every input of ``source`` into ``out``; resumes when ``out`` already holds rows.
 
-    ``batch_size`` is the most ECGs per inference call: whenever the workers have nothing ready, what is pending is
-    inferred at once rather than waiting for a full batch, so inference overlaps reading from the first file to the
-    last (on the CPU the cost per ECG hardly depends on the batch size)."""
+    ``workers`` reader processes (default: one per usable core) read, QC and preprocess. Inference runs in
+    ``streams`` threads at once, each calling the same onnxruntime session: on the CPU the default is one stream per
+    usable core with one ORT thread each, so no inference thread ever waits at a parallel-operator barrier for a
+    sibling that the scheduler has given to a reader (ORT's intra-op threads do, which costs a third of the
+    throughput when readers share the cores); on a GPU one stream. ``batch_size`` is the most ECGs per inference
+    call (default: 4 on the CPU, where small batches cost least per ECG; 32 on a GPU): whenever the readers have
+    nothing ready, what is pending goes to a free stream at once rather than waiting for a full batch."""
     from cardiacnets.bundle import default_bundle_path, load_bundle
-    from cardiacnets.edge.screen import Screener, build_result
+    from cardiacnets.edge.screen import build_result
 
     started = time.perf_counter()
     out = Path(out)
@@ -339,125 +358,312 @@ def run_batch(
     todo = [item for item in items if item.key not in store.done]
     summary = BatchSummary(total=len(items), skipped_done=len(items) - len(todo), errors_before=store.errors_before)
     config = (PreprocessConfig.from_dict(loaded.preprocess) if loaded.preprocess else PreprocessConfig()).to_dict()
-    workers = max(1, workers if workers is not None else (os.cpu_count() or 2))
+    workers = max(1, workers if workers is not None else usable_cores())
     complete = False
     # The workers start (and import the readers) while this process builds the inference session.
     prepared_stream = _iterate_prepared(todo, config, workers)
+    inference: _InferenceStreams | None = None
     try:
-        # Workers share the CPU with inference: ORT must not busy-wait for work between batches (its default
-        # spinning burns a core the readers need).
-        screener = Screener(loaded, device=device, allow_spinning=workers <= 1)
+        inference = _InferenceStreams(loaded, device, streams, batch_size, spin=workers <= 1)
         with _progress(progress, len(todo)) as advance:
-            pending: list[Any] = []
 
-            def flush() -> None:
-                if not pending:
-                    return
-                outputs = screener.infer_prepared(pending)
+            def write(batch: list[Any], outputs: list[dict[str, np.ndarray]]) -> None:
                 rows = []
-                for prepared, output in zip(pending, outputs, strict=False):
-                    result = build_result(screener.bundle, prepared, output, include_phi=include_phi)
+                for prepared, output in zip(batch, outputs, strict=True):
+                    result = build_result(inference.screener.bundle, prepared, output, include_phi=include_phi)
                     row = result_row(result, include_phi)
                     summary.ok += row["status"] == STATUS_OK
                     summary.qc_failed += row["status"] == STATUS_QC
                     rows.append(row)
                 store.write(rows)
                 advance(len(rows))
-                pending.clear()
 
+            pending: list[Any] = []
+            exhausted = False
             while True:
-                try:
-                    # Block only when there is nothing to infer; otherwise take what the workers have ready.
-                    entry = prepared_stream.next_ready(wait=not pending)
-                except StopIteration:
+                for done in inference.completed():
+                    write(*done)
+                entry = None
+                if not exhausted:
+                    try:
+                        # Block on the readers only when nothing else can happen; otherwise take what is ready.
+                        entry = prepared_stream.next_ready(wait=not pending and not inference.busy)
+                    except StopIteration:
+                        exhausted = True
+                if entry is not None:
+                    item, prepared, reason = entry
+                    if prepared is None:
+                        store.write([error_row(item.key, reason or "unknown error")])
+                        summary.error += 1
+                        advance(1)
+                        continue
+                    prepared.signal_mv = None
+                    pending.append(prepared)
+                    if len(pending) >= inference.batch_size:
+                        for done in inference.submit(pending, block=True):
+                            write(*done)
+                        pending = []
+                    continue
+                # Nothing ready from the readers: put what is pending on a free stream, else wait a moment for one.
+                if pending and inference.free:
+                    for done in inference.submit(pending, block=False):
+                        write(*done)
+                    pending = []
+                elif inference.busy:
+                    for done in inference.wait(timeout=None if exhausted and not pending else 0.005):
+                        write(*done)
+                elif exhausted:
                     break
-                if entry is None:  # the workers are busy and nothing is ready: infer what is pending meanwhile
-                    flush()
-                    continue
-                item, prepared, reason = entry
-                if prepared is None:
-                    store.write([error_row(item.key, reason or "unknown error")])
-                    summary.error += 1
-                    advance(1)
-                    continue
-                prepared.signal_mv = None
-                pending.append(prepared)
-                if len(pending) >= batch_size:
-                    flush()
-            flush()
         complete = True
     finally:
         prepared_stream.close()  # stops the worker pool at once if inference or output failed
+        if inference is not None:
+            inference.close()
         store.close(complete)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-class _PreparedStream:
-    """``(item, PreparedEcg | None, error)`` for every item, in completion order, from a pool of reader processes.
+class _InferenceStreams:
+    """Batched inference on ``count`` threads sharing one onnxruntime session (``session.run`` is thread-safe and
+    releases the GIL). Results come back in submission order, so rows are written in the order batches were formed;
+    a batch still running when the process dies has written nothing and is screened again on resume."""
 
-    The pool is started in a background thread at construction, so it boots (the forkserver imports the screening
-    path) while the caller builds its inference session; until it is up, :meth:`next_ready` prepares items in this
-    process instead of idling. ``close`` stops the pool.
+    def __init__(self, bundle: Any, device: str, count: int | None, batch_size: int | None, *, spin: bool) -> None:
+        """``spin``: let ORT's threads busy-wait between runs (only when no reader process shares the cores)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from cardiacnets.edge.screen import Screener, select_providers
+
+        on_cpu = select_providers(device)[0] == "CPUExecutionProvider"
+        self.count = max(1, count if count is not None else (usable_cores() if on_cpu else 1))
+        self.batch_size = max(1, batch_size if batch_size is not None else (4 if on_cpu else 32))
+        # Several streams: one ORT thread each (the streams are the parallelism).
+        threads = 1 if on_cpu and self.count > 1 else None
+        self.screener = Screener(bundle, device=device, threads=threads, allow_spinning=spin and self.count == 1)
+        self.executor = ThreadPoolExecutor(self.count, thread_name_prefix="cns-infer") if self.count > 1 else None
+        self.running: deque[tuple[list[Any], Any]] = deque()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.running)
+
+    @property
+    def free(self) -> bool:
+        return len(self.running) < self.count
+
+    def submit(self, batch: list[Any], *, block: bool) -> list[tuple[list[Any], list[dict[str, np.ndarray]]]]:
+        """Start ``batch`` (a copy is kept); when every stream is busy, first wait for the oldest to finish (``block``)
+        or for any. Returns the batches that finished meanwhile, oldest first."""
+        batch = list(batch)
+        if self.executor is None:
+            return [(batch, self.screener.infer_prepared(batch))]
+        finished = self.completed()
+        while not self.free:
+            finished += self.wait(timeout=None)
+        self.running.append((batch, self.executor.submit(self.screener.infer_prepared, batch)))
+        return finished
+
+    def completed(self) -> list[tuple[list[Any], list[dict[str, np.ndarray]]]]:
+        """The finished batches at the head of the queue (submission order)."""
+        done = []
+        while self.running and self.running[0][1].done():
+            batch, future = self.running.popleft()
+            done.append((batch, future.result()))
+        return done
+
+    def wait(self, timeout: float | None) -> list[tuple[list[Any], list[dict[str, np.ndarray]]]]:
+        """Wait up to ``timeout`` s (None: until it finishes) for the oldest running batch; the finished ones."""
+        from concurrent.futures import TimeoutError as FutureTimeout
+
+        if not self.running:
+            return []
+        try:
+            self.running[0][1].result(timeout=timeout)
+        except FutureTimeout:
+            return []
+        return self.completed()
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _PreparedStream:
+    """``(item, PreparedEcg | None, error)`` for every item, in completion order, from reader processes.
+
+    Each reader process has its own pipe and at most :attr:`DEPTH` items in flight, so a reader never idles waiting
+    for work and the main process polls the pipes directly (:func:`multiprocessing.connection.wait`): no helper
+    threads. (``multiprocessing.Pool`` was used before; its worker-handler thread also wakes on the shared result
+    pipe and spins while a large result is being read, which cost about 1.6 ms of CPU per ECG here.) A reader that
+    dies mid-file (a crash in a native library, the OOM killer) turns that file into an error row and is replaced;
+    the files queued behind it are handed out again.
+
+    The processes are started in a background thread at construction, so they boot (the forkserver imports the
+    screening path) while the caller builds its inference session; until they are up, :meth:`next_ready` prepares
+    items in this process instead of idling. ``close`` stops them.
     """
 
+    DEPTH = 2  # items in flight per reader
+
     def __init__(self, items: list[InputItem], config: dict[str, Any], workers: int) -> None:
-        self.todo = deque((item, config) for item in items)  # not yet handed to the pool
-        self.pool: Any = None
-        self.results: Any = None
+        self.todo = deque(items)  # not yet handed out
+        self.config = config
+        self.ready: deque[tuple[InputItem, Any, str | None]] = deque()
+        self.readers: list[_Reader] = []
         self.started = threading.Event()
+        self.start_error: BaseException | None = None
+        self.context: Any = None
         if workers <= 1 or len(items) < 4:
-            self.results = map(_prepare, list(self.todo))
-            self.todo.clear()
+            self.started.set()  # no processes: everything is prepared in this process
             return
         # forkserver/spawn: the parent holds onnxruntime threads, which fork would copy in a locked state. The
-        # forkserver imports the screening path once (besides its default, the main module) and every worker forked
-        # from it inherits it. Workers still re-run the main script's top level, so that should stay light.
+        # forkserver imports the screening path once (besides its default, the main module) and every reader forked
+        # from it inherits it. Readers still re-run the main script's top level, so that should stay light.
         if "forkserver" in mp.get_all_start_methods():
-            context = mp.get_context("forkserver")
-            context.set_forkserver_preload(["__main__", "cardiacnets.edge.screen"])
+            self.context = mp.get_context("forkserver")
+            self.context.set_forkserver_preload(["__main__", "cardiacnets.edge.screen"])
         else:
-            context = mp.get_context("spawn")
-        self.start_error: BaseException | None = None
-        threading.Thread(target=self._start_pool, args=(context, workers), daemon=True).start()
+            self.context = mp.get_context("spawn")
+        threading.Thread(target=self._start_readers, args=(workers,), daemon=True).start()
 
-    def _start_pool(self, context: Any, workers: int) -> None:
+    def _start_readers(self, workers: int) -> None:
         try:
-            self.pool = context.Pool(workers, initializer=_reader_process_init)
+            for _ in range(workers):
+                self.readers.append(_Reader.start(self.context, self.config))
         except BaseException as exc:  # noqa: BLE001 - reported to the consuming thread by next_ready
             self.start_error = exc
         finally:
             self.started.set()
 
-    def next_ready(self, *, wait: bool) -> tuple[Any, Any, Any] | None:
-        """The next result; with ``wait=False``, None when the workers have none ready yet. Raises StopIteration
-        after the last one."""
-        if self.results is None:
-            if not self.started.is_set() and self.todo:
-                return _prepare(self.todo.popleft())  # the pool is still booting: do the work here meanwhile
+    def next_ready(self, *, wait: bool) -> tuple[InputItem, Any, str | None] | None:
+        """The next result; with ``wait=False``, None when none is ready yet. Raises StopIteration after the last."""
+        if not self.started.is_set():
+            if self.todo:
+                return _prepare_one(self.todo.popleft(), self.config)  # the readers are still booting: work here
             self.started.wait()
-            if self.pool is None:
+        if not self.readers:
+            if self.start_error is not None:
                 logger.warning("reader processes failed to start (%s); reading in this process", self.start_error)
-                self.results = map(_prepare, list(self.todo))
-            else:
-                # One file per task: both workers stay busy to the end, and (unlike chunked imap) the iterator can
-                # be polled without blocking. Task traffic is small next to a file's processing.
-                self.results = self.pool.imap_unordered(_prepare, list(self.todo), chunksize=1)
-            self.todo.clear()
-        if self.pool is None or wait:
-            return next(self.results)
+                self.start_error = None
+            if self.todo:
+                return _prepare_one(self.todo.popleft(), self.config)
+            raise StopIteration
+        while not self.ready:
+            self._hand_out()
+            busy = [reader for reader in self.readers if reader.in_flight]
+            if not busy:
+                raise StopIteration
+            handles = [reader.conn for reader in busy] + [reader.process.sentinel for reader in busy]
+            signalled = mp.connection.wait(handles, timeout=None if wait else 0)
+            if not signalled:
+                return None
+            for reader in busy:
+                self._collect(reader, died=reader.process.sentinel in signalled)
+        return self.ready.popleft()
+
+    def _hand_out(self) -> None:
+        for reader in self.readers:
+            while self.todo and len(reader.in_flight) < self.DEPTH:
+                item = self.todo.popleft()
+                try:
+                    reader.tasks.send(item)
+                except (OSError, ValueError):  # the reader is gone; the sentinel reports it
+                    self.todo.appendleft(item)
+                    break
+                reader.in_flight.append(item)
+
+    def _collect(self, reader: _Reader, *, died: bool) -> None:
+        """Take ``reader``'s finished results; if it died, its current file becomes an error row, the files queued
+        behind that one go back to the queue, and a new reader takes its place."""
         try:
-            return self.results.next(timeout=0)  # IMapUnorderedIterator
-        except mp.TimeoutError:
-            return None
+            while reader.in_flight and reader.conn.poll():
+                result = reader.conn.recv()
+                reader.in_flight.popleft()
+                self.ready.append(result)
+        except (EOFError, OSError):
+            died = True
+        if not died:
+            return
+        reader.process.join(timeout=5)
+        code = reader.process.exitcode
+        if reader.in_flight:
+            item = reader.in_flight.popleft()
+            how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            self.ready.append((item, None, f"the reader process died while reading this file ({how})"))
+            self.todo.extendleft(reversed(reader.in_flight))
+        reader.close()
+        self.readers.remove(reader)
+        try:
+            self.readers.append(_Reader.start(self.context, self.config))
+        except OSError as exc:
+            logger.warning("could not replace a reader process (%s); %d left", exc, len(self.readers))
 
     def close(self) -> None:
-        if self.results is None and not self.started.is_set():
-            self.started.wait()
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
-            self.pool = None
+        """Stop the readers at once (terminate, then join); safe to call twice."""
+        self.started.wait()
+        for reader in self.readers:
+            reader.process.terminate()
+        for reader in self.readers:
+            reader.process.join(timeout=5)
+            if reader.process.is_alive():
+                reader.process.kill()
+                reader.process.join()
+            reader.close()
+        self.readers = []
+
+
+@dataclass
+class _Reader:
+    """One reader process, the main process's ends of its two pipes (items out, results in), and the items it holds
+    (in order)."""
+
+    process: Any
+    conn: Any  # results from the reader
+    tasks: Any  # items to the reader
+    in_flight: deque[InputItem]
+
+    @classmethod
+    def start(cls, context: Any, config: dict[str, Any]) -> _Reader:
+        results_in, results_out = context.Pipe(duplex=False)
+        tasks_in, tasks_out = context.Pipe(duplex=False)
+        _widen_pipe(results_out)
+        process = context.Process(
+            target=_reader_main, args=(tasks_in, results_out, config), daemon=True, name="cns-reader"
+        )
+        process.start()
+        results_out.close()
+        tasks_in.close()
+        return cls(process=process, conn=results_in, tasks=tasks_out, in_flight=deque())
+
+    def close(self) -> None:
+        self.conn.close()
+        self.tasks.close()
+
+
+def _widen_pipe(conn: Any) -> None:
+    """Give a result pipe room for a whole prepared ECG (~250 kB): with Linux's default 64 kB the reader blocks
+    mid-message and the two processes take turns four times per ECG. Best effort (Linux 2.6.35+ only)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+    except (ImportError, AttributeError, OSError):
+        logger.debug("could not widen a reader's result pipe; keeping the system default")
+
+
+def _reader_main(tasks: Any, results: Any, config: dict[str, Any]) -> None:
+    """Reader process: prepare each item received until the pipe closes. Ctrl-C is the main process's to handle."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _reader_process_init()
+    while True:
+        try:
+            item = tasks.recv()
+        except (EOFError, OSError):
+            return
+        results.send(_prepare_one(item, config))
 
 
 def _iterate_prepared(items: list[InputItem], config: dict[str, Any], workers: int) -> _PreparedStream:

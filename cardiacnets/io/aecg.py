@@ -19,6 +19,7 @@ from xml.etree.ElementTree import Element
 import numpy as np
 
 from cardiacnets.errors import CorruptFileError
+from cardiacnets.io._numbers import parse_numbers
 from cardiacnets.io._xml import attr, child, children, descendant, descendants, parse_xml, text
 from cardiacnets.record import EcgRecord, assemble_record
 
@@ -74,7 +75,7 @@ def _read_sequence_set(sequence_set: Element, what: str, warnings: list[str]) ->
             warnings.append(f"{what}: sequence {code or '?'} has no digits; ignored")
             continue
         try:
-            counts = np.array(digits.split(), dtype=np.float64)
+            counts = parse_numbers(digits)
         except ValueError as exc:
             raise CorruptFileError(f"{what}: sequence {code} digits are not numbers ({exc})") from exc
         scale = _quantity(child(value, "scale"), VOLTAGE_TO_MV, "uV", f"{what} {code} scale")

@@ -11,7 +11,6 @@ is absent.
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element
@@ -19,6 +18,7 @@ from xml.etree.ElementTree import Element
 import numpy as np
 
 from cardiacnets.errors import CorruptFileError
+from cardiacnets.io._numbers import parse_numbers
 from cardiacnets.io._xml import attr, child, children, descendant, float_text, int_text, parse_xml, text
 from cardiacnets.record import EcgRecord, assemble_record
 
@@ -44,9 +44,8 @@ def _resolution_mv(block: Element, what: str, warnings: list[str]) -> float:
 
 
 def _parse_integers(payload: str, what: str) -> np.ndarray:
-    tokens = [t for t in re.split(r"[,\s]+", payload) if t]
     try:
-        return np.array(tokens, dtype=np.float64)
+        return parse_numbers(payload, commas=True)
     except ValueError as exc:
         raise CorruptFileError(f"{what}: waveform text holds a non-numeric value ({exc})") from exc
 

@@ -32,6 +32,7 @@ from xml.etree.ElementTree import Element
 import numpy as np
 
 from cardiacnets.errors import CorruptFileError
+from cardiacnets.io._numbers import parse_integers
 from cardiacnets.io._xml import attr, child, children, descendant, float_text, int_text, parse_xml, text
 from cardiacnets.record import EcgRecord, assemble_record, canonical_lead_name
 
@@ -148,7 +149,7 @@ def _decode_values(payload: str, encoding: str, what: str) -> tuple[np.ndarray |
             raise CorruptFileError(f"{what}: invalid base64 data ({exc})") from exc
     if encoding.lower() == "plain":
         try:
-            return np.array(payload.split(), dtype=np.int64), None
+            return parse_integers(payload), None
         except ValueError as exc:
             raise CorruptFileError(f"{what}: non-integer sample in plain data ({exc})") from exc
     raise CorruptFileError(f"{what}: unsupported data encoding {encoding!r} (Base64 or Plain expected)")
