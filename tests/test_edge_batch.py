@@ -191,3 +191,56 @@ def test_prepared_stream_yields_every_item_once_and_stops_its_workers(tmp_path: 
         stream.close()
     assert sorted(seen) == sorted(item.key for item in items)
     assert not [p for p in mp.active_children() if p.is_alive()]
+
+
+def test_a_reader_killed_mid_file_costs_that_file_only(tmp_path: Path) -> None:
+    """A reader process that dies (a native crash, the OOM killer) turns the file it was reading into an error row;
+    the files queued behind it are read by its replacement, and every item still comes back exactly once."""
+    import multiprocessing as mp
+
+    from cardiacnets.edge.batch import InputItem, _iterate_prepared
+    from cardiacnets.preprocess import PreprocessConfig
+
+    items = [InputItem(key=str(p), path=str(p)) for p in (write_wfdb_ecg(tmp_path, f"r{i}") for i in range(24))]
+    stream = _iterate_prepared(items, PreprocessConfig().to_dict(), workers=2)
+    stream.started.wait()
+    seen: list[str] = []
+    died: list[str] = []
+    try:
+        victim = stream.readers[0]
+        while len(seen) < 2 or not victim.in_flight:  # let the readers get going, with work queued on the victim
+            entry = stream.next_ready(wait=True)
+            seen.append(entry[0].key)
+        os.kill(victim.process.pid, signal.SIGKILL)
+        while True:
+            try:
+                item, prepared, reason = stream.next_ready(wait=True)
+            except StopIteration:
+                break
+            seen.append(item.key)
+            if prepared is None:
+                died.append(reason)
+        assert victim not in stream.readers and len(stream.readers) == 2  # replaced
+    finally:
+        stream.close()
+    assert sorted(seen) == sorted(item.key for item in items)  # every item once
+    assert len(died) == 1 and "reader process died" in died[0] and "signal 9" in died[0]
+    assert not [p for p in mp.active_children() if p.is_alive()]
+
+
+def test_parallel_inference_streams_give_the_rows_of_one_stream(tiny_bundle: Path, tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    for i in range(12):
+        write_wfdb_ecg(root, f"rec{i:02d}", patient=f"P^{i}", mrn=f"M{i}")
+    rows = {}
+    for streams, batch in ((1, 32), (2, 2), (3, 1)):
+        out = tmp_path / f"out-{streams}.jsonl"
+        run_batch(root, out, bundle=tiny_bundle, workers=2, batch_size=batch, streams=streams, progress=False)
+        rows[streams] = {r["path"]: r for r in read_rows(out)}
+    assert len(rows[1]) == 12
+    for streams in (2, 3):
+        assert rows[streams].keys() == rows[1].keys()
+        for path, row in rows[streams].items():
+            assert row["status"] == rows[1][path]["status"] == "ok"
+            for column in ("p_CAD", "p_HF", "pheno_LVEDV"):
+                assert row[column] == pytest.approx(rows[1][path][column], abs=1e-5)

@@ -255,3 +255,95 @@ def test_upper_percentile_is_numpy_percentile_exactly(n: int, q: float) -> None:
         if trial % 5 == 0:
             x[:, -(n // 10) :] = 50.0  # the largest values all in the tail beyond the blocks
         np.testing.assert_array_equal(_upper_percentile(x, q), np.percentile(x, q, axis=-1))
+
+
+def _full_rate_qc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make run_qc use the full-rate high-pass (the reference the block-rate baseline stands in for)."""
+    from cardiacnets import qc
+
+    def full_rate(x: np.ndarray, fs: float, cutoff: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+        high = qc._highpass(x, fs, cutoff)
+        return high, x - high
+
+    monkeypatch.setattr(qc, "_baseline_split", full_rate)
+
+
+def test_block_rate_baseline_matches_the_full_rate_filter_on_the_corpus(
+    conformance_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The QC baseline computed at ~50 Hz equals the full-rate zero-phase high-pass to 1 uV on every corpus record
+    (quantisation steps are 1-5 uV), and QC reaches the same findings either way."""
+    from cardiacnets.edge.batch import enumerate_inputs
+    from cardiacnets.errors import CardiacNetsError
+    from cardiacnets.io import read_ecg
+    from cardiacnets.qc import _baseline_split, _highpass
+
+    compared = 0
+    fast_results, records = [], []
+    for item in enumerate_inputs(conformance_dir):
+        try:
+            record = read_ecg(item.path)
+        except CardiacNetsError:
+            continue
+        x = record.signal.astype(np.float64)
+        high, low = _baseline_split(x, record.fs)
+        np.testing.assert_allclose(high, _highpass(x, record.fs), rtol=0, atol=1e-3, err_msg=item.key)
+        np.testing.assert_allclose(high + low, x, rtol=0, atol=1e-12)
+        compared += record.fs >= 100
+        fast_results.append(run_qc(record.signal, record.fs, record.meta))
+        records.append(record)
+    assert compared >= 20
+    _full_rate_qc(monkeypatch)
+    for record, fast in zip(records, fast_results, strict=True):
+        reference = run_qc(record.signal, record.fs, record.meta)
+        assert _codes(fast) == _codes(reference), record.meta["path"]
+        assert fast.metrics["wander_mV"] == pytest.approx(reference.metrics["wander_mV"], abs=2e-3)
+
+
+@pytest.mark.parametrize("fs", [250.0, 257.3, 500.0, 1000.0])
+def test_block_rate_baseline_under_mains_wander_and_drift(fs: float) -> None:
+    """Worst case for block averaging: 50- and 60-Hz hum, 1.5 mV of respiratory wander and a 0.8 mV/s drift on a
+    10-mV-range signal. Still within 2 uV of the full-rate filter, edges included."""
+    from cardiacnets.qc import _baseline_split, _highpass
+
+    rng = np.random.default_rng(0)
+    x = _clean(fs)
+    t = np.arange(x.shape[1]) / fs
+    x = x + 1.5 * np.sin(2 * np.pi * 0.3 * t + rng.uniform(0, 6, (12, 1))) + 0.8 * t
+    x = x + 0.5 * np.sin(2 * np.pi * 50 * t) + 0.3 * np.sin(2 * np.pi * 60 * t)
+    high, _ = _baseline_split(x, fs)
+    np.testing.assert_allclose(high, _highpass(x, fs), rtol=0, atol=2e-3)
+
+
+@pytest.mark.parametrize(("fs", "n"), [(90.0, 900), (500.0, 150), (500.0, 7)])
+def test_block_rate_baseline_falls_back_to_the_exact_filter(fs: float, n: int) -> None:
+    """Under 100 Hz, or under 16 blocks, there is nothing to gain: the full-rate filter itself is used."""
+    from cardiacnets.qc import _baseline_split, _highpass
+
+    x = np.random.default_rng(4).normal(size=(12, n)).cumsum(axis=-1)
+    high, low = _baseline_split(x, fs)
+    np.testing.assert_array_equal(high, _highpass(x, fs))
+    np.testing.assert_array_equal(low, x - high)
+
+
+def test_median_beat_of_chosen_leads_is_those_rows_of_the_full_median_beat() -> None:
+    from cardiacnets.qc import median_beat
+
+    x = _clean()
+    full, fiducial = median_beat(x, FS)
+    some, same_fiducial = median_beat(x, FS, leads=(0, 3))
+    assert same_fiducial == fiducial
+    np.testing.assert_array_equal(some, full[[0, 3]])
+
+
+def test_runs_are_counted_only_where_a_run_can_reach_the_minimum() -> None:
+    from cardiacnets.qc import _longest_runs, _runs_at
+
+    rng = np.random.default_rng(5)
+    mask = rng.random((50, 400)) < rng.random((50, 1))
+    mask[0] = False
+    for min_run in (1, 3, 20, 200):
+        expected = np.where(np.count_nonzero(mask, axis=-1) >= min_run, _longest_runs(mask), 0)
+        np.testing.assert_array_equal(_runs_at(mask, min_run), expected)
+        # What QC decides with it: a run of at least min_run exists exactly where the full count says so.
+        assert ((_runs_at(mask, min_run) >= min_run) == (_longest_runs(mask) >= min_run)).all()
