@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 WFDB_COMPANIONS = {".dat", ".mat", ".xyz", ".atr", ".qrs", ".ecg"}
 STATUS_OK, STATUS_QC, STATUS_ERROR = "ok", "qc_failed", "error"
+# Default ECGs per inference call. On the CPU, one ORT thread per stream runs the ECG ViT fastest per ECG at batch 2
+# (activations stay in cache; benchmarks/bench_edge.py sweeps it); a GPU wants large batches.
+CPU_BATCH, GPU_BATCH = 2, 32
 
 
 @dataclass(frozen=True)
@@ -345,7 +348,7 @@ def run_batch(
     usable core with one ORT thread each, so no inference thread ever waits at a parallel-operator barrier for a
     sibling that the scheduler has given to a reader (ORT's intra-op threads do, which costs a third of the
     throughput when readers share the cores); on a GPU one stream. ``batch_size`` is the most ECGs per inference
-    call (default: 4 on the CPU, where small batches cost least per ECG; 32 on a GPU): whenever the readers have
+    call (default: 2 on the CPU, where small batches cost least per ECG; 32 on a GPU): whenever the readers have
     nothing ready, what is pending goes to a free stream at once rather than waiting for a full batch."""
     from cardiacnets.bundle import default_bundle_path, load_bundle
     from cardiacnets.edge.screen import build_result
@@ -437,7 +440,7 @@ class _InferenceStreams:
 
         on_cpu = select_providers(device)[0] == "CPUExecutionProvider"
         self.count = max(1, count if count is not None else (usable_cores() if on_cpu else 1))
-        self.batch_size = max(1, batch_size if batch_size is not None else (4 if on_cpu else 32))
+        self.batch_size = max(1, batch_size if batch_size is not None else (CPU_BATCH if on_cpu else GPU_BATCH))
         # Several streams: one ORT thread each (the streams are the parallelism).
         threads = 1 if on_cpu and self.count > 1 else None
         self.screener = Screener(bundle, device=device, threads=threads, allow_spinning=spin and self.count == 1)

@@ -123,7 +123,12 @@ def batch(
         None, "--bundle", help="Model bundle directory (default: the bundled model)."
     ),  # noqa: UP007
     workers: Optional[int] = typer.Option(None, "--workers", help="Reader processes (default: CPU count)."),  # noqa: UP007
-    batch_size: int = typer.Option(32, "--batch-size", help="Most ECGs per inference call."),
+    batch_size: Optional[int] = typer.Option(  # noqa: UP007
+        None, "--batch-size", help="Most ECGs per inference call (default: 2 on the CPU, 32 on a GPU)."
+    ),
+    streams: Optional[int] = typer.Option(  # noqa: UP007
+        None, "--streams", help="Inference calls run at once (default: one per CPU core on the CPU, 1 on a GPU)."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or trt."),
     include_phi: bool = typer.Option(False, "--include-phi", help="Add patient identifier columns to the output."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -149,6 +154,7 @@ def batch(
             bundle=bundle,
             workers=workers,
             batch_size=batch_size,
+            streams=streams,
             device=device,
             include_phi=include_phi,
             progress=not quiet,

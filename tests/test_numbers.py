@@ -21,7 +21,7 @@ def test_integers_parse_exactly_as_token_by_token(commas: bool) -> None:
     rng = np.random.default_rng(0)
     separators = [" ", "  ", "\n", "\t", "\r\n", " \n "] + ([",", ", ", ",\r\n", ",,"] if commas else [])
     for _ in range(300):
-        digits = int(rng.integers(1, 17))  # up to 18 with the leading zeros below
+        digits = int(rng.integers(1, 17))
         values = rng.integers(-(10**digits) + 1, 10**digits, int(rng.integers(0, 60)))
         tokens = []
         for v in values:
@@ -45,7 +45,9 @@ def test_other_numbers_take_the_token_by_token_path(text: str) -> None:
     np.testing.assert_array_equal(parse_numbers(text), _reference(text, False))
 
 
-@pytest.mark.parametrize("text", ["1 2 x", "1-2", "--3", "- 4", "+", "3+", "0x10", "1 2,3", "12abc"])
+@pytest.mark.parametrize(
+    "text", ["1 2 x", "1-2", "--3", "- 4", "+", "3 +", "3+", "1+2", "0x10", "1 2,3", "12abc", "1 -"]
+)
 def test_malformed_tokens_are_rejected(text: str) -> None:
     with pytest.raises(ValueError):
         parse_numbers(text)
@@ -54,6 +56,6 @@ def test_malformed_tokens_are_rejected(text: str) -> None:
 def test_integer_parser_refuses_decimals_and_huge_values() -> None:
     with pytest.raises(ValueError):
         parse_integers("1 2.5 3")
-    assert _decimal_integers("1" * 19, False) is None  # beyond int64's exact range: token by token
+    assert _decimal_integers("1" * 19, False) is None  # beyond the C parser's safe range: token by token
     assert parse_integers("1" * 19)[0] == int("1" * 19)
     assert parse_numbers("").shape == (0,) and parse_numbers(" \n\t").shape == (0,)

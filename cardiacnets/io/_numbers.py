@@ -2,21 +2,21 @@
 
 A 10-s 12-lead ECG stored as text holds 60,000 numbers. Converting them token by token (``np.array(text.split(),
 dtype=float)``) costs about 1 ms per lead, more than the rest of reading, QC and preprocessing together. Vendors
-write plain decimal integers (ADC counts), so :func:`parse_numbers` first parses those with a handful of numpy passes
-over the bytes, and falls back to the token-by-token conversion (same results, same errors) for anything else:
-decimals, exponents, non-ASCII text, and malformed tokens (which that conversion rejects with a ``ValueError``).
+write plain decimal integers (ADC counts), so :func:`parse_numbers` first parses those in C (about 15 times faster),
+and falls back to the token-by-token conversion (same results, same errors) for anything else: decimals, exponents,
+non-ASCII text, and malformed tokens (which that conversion rejects with a ``ValueError``).
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 
 __all__ = ["parse_integers", "parse_numbers"]
 
-_POW10 = 10 ** np.arange(19, dtype=np.int64)
-_MAX_DIGITS = 18  # int64 holds every 18-digit decimal
+_LIMIT = 10**17  # beyond this, parse token by token (int64 overflows silently in C parsers)
 # Byte classes: 0 anything else, 1 digit, 2 separator (what str.split() splits on, within ASCII), 3 sign; comma is a
 # separator only in the second table.
 _OTHER, _DIGIT, _SEPARATOR, _SIGN = 0, 1, 2, 3
@@ -46,36 +46,32 @@ def parse_integers(text: str) -> np.ndarray:
 
 
 def _decimal_integers(text: str, commas: bool) -> np.ndarray | None:
-    """int64 values when ``text`` is only optionally signed decimal integers of at most 18 digits between separators;
-    None otherwise (the caller then converts token by token)."""
-    try:
-        raw = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
-    except UnicodeEncodeError:
+    """int64 values when ``text`` is only optionally signed decimal integers (under 1e17 in magnitude) between
+    separators; None otherwise (the caller then converts token by token).
+
+    numpy's C text parser (``np.fromstring(..., sep=" ")``) does the conversion; it is lenient in two ways that are
+    checked here: it stops quietly at the first token it cannot parse (made an error), a lone sign reads as 0 (every
+    sign must precede a digit), and a space separator also matches nothing, so ``1-2`` would read as two numbers (the
+    value count must equal the token count, counted from the separators)."""
+    if not text.isascii():
         return None
+    raw = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
     kind = (_CLASSES_COMMAS if commas else _CLASSES)[raw]
     if np.any(kind == _OTHER):
         return None
-    digit, separator, sign = kind == _DIGIT, kind == _SEPARATOR, kind == _SIGN
-    after_separator = np.ones_like(separator)
-    after_separator[1:] = separator[:-1]
-    starts = ~separator & after_separator  # first character of each token
-    digit_next = np.zeros_like(digit)
-    digit_next[:-1] = digit[1:]
-    if np.any(sign & ~(starts & digit_next)):  # a sign anywhere but before a token's first digit
+    sign = kind == _SIGN
+    if sign.any() and (sign[-1] or np.any(sign[:-1] & (kind[1:] != _DIGIT))):  # a sign not followed by a digit
         return None
-    # Every token is now a sign (optional) and one or more digits.
-    n_tokens = int(np.count_nonzero(starts))
+    separator = kind == _SEPARATOR
+    n_tokens = int(np.count_nonzero(~separator[1:] & separator[:-1])) + int(raw.size > 0 and not separator[0])
     if n_tokens == 0:
         return np.empty(0, dtype=np.int64)
-    token = np.cumsum(starts) - 1  # token index of every character
-    where = np.flatnonzero(digit)
-    owner = token[where]
-    counts = np.bincount(owner, minlength=n_tokens)  # digits per token, all >= 1
-    if counts.max() > _MAX_DIGITS:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "could not be read to its end" is a DeprecationWarning in numpy 2
+        try:
+            values = np.fromstring(text.replace(",", " ") if commas else text, dtype=np.int64, sep=" ")
+        except (ValueError, DeprecationWarning):
+            return None
+    if values.size != n_tokens or np.abs(values).max() >= _LIMIT:
         return None
-    first = np.cumsum(counts) - counts  # index into `where` of each token's first digit
-    last_position = where[first + counts - 1]  # byte offset of each token's last digit
-    contribution = (raw[where] - np.uint8(48)).astype(np.int64) * _POW10[last_position[owner] - where]
-    values = np.add.reduceat(contribution, first)
-    values[raw[np.flatnonzero(starts)] == 45] *= -1
     return values
