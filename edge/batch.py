@@ -664,9 +664,10 @@ def _reader_main(tasks: Any, results: Any, config: dict[str, Any]) -> None:
     while True:
         try:
             item = tasks.recv()
-        except (EOFError, OSError):
+            result = _prepare_one(item, config)
+            results.send(result)
+        except (EOFError, OSError):  # the main process is gone (or closed the pipes): nothing left to do
             return
-        results.send(_prepare_one(item, config))
 
 
 def _iterate_prepared(items: list[InputItem], config: dict[str, Any], workers: int) -> _PreparedStream:

@@ -59,3 +59,20 @@ def test_integer_parser_refuses_decimals_and_huge_values() -> None:
     assert _decimal_integers("1" * 19, False) is None  # beyond the C parser's safe range: token by token
     assert parse_integers("1" * 19)[0] == int("1" * 19)
     assert parse_numbers("").shape == (0,) and parse_numbers(" \n\t").shape == (0,)
+
+
+@pytest.mark.parametrize("commas", [True, False])
+def test_random_text_parses_or_fails_exactly_as_token_by_token(commas: bool) -> None:
+    """Random strings over digits, signs, separators and a few letters: the fast path never accepts what
+    token-by-token conversion rejects, and never reads a different value."""
+    rng = np.random.default_rng(7)
+    alphabet = list("0123456789") * 3 + list("+-") * 2 + list(" ,\n\t") * 3 + list(".eEx")
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet, size=int(rng.integers(0, 25))))
+        try:
+            expected = _reference(text, commas)
+        except ValueError:
+            with pytest.raises(ValueError):
+                parse_numbers(text, commas=commas)
+            continue
+        np.testing.assert_array_equal(parse_numbers(text, commas=commas), expected, err_msg=repr(text))
