@@ -323,8 +323,10 @@ def _median_of_few(values: np.ndarray) -> np.ndarray:
 def _wave_polarity(beat: np.ndarray, fiducial: int, fs: float) -> tuple[np.ndarray, np.ndarray]:
     """Signed QRS and P deflections of each lead of a median beat ``(leads, m)`` mV -> two ``(leads,)`` mV arrays."""
 
+    last = beat.shape[-1] - 1
+
     def at(seconds: float) -> int:
-        return int(np.clip(fiducial + round(seconds * fs), 0, beat.shape[-1] - 1))
+        return min(max(fiducial + round(seconds * fs), 0), last)
 
     baseline = beat[:, at(-0.10) : at(-0.06) + 1].mean(axis=-1)  # PR segment
     qrs = beat[:, at(-0.06) : at(0.06) + 1] - baseline[:, None]
@@ -398,7 +400,8 @@ def run_qc(
     for lead in flat:
         if lead not in missing:
             add("flat_lead", "fail", lead, f"lead {lead} is flat (no signal over {th.flat_pp_mV * 1000:g} uV)")
-    live = np.array([lead not in flat and lead not in missing for lead in LEADS])
+    live_leads = [lead not in flat and lead not in missing for lead in LEADS]  # Python bools: looped over below
+    live = np.array(live_leads)
     metrics["flat_leads"] = flat
 
     # Clipping / saturation: long runs at the lead's own extreme value.
@@ -407,7 +410,7 @@ def run_qc(
     high_runs = _runs_at(x >= (highs - tols)[:, None], min_run)  # (12,) samples
     low_runs = _runs_at(x <= (lows + tols)[:, None], min_run)
     for row, lead in enumerate(LEADS):
-        if not live[row]:
+        if not live_leads[row]:
             continue
         for extreme, name, run in ((highs[row], "maximum", high_runs[row]), (lows[row], "minimum", low_runs[row])):
             if run >= min_run and abs(abs(extreme) - 1.0) <= 0.02 and run <= th.calibration_max_s * fs:
@@ -432,10 +435,10 @@ def run_qc(
     # Baseline wander: peak-to-peak of the < 0.5 Hz component.
     if n >= 16:
         low_win = baseline[:, int(min(n // 10, fs)) : n - int(min(n // 10, fs))] if n > 20 else baseline
-        wander = np.ptp(low_win, axis=-1) if low_win.shape[-1] else np.zeros(12)
-        metrics["wander_mV"] = {lead: round(float(w), 3) for lead, w in zip(LEADS, wander, strict=True)}
+        wander = (np.ptp(low_win, axis=-1) if low_win.shape[-1] else np.zeros(12)).tolist()
+        metrics["wander_mV"] = {lead: round(w, 3) for lead, w in zip(LEADS, wander, strict=True)}
         for row, lead in enumerate(LEADS):
-            if live[row] and wander[row] > th.wander_warn_mV:
+            if live_leads[row] and wander[row] > th.wander_warn_mV:
                 severity = "fail" if wander[row] > th.wander_fail_mV else "warn"
                 add(
                     "baseline_wander",
@@ -456,11 +459,11 @@ def run_qc(
                 continue
             band = psd[:, (freqs >= mains - 1.0) & (freqs <= mains + 1.0)].sum(axis=-1) * df
             with np.errstate(divide="ignore", invalid="ignore"):
-                ratio_db = 10 * np.log10(np.where(ecg_band > 0, band / ecg_band, 0.0) + 1e-30)
+                ratio_db = (10 * np.log10(np.where(ecg_band > 0, band / ecg_band, 0.0) + 1e-30)).tolist()
             for row, lead in enumerate(LEADS):
-                if not live[row]:
+                if not live_leads[row]:
                     continue
-                ratios[f"{lead}@{mains:g}"] = round(float(ratio_db[row]), 1)
+                ratios[f"{lead}@{mains:g}"] = round(ratio_db[row], 1)
                 if ratio_db[row] > th.mains_warn_db:
                     severity = "fail" if ratio_db[row] > th.mains_fail_db else "warn"
                     add(
@@ -473,7 +476,8 @@ def run_qc(
 
     # Amplitude: unit and scale errors.
     pp = lead_peak_to_peak(x, fs, highpassed=hp)
-    metrics["peak_to_peak_mV"] = {lead: round(float(v), 3) for lead, v in zip(LEADS, pp, strict=True)}
+    pp_list = pp.tolist()
+    metrics["peak_to_peak_mV"] = {lead: round(v, 3) for lead, v in zip(LEADS, pp_list, strict=True)}
     if live.any():
         record_pp = float(np.median(pp[live]))
         metrics["median_peak_to_peak_mV"] = round(record_pp, 3)
@@ -497,8 +501,8 @@ def run_qc(
         elif record_pp < th.amp_low_warn_mV:
             add("amplitude_low", "warn", None, f"median lead amplitude {record_pp:.2f} mV: low voltage or scale error")
         for row, lead in enumerate(LEADS):
-            if live[row] and pp[row] > th.amp_lead_fail_mV:
-                add("amplitude_high", "fail", lead, f"lead {lead} spans {pp[row]:.1f} mV, beyond any surface ECG")
+            if live_leads[row] and pp_list[row] > th.amp_lead_fail_mV:
+                add("amplitude_high", "fail", lead, f"lead {lead} spans {pp_list[row]:.1f} mV, beyond any surface ECG")
 
     # LA/RA reversal on the median beat.
     i_row, avr_row = LEADS.index("I"), LEADS.index("aVR")
