@@ -122,7 +122,9 @@ def batch(
     bundle: Optional[Path] = typer.Option(
         None, "--bundle", help="Model bundle directory (default: the bundled model)."
     ),  # noqa: UP007
-    workers: Optional[int] = typer.Option(None, "--workers", help="Reader processes (default: CPU count)."),  # noqa: UP007
+    workers: Optional[int] = typer.Option(  # noqa: UP007
+        None, "--workers", help="Reader processes (default: one per CPU core; 1 reads in this process)."
+    ),
     batch_size: Optional[int] = typer.Option(  # noqa: UP007
         None, "--batch-size", help="Most ECGs per inference call (default: 2 on the CPU, 32 on a GPU)."
     ),
