@@ -508,6 +508,7 @@ class _PreparedStream:
     """
 
     DEPTH = 2  # items in flight per reader
+    MAX_DEATHS_IN_A_ROW = 3  # then stop replacing readers (something is wrong with them) and read in this process
 
     def __init__(self, items: list[InputItem], config: dict[str, Any], workers: int) -> None:
         self.todo = deque(items)  # not yet handed out
@@ -517,6 +518,7 @@ class _PreparedStream:
         self.started = threading.Event()
         self.start_error: BaseException | None = None
         self.context: Any = None
+        self.deaths_in_a_row = 0
         if workers <= 1 or len(items) < 4:
             self.started.set()  # no processes: everything is prepared in this process
             return
@@ -545,25 +547,29 @@ class _PreparedStream:
             if self.todo:
                 return _prepare_one(self.todo.popleft(), self.config)  # the readers are still booting: work here
             self.started.wait()
-        if not self.readers:
-            if self.start_error is not None:
-                logger.warning("reader processes failed to start (%s); reading in this process", self.start_error)
-                self.start_error = None
-            if self.todo:
-                return _prepare_one(self.todo.popleft(), self.config)
-            raise StopIteration
-        while not self.ready:
+        while True:
+            if self.ready:
+                return self.ready.popleft()
+            if not self.readers:  # none started, or they kept dying: read here
+                if self.start_error is not None:
+                    logger.warning("reader processes failed to start (%s); reading in this process", self.start_error)
+                    self.start_error = None
+                if self.todo:
+                    return _prepare_one(self.todo.popleft(), self.config)
+                raise StopIteration
             self._hand_out()
             busy = [reader for reader in self.readers if reader.in_flight]
-            if not busy:
+            if not busy and not self.todo:
                 raise StopIteration
-            handles = [reader.conn for reader in busy] + [reader.process.sentinel for reader in busy]
+            # Results from busy readers, and the death of any reader (one that died idle is replaced too).
+            handles = [reader.conn for reader in busy] + [reader.process.sentinel for reader in self.readers]
             signalled = mp.connection.wait(handles, timeout=None if wait else 0)
             if not signalled:
                 return None
-            for reader in busy:
-                self._collect(reader, died=reader.process.sentinel in signalled)
-        return self.ready.popleft()
+            for reader in list(self.readers):
+                died = reader.process.sentinel in signalled
+                if died or reader.conn in signalled:
+                    self._collect(reader, died=died)
 
     def _hand_out(self) -> None:
         for reader in self.readers:
@@ -584,6 +590,7 @@ class _PreparedStream:
                 result = reader.conn.recv()
                 reader.in_flight.popleft()
                 self.ready.append(result)
+                self.deaths_in_a_row = 0
         except (EOFError, OSError):
             died = True
         if not died:
@@ -597,6 +604,14 @@ class _PreparedStream:
             self.todo.extendleft(reversed(reader.in_flight))
         reader.close()
         self.readers.remove(reader)
+        self.deaths_in_a_row += 1
+        if self.deaths_in_a_row >= self.MAX_DEATHS_IN_A_ROW:
+            logger.warning(
+                "%d reader processes died in a row without a result; %s",
+                self.deaths_in_a_row,
+                f"{len(self.readers)} left" if self.readers else "reading in this process from now on",
+            )
+            return
         try:
             self.readers.append(_Reader.start(self.context, self.config))
         except OSError as exc:

@@ -244,3 +244,42 @@ def test_parallel_inference_streams_give_the_rows_of_one_stream(tiny_bundle: Pat
             assert row["status"] == rows[1][path]["status"] == "ok"
             for column in ("p_CAD", "p_HF", "pheno_LVEDV"):
                 assert row[column] == pytest.approx(rows[1][path][column], abs=1e-5)
+
+
+def test_readers_that_keep_dying_hand_the_work_back_to_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reader processes that die at start (a broken environment, not a bad file) are replaced only a few times; then
+    the files are read in this process. No file is lost, and only the few handed to dying readers become errors."""
+    from collections import deque
+
+    from cardiacnets.edge import batch
+    from cardiacnets.preprocess import PreprocessConfig
+
+    def dying_reader(cls: type, context: object, config: dict) -> object:
+        results_in, results_out = context.Pipe(duplex=False)
+        tasks_in, tasks_out = context.Pipe(duplex=False)
+        process = context.Process(target=os._exit, args=(3,), daemon=True)
+        process.start()
+        results_out.close()
+        tasks_in.close()
+        return cls(process=process, conn=results_in, tasks=tasks_out, in_flight=deque())
+
+    monkeypatch.setattr(batch._Reader, "start", classmethod(dying_reader))
+    items = [batch.InputItem(key=str(p), path=str(p)) for p in (write_wfdb_ecg(tmp_path, f"r{i}") for i in range(12))]
+    stream = batch._iterate_prepared(items, PreprocessConfig().to_dict(), workers=2)
+    results = []
+    try:
+        while True:
+            try:
+                entry = stream.next_ready(wait=True)
+            except StopIteration:
+                break
+            results.append(entry)
+    finally:
+        stream.close()
+    assert sorted(item.key for item, _, _ in results) == sorted(item.key for item in items)
+    errors = [reason for _, prepared, reason in results if prepared is None]
+    assert len(errors) <= 2 + batch._PreparedStream.MAX_DEATHS_IN_A_ROW  # at most one file per dead reader
+    assert all("reader process died" in e and "exit code 3" in e for e in errors), errors
+    assert len(results) - len(errors) >= 6 and not stream.readers
