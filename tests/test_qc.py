@@ -315,9 +315,9 @@ def test_block_rate_baseline_under_mains_wander_and_drift(fs: float) -> None:
     np.testing.assert_allclose(high, _highpass(x, fs), rtol=0, atol=2e-3)
 
 
-@pytest.mark.parametrize(("fs", "n"), [(90.0, 900), (500.0, 150), (500.0, 7)])
+@pytest.mark.parametrize(("fs", "n"), [(90.0, 900), (500.0, 1999), (500.0, 150), (500.0, 7)])
 def test_block_rate_baseline_falls_back_to_the_exact_filter(fs: float, n: int) -> None:
-    """Under 100 Hz, or under 16 blocks, there is nothing to gain: the full-rate filter itself is used."""
+    """Under 100 Hz, or under 4 s, the full-rate filter itself is used."""
     from cardiacnets.qc import _baseline_split, _highpass
 
     x = np.random.default_rng(4).normal(size=(12, n)).cumsum(axis=-1)
@@ -347,3 +347,18 @@ def test_runs_are_counted_only_where_a_run_can_reach_the_minimum() -> None:
         np.testing.assert_array_equal(_runs_at(mask, min_run), expected)
         # What QC decides with it: a run of at least min_run exists exactly where the full count says so.
         assert ((_runs_at(mask, min_run) >= min_run) == (_longest_runs(mask) >= min_run)).all()
+
+
+@pytest.mark.parametrize("fs", [100.0, 257.3, 500.0, 1000.0])
+@pytest.mark.parametrize("seconds", [4.0, 7.3, 10.0, 10.002, 37.9])
+def test_block_rate_baseline_on_any_length_and_rate(fs: float, seconds: float) -> None:
+    """Lengths that are not a whole number of blocks, rates that are not a multiple of 50 Hz: same shape as the
+    input and within 0.1 % of the signal's range of the full-rate filter, on a random walk (more high-frequency
+    content than any ECG)."""
+    from cardiacnets.qc import _baseline_split, _highpass
+
+    n = int(round(seconds * fs))
+    x = np.random.default_rng(n).normal(size=(12, n)).cumsum(axis=-1)
+    high, low = _baseline_split(x, fs)
+    assert high.shape == low.shape == x.shape
+    assert np.abs(high - _highpass(x, fs)).max() <= 1e-3 * np.ptp(x)

@@ -2,7 +2,7 @@
 
 A 10-s 12-lead ECG stored as text holds 60,000 numbers. Converting them token by token (``np.array(text.split(),
 dtype=float)``) costs about 1 ms per lead, more than the rest of reading, QC and preprocessing together. Vendors
-write plain decimal integers (ADC counts), so :func:`parse_numbers` first parses those in C (about 15 times faster),
+write plain decimal integers (ADC counts), so :func:`parse_numbers` first parses those in C (about 9 times faster),
 and falls back to the token-by-token conversion (same results, same errors) for anything else: decimals, exponents,
 non-ASCII text, and malformed tokens (which that conversion rejects with a ``ValueError``).
 """
@@ -17,8 +17,8 @@ import numpy as np
 __all__ = ["parse_integers", "parse_numbers"]
 
 _LIMIT = 10**17  # beyond this, parse token by token (int64 overflows silently in C parsers)
-# Byte classes: 0 anything else, 1 digit, 2 separator (what str.split() splits on, within ASCII), 3 sign; comma is a
-# separator only in the second table.
+# Byte classes: 0 anything else, 1 digit, 2 separator (ASCII whitespace as C's isspace() has it; str.split() also
+# splits on \x1c-\x1f, which therefore take the token-by-token path), 3 sign; comma separates only in the second table.
 _OTHER, _DIGIT, _SEPARATOR, _SIGN = 0, 1, 2, 3
 _CLASSES = np.zeros(256, dtype=np.uint8)
 _CLASSES[np.frombuffer(b"0123456789", dtype=np.uint8)] = _DIGIT
@@ -70,7 +70,7 @@ def _decimal_integers(text: str, commas: bool) -> np.ndarray | None:
         warnings.simplefilter("error")  # "could not be read to its end" is a DeprecationWarning in numpy 2
         try:
             values = np.fromstring(text.replace(",", " ") if commas else text, dtype=np.int64, sep=" ")
-        except (ValueError, DeprecationWarning):
+        except (ValueError, DeprecationWarning, AttributeError):  # AttributeError: a numpy without fromstring
             return None
     if values.size != n_tokens or np.abs(values).max() >= _LIMIT:
         return None
