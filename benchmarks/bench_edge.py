@@ -120,15 +120,26 @@ def stage_costs(files: list[str], config: Any, repeats: int = 3) -> dict[str, di
     }
 
 
-def inference_sweep(bundle: Path, prepared: list[Any], repeats: int = 3) -> dict[str, float]:
-    """ECG/s of the screening graph on ``prepared``, per configuration (best of ``repeats``)."""
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy (all cores, user + system; /proc/stat), None off Linux."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+
+
+def inference_sweep(bundle: Path, prepared: list[Any], repeats: int = 3) -> tuple[dict[str, float], dict[str, float]]:
+    """Per configuration: ECG/s of the screening graph on ``prepared`` (best of ``repeats``), and this process's CPU
+    ms per ECG over all repeats."""
     cores = usable_cores()
     configs = [(cores, 1, b) for b in (1, 2, 4, 32)] + [(1, None, b) for b in (2, 32)]
-    rates = {}
+    rates, cpu_ms = {}, {}
     for streams, threads, batch in configs:
         screener = Screener(bundle, device="cpu", threads=threads)
         screener.infer_prepared(prepared[:batch])  # warm-up
         best = 0.0
+        cpu_start = time.process_time()
         for _ in range(repeats):
             chunks = [prepared[i : i + batch] for i in range(0, len(prepared), batch)]
             lock = threading.Lock()
@@ -150,7 +161,8 @@ def inference_sweep(bundle: Path, prepared: list[Any], repeats: int = 3) -> dict
             best = max(best, len(prepared) / (time.perf_counter() - start))
         label = f"{streams} stream(s) x {'1 ORT thread' if threads == 1 else 'ORT default threads'}, batch {batch}"
         rates[label] = round(best, 2)
-    return rates
+        cpu_ms[label] = round((time.process_time() - cpu_start) / (repeats * len(prepared)) * 1000, 2)
+    return rates, cpu_ms
 
 
 def cold_start(bundle: Path, file: Path, repeats: int = 5) -> dict[str, float | None]:
@@ -204,11 +216,15 @@ def main() -> None:
             except CardiacNetsError:
                 continue
         prepared = readable[: args.inference_sample]
-        sweeps = [inference_sweep(args.bundle, prepared)]
+        before, before_cpu = inference_sweep(args.bundle, prepared)
+        sweeps, sweep_cpu = [before], [before_cpu]
         runs = []
         for run in range(args.runs):
             out = Path(tmp) / f"out{run}.csv"
+            busy, mine = busy_cpu_seconds(), time.process_time()
             summary = run_batch(root, out, bundle=args.bundle, progress=False)
+            busy = busy_cpu_seconds() - busy if busy is not None else None
+            mine = time.process_time() - mine
             with out.open(newline="") as handle:
                 statuses = Counter(row["status"] for row in csv.DictReader(handle))
             runs.append(
@@ -220,9 +236,18 @@ def main() -> None:
                     "error": summary.error,
                     "files_per_s": round(summary.processed / summary.seconds, 2),
                     "inferred_per_s": round((summary.ok + summary.qc_failed) / summary.seconds, 2),
+                    # CPU per input file: this process runs inference and writes rows; the rest of the machine's
+                    # busy time is the reader processes (and anything else running).
+                    "cpu_ms_per_file": {
+                        "machine": round(busy / summary.processed * 1000, 2) if busy is not None else None,
+                        "this_process": round(mine / summary.processed * 1000, 2),
+                        "rest": round((busy - mine) / summary.processed * 1000, 2) if busy is not None else None,
+                    },
                 }
             )
-        sweeps.append(inference_sweep(args.bundle, prepared))
+        after, after_cpu = inference_sweep(args.bundle, prepared)
+        sweeps.append(after)
+        sweep_cpu.append(after_cpu)
         cold = cold_start(args.bundle, REPO / "examples" / "ecg" / "synthetic_ukb_cardiosoft.xml")
     best_label, best = max(((k, max(s[k] for s in sweeps)) for k in sweeps[0]), key=lambda kv: kv[1])
     for run in runs:
@@ -241,6 +266,7 @@ def main() -> None:
         "bundle": str(args.bundle),
         "archive": {**kinds, "inputs": len(inputs)},
         "inference_only_sweeps_ecg_per_s": sweeps,
+        "inference_only_cpu_ms_per_ecg": sweep_cpu,
         "inference_only_best": {"config": best_label, "ecg_per_s": best},
         "end_to_end_runs": runs,
         "end_to_end_over_inference_only": ratio,
@@ -271,7 +297,8 @@ def main() -> None:
             f" {run['seconds']} s: {run['files_per_s']} files/s, {run['inferred_per_s']} inferred ECG/s |"
         )
     md += [
-        f"| inference only, best configuration ({best_label}) | {best} ECG/s |",
+        f"| inference only, best configuration ({best_label}) | {best} ECG/s;"
+        f" {min(c[best_label] for c in sweep_cpu)} ms of CPU per ECG |",
         f"| **end to end / inference only** (inferred ECGs; median of {len(runs)} runs) | **{ratio}**"
         f" (runs: {', '.join(str(r['ratio_inferred']) for r in runs)}) |",
         f"| cold `cnscreen FILE --json` (CardioSoft XML example), median of 5 | {cold['wall_s_median']} s |",
@@ -284,6 +311,18 @@ def main() -> None:
         "|---|---|---|",
     ]
     md += [f"| {k} | {sweeps[0][k]} | {sweeps[-1][k]} |" for k in sweeps[0]]
+    md += [
+        "",
+        "CPU per input file in the end-to-end runs (ms; /proc/stat and this process's CPU time):",
+        "",
+        "| run | whole machine | this process (inference, rows) | the rest (reader processes, other jobs) |",
+        "|---|---|---|---|",
+    ]
+    md += [
+        f"| {i} | {r['cpu_ms_per_file']['machine']} | {r['cpu_ms_per_file']['this_process']} |"
+        f" {r['cpu_ms_per_file']['rest']} |"
+        for i, r in enumerate(runs, 1)
+    ]
     md += [
         "",
         "Per-file reader work by format, one process (median ms; corpus files and a few synthetic ones):",

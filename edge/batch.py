@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import ctypes
-import functools
 import io
 import json
 import logging
@@ -140,17 +139,11 @@ def _reader_process_init() -> None:
         logger.debug("mallopt unavailable; reader workers keep the C library's default allocator settings")
 
 
-@functools.lru_cache(maxsize=4)
-def _config(config: str) -> PreprocessConfig:
-    return PreprocessConfig.from_dict(json.loads(config))
-
-
-def _prepare_one(item: InputItem, config_dict: dict[str, Any]) -> tuple[InputItem, Any, str | None]:
+def _prepare_one(item: InputItem, config: PreprocessConfig) -> tuple[InputItem, Any, str | None]:
     """Read, QC and preprocess one input: ``(item, PreparedEcg, None)`` or ``(item, None, reason)``; never raises."""
     from cardiacnets.edge.screen import prepare_file
 
     try:
-        config = _config(json.dumps(config_dict, sort_keys=True))
         if item.member is None:
             prepared = prepare_file(item.path, config)
         else:
@@ -346,10 +339,10 @@ def run_batch(
     ``workers`` reader processes (default: one per usable core) read, QC and preprocess. Inference runs in
     ``streams`` threads at once, each calling the same onnxruntime session: on the CPU the default is one stream per
     usable core with one ORT thread each, so no inference thread ever waits at a parallel-operator barrier for a
-    sibling that the scheduler has given to a reader (ORT's intra-op threads do: 14 % fewer files/s on two cores
-    shared with readers, measured); on a GPU one stream. ``batch_size`` is the most ECGs per inference
-    call (default: 2 on the CPU, where small batches cost least per ECG; 32 on a GPU): whenever the readers have
-    nothing ready, what is pending goes to a free stream at once rather than waiting for a full batch."""
+    sibling that the scheduler has given to a reader (ORT's intra-op threads do); on a GPU one stream.
+    ``batch_size`` is the most ECGs per inference call (default: 2 on the CPU, where small batches cost least per
+    ECG; 32 on a GPU): whenever the readers have nothing ready, what is pending goes to a free stream at once
+    rather than waiting for a full batch."""
     from cardiacnets.bundle import default_bundle_path, load_bundle
     from cardiacnets.edge.screen import build_result
 
@@ -498,9 +491,9 @@ class _PreparedStream:
     Each reader process has its own pipe and at most :attr:`DEPTH` items in flight, so a reader never idles waiting
     for work and the main process polls the pipes directly (:func:`multiprocessing.connection.wait`): no helper
     threads. (``multiprocessing.Pool`` was used before; its worker-handler thread also wakes on the shared result
-    pipe and spins while a large result is being read, which cost about 1.6 ms of CPU per ECG here.) A reader that
-    dies mid-file (a crash in a native library, the OOM killer) turns that file into an error row and is replaced;
-    the files queued behind it are handed out again.
+    pipe and spins while a large result is being read: about 1.6 ms of CPU per ECG here, read from per-thread CPU
+    counters in an ad-hoc run.) A reader that dies mid-file (a crash in a native library, the OOM killer) turns that
+    file into an error row and is replaced; the files queued behind it are handed out again.
 
     The processes are started in a background thread at construction, so they boot (the forkserver imports the
     screening path) while the caller builds its inference session; until they are up, :meth:`next_ready` prepares
@@ -512,7 +505,8 @@ class _PreparedStream:
 
     def __init__(self, items: list[InputItem], config: dict[str, Any], workers: int) -> None:
         self.todo = deque(items)  # not yet handed out
-        self.config = config
+        self.config = config  # as a dict: what reader processes are started with
+        self.preprocess = PreprocessConfig.from_dict(config)  # for the items prepared in this process
         self.ready: deque[tuple[InputItem, Any, str | None]] = deque()
         self.readers: list[_Reader] = []
         self.started = threading.Event()
@@ -545,7 +539,7 @@ class _PreparedStream:
         """The next result; with ``wait=False``, None when none is ready yet. Raises StopIteration after the last."""
         if not self.started.is_set():
             if self.todo:
-                return _prepare_one(self.todo.popleft(), self.config)  # the readers are still booting: work here
+                return _prepare_one(self.todo.popleft(), self.preprocess)  # the readers are still booting: work here
             self.started.wait()
         while True:
             if self.ready:
@@ -555,7 +549,7 @@ class _PreparedStream:
                     logger.warning("reader processes failed to start (%s); reading in this process", self.start_error)
                     self.start_error = None
                 if self.todo:
-                    return _prepare_one(self.todo.popleft(), self.config)
+                    return _prepare_one(self.todo.popleft(), self.preprocess)
                 raise StopIteration
             self._hand_out()
             busy = [reader for reader in self.readers if reader.in_flight]
@@ -676,10 +670,11 @@ def _reader_main(tasks: Any, results: Any, config: dict[str, Any]) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _reader_process_init()
+    preprocess = PreprocessConfig.from_dict(config)
     while True:
         try:
             item = tasks.recv()
-            result = _prepare_one(item, config)
+            result = _prepare_one(item, preprocess)
             results.send(result)
         except (EOFError, OSError):  # the main process is gone (or closed the pipes): nothing left to do
             return
