@@ -458,3 +458,48 @@ def test_xli_delta_decoding_by_cumulative_sums_equals_the_recurrence() -> None:
         got = philips._xli_undelta(bytearray(packed), first)
         assert got.dtype == np.int64
         assert got.tolist() == recurrence(packed, first)
+
+
+def _lzw_encode(data: bytes) -> list[int]:
+    """A textbook LZW encoder with XLI's parameters (10-bit codes, a dictionary of 767 strings never reset)."""
+    table = {bytes((b,)): b for b in range(256)}
+    codes, current = [], b""
+    for byte in data:
+        candidate = current + bytes((byte,))
+        if candidate in table:
+            current = candidate
+            continue
+        codes.append(table[current])
+        if len(table) < 1023:
+            table[candidate] = len(table)
+        current = bytes((byte,))
+    if current:
+        codes.append(table[current])
+    return codes
+
+
+@pytest.mark.parametrize("kind", ["runs", "noise", "ecg planes"])
+def test_lzw_round_trip(kind: str) -> None:
+    """Long runs exercise codes used in the step that defines them (KwKwK) and deep strings; noise fills the
+    dictionary, after which codes only refer to it; decoding what an encoder wrote gives the bytes back."""
+    rng = np.random.default_rng(5)
+    if kind == "runs":
+        values, counts = rng.integers(0, 4, 40), rng.integers(1, 900, 40)
+        data = b"".join(bytes([int(v)]) * int(n) for v, n in zip(values, counts, strict=True))
+    elif kind == "noise":
+        data = rng.integers(0, 256, 6000, dtype=np.uint8).tobytes()
+    else:
+        data = np.concatenate([np.repeat(rng.integers(0, 3, 55), 100), rng.integers(0, 256, 5500)]).astype(np.uint8)
+        data = data.tobytes()
+    codes = _lzw_encode(data)
+    assert max(codes) > 256
+    defined_in_step = [c == 255 + i for i, c in enumerate(codes) if 1 <= i <= 767]  # the decoder's KwKwK case
+    assert any(defined_in_step) == (kind != "noise")  # runs need it; random bytes never repeat that way
+    assert philips._lzw_decode(_pack_codes([*codes, 1023]), len(data), "t") == data
+    with pytest.raises(CorruptFileError, match="expands beyond"):
+        philips._lzw_decode(_pack_codes([*codes, 1023]), len(data) - 1, "t")
+
+
+def test_lzw_stream_starting_with_a_dictionary_code_is_refused() -> None:
+    with pytest.raises(CorruptFileError, match="starts with an undefined LZW code 300"):
+        philips._lzw_decode(_pack_codes([300, 65, 1023]), 100, "t")
