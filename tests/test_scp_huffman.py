@@ -115,3 +115,18 @@ def test_long_leads_take_the_loop_and_agree(monkeypatch: pytest.MonkeyPatch) -> 
     assert all(_same(a, b) for a, b in zip(_huffman_decode_leads(chunks, [table], 10_000), expected, strict=True))
     monkeypatch.setattr(scp, "_VECTOR_MAX_STATES", 1000)  # every lead over budget: the loop
     assert all(_same(a, b) for a, b in zip(_huffman_decode_leads(chunks, [table], 10_000), expected, strict=True))
+
+
+def test_lookup_tables_over_budget_take_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many tables with long prefixes would need lookup tables over the state budget: decoded code by code."""
+    tables, chunks, n_max = next(case for case in map(_case, range(40)) if len(case[0]) > 1)
+    width = max(len(code) for table in tables for code in table)
+    expected = [_huffman_decode_loop(chunk, tables, n_max) for chunk in chunks]
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("vectorised decoder used over the budget")
+
+    monkeypatch.setattr(scp, "_VECTOR_MAX_STATES", (len(tables) << width) - 1)
+    monkeypatch.setattr(scp, "_decode_vectorised", refuse)
+    got = _huffman_decode_leads(chunks, tables, n_max)
+    assert all(_same(a, b) for a, b in zip(got, expected, strict=True))
