@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.signal import lfilter
 
 from cardiacnets.errors import CorruptFileError, UnsupportedFormatError
 from cardiacnets.record import EcgRecord, assemble_record
@@ -540,12 +539,12 @@ def _undifference(values: np.ndarray, diff: int) -> np.ndarray:
         return values
     if diff == 1:
         return np.cumsum(values)
-    # x[n] - 2 x[n-1] + x[n-2] = d[n] for n >= 2, with x[0] = d[0] and x[1] = d[1]: an all-pole filter on the
-    # excitation [d0, d1 - 2 d0, d2, d3, ...]. Exact in float64 for any realistic ECG (|x| << 2**53).
-    excitation = values.astype(np.float64)
+    # x[n] - 2 x[n-1] + x[n-2] = d[n] for n >= 2, with x[0] = d[0] and x[1] = d[1]: the double integrator
+    # 1 / (1 - z^-1)^2 on the excitation [d0, d1 - 2 d0, d2, d3, ...], i.e. two cumulative sums, exact in int64.
+    excitation = values.astype(np.int64)
     if len(values) > 1:
         excitation[1] -= 2 * excitation[0]
-    return np.rint(lfilter([1.0], [1.0, -2.0, 1.0], excitation)).astype(np.int64)
+    return np.cumsum(np.cumsum(excitation))
 
 
 def _text(raw: bytes) -> str | None:
