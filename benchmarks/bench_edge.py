@@ -344,15 +344,23 @@ def main() -> None:
         "cold_start": cold,
         "per_file_stages_single_process_ms": stages,
     }
-    name = json.loads((args.bundle / "manifest.json").read_text()).get("name", "bundle")
+    manifest = json.loads((args.bundle / "manifest.json").read_text())
+    name = manifest.get("name", "bundle")
+    spec = manifest.get("models", {}).get("screening", {})
+    result["bundle_model"] = {
+        "default_variant": spec.get("default_variant"),
+        "trained_on": manifest.get("training_data", {}).get("description"),
+    }
     out = REPO / "benchmarks" / "results" / f"edge-{name}"
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    model = result["bundle_model"]
     md = [
         f"# Edge screening benchmark ({name})",
         "",
         f"`{result['command']}` on {result['date']}: {os.cpu_count()} CPUs visible, 1-min load average"
         f" {result['machine']['load_average_1min_at_end']} at the end; ONNX Runtime CPU, the bundle's default"
-        " screening graph. Synthetic data: the model and the synthetic files are not real patients.",
+        f" screening graph ({model['default_variant']}; model: {model['trained_on']})."
+        " Synthetic data: the model and the synthetic files are not real patients.",
         "",
         f"Archive: {len(inputs)} inputs = {kinds['corpus']} from the conformance corpus (its README, provenance and"
         f" expected.json included) + {kinds['synthetic']} synthetic subjects (GE CardioSoft XML, HL7 aECG and WFDB in"
