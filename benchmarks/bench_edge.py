@@ -227,6 +227,27 @@ def cold_start(bundle: Path, file: Path, repeats: int = 5) -> dict[str, float | 
     }
 
 
+def timed_batch(root: Path, out: Path, bundle: Path) -> tuple[Any, dict[str, Any]]:
+    """Run ``cnscreen batch`` (``run_batch``, defaults) over ``root`` into ``out``; its summary, and its rates and CPU
+    per input file: this process runs inference and writes rows, the rest of the machine's busy time is the reader
+    processes (and anything else running)."""
+    busy, mine = busy_cpu_seconds(), time.process_time()
+    summary = run_batch(root, out, bundle=bundle, progress=False)
+    busy = busy_cpu_seconds() - busy if busy is not None else None
+    mine = time.process_time() - mine
+    per_file = 1000 / summary.processed
+    return summary, {
+        "seconds": round(summary.seconds, 2),
+        "files_per_s": round(summary.processed / summary.seconds, 2),
+        "inferred_per_s": round((summary.ok + summary.qc_failed) / summary.seconds, 2),
+        "cpu_ms_per_file": {
+            "machine": round(busy * per_file, 2) if busy is not None else None,
+            "this_process": round(mine * per_file, 2),
+            "rest": round((busy - mine) * per_file, 2) if busy is not None else None,
+        },
+    }
+
+
 def pipeline_only(bundle: Path, root: Path, out: Path, canned: str) -> dict[str, Any]:
     """Run the pipeline-only diagnostic in a child process (its own forkserver, so the patched readers); its
     figures, measured in the child as the end-to-end runs are measured here."""
@@ -237,21 +258,8 @@ def pipeline_only(bundle: Path, root: Path, out: Path, canned: str) -> dict[str,
 
 
 def _pipeline_only_child(bundle: Path, root: Path, out: Path) -> None:
-    busy, mine = busy_cpu_seconds(), time.process_time()
-    summary = run_batch(root, out, bundle=bundle, progress=False)
-    busy = busy_cpu_seconds() - busy if busy is not None else None
-    mine = time.process_time() - mine
-    result = {
-        "seconds": round(summary.seconds, 2),
-        "rows": summary.processed,
-        "inferred_per_s": round((summary.ok + summary.qc_failed) / summary.seconds, 2),
-        "cpu_ms_per_file": {
-            "machine": round(busy / summary.processed * 1000, 2) if busy is not None else None,
-            "this_process": round(mine / summary.processed * 1000, 2),
-            "rest": round((busy - mine) / summary.processed * 1000, 2) if busy is not None else None,
-        },
-    }
-    print(json.dumps(result))
+    summary, measures = timed_batch(root, out, bundle)
+    print(json.dumps({**measures, "rows": summary.processed}))
 
 
 def main() -> None:
@@ -283,28 +291,17 @@ def main() -> None:
         runs = []
         for run in range(args.runs):
             out = Path(tmp) / f"out{run}.csv"
-            busy, mine = busy_cpu_seconds(), time.process_time()
-            summary = run_batch(root, out, bundle=args.bundle, progress=False)
-            busy = busy_cpu_seconds() - busy if busy is not None else None
-            mine = time.process_time() - mine
+            summary, measures = timed_batch(root, out, args.bundle)
             with out.open(newline="") as handle:
                 statuses = Counter(row["status"] for row in csv.DictReader(handle))
             runs.append(
                 {
-                    "seconds": round(summary.seconds, 2),
+                    "seconds": measures["seconds"],
                     "rows": sum(statuses.values()),
                     "ok": summary.ok,
                     "qc_failed": summary.qc_failed,
                     "error": summary.error,
-                    "files_per_s": round(summary.processed / summary.seconds, 2),
-                    "inferred_per_s": round((summary.ok + summary.qc_failed) / summary.seconds, 2),
-                    # CPU per input file: this process runs inference and writes rows; the rest of the machine's
-                    # busy time is the reader processes (and anything else running).
-                    "cpu_ms_per_file": {
-                        "machine": round(busy / summary.processed * 1000, 2) if busy is not None else None,
-                        "this_process": round(mine / summary.processed * 1000, 2),
-                        "rest": round((busy - mine) / summary.processed * 1000, 2) if busy is not None else None,
-                    },
+                    **{k: v for k, v in measures.items() if k != "seconds"},
                 }
             )
         canned = next(str(p) for p in sorted((root / "synthetic").rglob("*.hea")))  # a synthetic WFDB record
@@ -323,6 +320,7 @@ def main() -> None:
     for run in pipeline:
         run["ratio_inferred"] = round(run["inferred_per_s"] / best, 3)
     pipeline_ratio = round(statistics.median(r["ratio_inferred"] for r in pipeline), 3)
+    pipeline_rate = round(statistics.median(r["inferred_per_s"] for r in pipeline), 2)
     result = {
         "command": "python benchmarks/bench_edge.py " + " ".join(sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -381,8 +379,8 @@ def main() -> None:
         f"| **end to end / inference only** (inferred ECGs; median of {len(runs)} runs) | **{ratio}**"
         f" (runs: {', '.join(str(r['ratio_inferred']) for r in runs)}) |",
         f"| pipeline only (diagnostic: readers hand over one prepared ECG for every input; median of {len(pipeline)}"
-        f" runs) | {statistics.median(r['inferred_per_s'] for r in pipeline)} ECG/s: **{pipeline_ratio}** of inference"
-        f" only (runs: {', '.join(str(r['ratio_inferred']) for r in pipeline)}) |",
+        f" runs) | {pipeline_rate} ECG/s: **{pipeline_ratio}** of inference only"
+        f" (runs: {', '.join(str(r['ratio_inferred']) for r in pipeline)}) |",
         f"| cold `cnscreen FILE --json` (CardioSoft XML example), median of 5 | {cold['wall_s_median']} s |",
         f"| same through the `.venv/bin/cnscreen` entry point | {cold['cnscreen_entry_point_wall_s_median']} s |",
         f"| peak resident memory of that process | {cold['peak_rss_mib']:.0f} MiB |",
