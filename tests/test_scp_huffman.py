@@ -130,3 +130,15 @@ def test_lookup_tables_over_budget_take_the_loop(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(scp, "_decode_vectorised", refuse)
     got = _huffman_decode_leads(chunks, tables, n_max)
     assert all(_same(a, b) for a, b in zip(got, expected, strict=True))
+
+
+def test_second_differences_undone_exactly_or_refused() -> None:
+    """x[n] = d[n] + 2 x[n-1] - x[n-2] (x0 = d0, x1 = d1), exactly in integers; sums that would leave int64 (only a
+    corrupt stream gets there) are refused rather than wrapped."""
+    rng = np.random.default_rng(11)
+    d = rng.integers(-3000, 3000, 2000)
+    expected = [int(d[0]), int(d[1])]
+    for n in range(2, d.size):
+        expected.append(int(d[n]) + 2 * expected[-1] - expected[-2])
+    np.testing.assert_array_equal(scp._undifference(d, 2), expected)
+    assert scp._undifference(np.full(300_000, 2**31 - 1), 2) is None

@@ -340,7 +340,10 @@ class _Reader:
         for k, values in enumerate(decoded):
             if isinstance(values, int):
                 raise self.fail(name, f"lead {k + 1}: invalid Huffman code at bit {values}")
-            leads.append(_undifference(values, diff))
+            samples = _undifference(values, diff)
+            if samples is None:
+                raise self.fail(name, f"lead {k + 1}: second differences add up beyond any ECG amplitude")
+            leads.append(samples)
         return float(avm), float(interval), leads
 
 
@@ -431,8 +434,9 @@ def _decode_vectorised(
         emits[t * n_slots : (t + 1) * n_slots] = emitting
         invalid[t * n_slots : (t + 1) * n_slots] = ~fits & (remaining >= 8)  # under 8 bits left: the byte's padding
     # Follow every lead's walk `stride` codes at a time, then fill in the codes between those checkpoints.
-    # Each squaring gathers every state; each checkpoint and each fill step only a few per lead: squaring up to
-    # about the cube root of the longest walk balanced the two on the corpus's 10-s records (5 squarings, 32 codes).
+    # Each squaring gathers every state; each checkpoint and each fill step only a few per lead. Strides of about the
+    # cube root of the longest lead's bits (5 squarings, 32 codes, on the corpus's 10-s record) read it in 11.5 ms
+    # against 12.1 ms with square-root strides (ad-hoc timing).
     squarings = int(np.clip(np.ceil(np.log2(int(n_bits.max()) + 1) / 3), 3, 10))
     stride = 1 << squarings
     jump = successor
@@ -533,8 +537,9 @@ def _huffman_decode_loop(chunk: bytes, tables: list[dict[str, _Code]], n_max: in
     return np.asarray(out, dtype=np.int64)
 
 
-def _undifference(values: np.ndarray, diff: int) -> np.ndarray:
-    """Undo SCP difference encoding: 1 -> x[n] = x[n-1] + d[n]; 2 -> x[n] = d[n] + 2 x[n-1] - x[n-2]."""
+def _undifference(values: np.ndarray, diff: int) -> np.ndarray | None:
+    """Undo SCP difference encoding: 1 -> x[n] = x[n-1] + d[n]; 2 -> x[n] = d[n] + 2 x[n-1] - x[n-2]. None when the
+    second-difference samples would leave int64 (a corrupt stream)."""
     if diff == 0 or len(values) == 0:
         return values
     if diff == 1:
@@ -544,7 +549,10 @@ def _undifference(values: np.ndarray, diff: int) -> np.ndarray:
     excitation = values.astype(np.int64)
     if len(values) > 1:
         excitation[1] -= 2 * excitation[0]
-    return np.cumsum(np.cumsum(excitation))
+    slope = np.cumsum(excitation)  # |excitation| < 2**33 (32-bit codes) and n_max < 2**27 samples: cannot wrap
+    if float(np.abs(slope.astype(np.float64)).sum()) >= 2.0**62:  # the second sum could wrap: no real ECG gets near
+        return None
+    return np.cumsum(slope)
 
 
 def _text(raw: bytes) -> str | None:
