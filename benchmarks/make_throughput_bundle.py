@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +39,7 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     model = create_model(args.model).eval()
-    work = args.out.with_name(args.out.name + ".model")
     description = f"random weights ({args.model}, seed {args.seed}): throughput benchmarks only, outputs mean nothing"
-    save_pretrained(model, work, metadata={"training_data": {"description": description}})
     feed = screening_feeds(64, np.random.default_rng(args.seed))
     with torch.no_grad():
         outputs = model.predict(*(torch.from_numpy(v) for v in feed.values()))
@@ -49,8 +48,10 @@ def main() -> None:
     labels = (probability > np.median(probability, axis=0)).astype(np.float32)
     split = EvalSplit(feed["ecg"], feed["covariates"], feed["covariate_mask"], labels, out["phenotypes"].numpy(),
                       "random inputs labelled by the FP32 model's own ranking (a conversion check)")  # fmt: skip
-    manifest = build_bundle(work, args.out, eval_split=split, variants=["int8"], name=f"throughput-{args.model}",
-                            overwrite=True)  # fmt: skip
+    with tempfile.TemporaryDirectory() as work:
+        save_pretrained(model, Path(work) / "model", metadata={"training_data": {"description": description}})
+        manifest = build_bundle(Path(work) / "model", args.out, eval_split=split, variants=["int8"],
+                                name=f"throughput-{args.model}", overwrite=True)  # fmt: skip
     spec = manifest["models"]["screening"]
     print(f"wrote {args.out}: default variant {spec['default_variant']} ({spec['default_variant_reason']})")
 
