@@ -9,7 +9,14 @@ Layout (DESIGN section 7)::
       screening.int8.onnx    # optional precision variants
       cine/...               # optional diffusion parts
 
-Loading verifies the manifest before anything else: a missing file or a hash mismatch raises
+Identity and integrity: the manifest lists the sha256 of every other file and carries its own ``digest``, the sha256
+of its canonical JSON without that field. That one digest therefore covers the decisions in the manifest (thresholds,
+preprocessing, labels) and, through the file hashes, every graph and ``trust.json``; every screening output names it.
+An edited manifest, a changed, missing or extra file all fail verification. A bundle may also carry
+``signature.json``, an ed25519 signature of the digest (:mod:`cardiacnets.signing`); ``cnscreen --trusted-key``
+accepts only bundles signed by a trusted key.
+
+Loading verifies the manifest before anything else: a missing file, a hash or digest mismatch raises
 :class:`~cardiacnets.errors.BundleIntegrityError`, a newer format version
 :class:`~cardiacnets.errors.BundleVersionError`.
 This module needs only the standard library and numpy: the screening edge imports it without torch.
@@ -21,7 +28,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,8 +37,12 @@ from cardiacnets.errors import BundleError, BundleIntegrityError, BundleVersionE
 
 logger = logging.getLogger(__name__)
 
-BUNDLE_FORMAT_VERSION = 1
+#: 2: the manifest carries its own digest (format 1 bundles have none and are refused: their decisions are unprotected).
+BUNDLE_FORMAT_VERSION = 2
 MANIFEST_NAME = "manifest.json"
+SIGNATURE_NAME = "signature.json"
+#: Files that live beside the manifest but are not listed in it (the signature signs the manifest's digest).
+_UNLISTED = frozenset({MANIFEST_NAME, SIGNATURE_NAME})
 _HASH_CHUNK = 1 << 20
 
 #: The screening graph's contract, shared by the exporter and the edge runtime. Inputs: ``ecg`` (B, 12, 5000) float32
@@ -45,7 +56,7 @@ SCREENING_OUTPUTS = ("disease_prob", "subtype_prob", "phenotypes", "embedding")
 SCREENING_OPTIONAL_OUTPUTS = ("saliency",)
 
 #: Manifest keys every bundle must have.
-REQUIRED_KEYS = ("bundle_format_version", "name", "files", "models", "training_data")
+REQUIRED_KEYS = ("bundle_format_version", "name", "files", "models", "training_data", "digest")
 
 
 def sha256_file(path: Path) -> str:
@@ -58,14 +69,26 @@ def sha256_file(path: Path) -> str:
 
 
 def _bundle_files(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_NAME)
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and p.relative_to(root).as_posix() not in _UNLISTED
+    )
+
+
+def manifest_digest(manifest: Mapping[str, Any]) -> str:
+    """sha256 of the manifest's canonical JSON (sorted keys, no whitespace, ASCII) without its ``digest`` field."""
+    body = {k: v for k, v in manifest.items() if k != "digest"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
 def write_manifest(root: str | os.PathLike[str], manifest: Mapping[str, Any]) -> dict[str, Any]:
     """Write ``manifest.json`` into ``root`` with the sha256 of every other file there; return what was written.
 
-    ``manifest`` holds everything but ``files`` and ``bundle_format_version``, which are filled in here. The write is
-    atomic (temp file + rename) so an interrupted export never leaves a half-written manifest.
+    ``manifest`` holds everything but ``files``, ``bundle_format_version`` and ``digest``, which are filled in here. The
+    write is atomic (temp file + rename) so an interrupted export never leaves a half-written manifest. A
+    ``signature.json`` left from before is removed: it signed another digest.
     """
     root = Path(root)
     if not root.is_dir():
@@ -75,9 +98,12 @@ def write_manifest(root: str | os.PathLike[str], manifest: Mapping[str, Any]) ->
     full["files"] = {
         rel: {"sha256": sha256_file(root / rel), "bytes": (root / rel).stat().st_size} for rel in _bundle_files(root)
     }
+    full.pop("digest", None)
+    full["digest"] = manifest_digest(full)
     missing = [k for k in REQUIRED_KEYS if k not in full]
     if missing:
         raise BundleError(f"manifest lacks required keys: {', '.join(missing)}")
+    (root / SIGNATURE_NAME).unlink(missing_ok=True)
     tmp = root / (MANIFEST_NAME + ".tmp")
     tmp.write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, root / MANIFEST_NAME)
@@ -98,8 +124,13 @@ def verify_bundle(root: str | os.PathLike[str], *, check_hashes: bool = True) ->
         return [f"{MANIFEST_NAME}: unreadable ({exc})"]
     if not isinstance(manifest, dict):
         return [f"{MANIFEST_NAME}: not a JSON object"]
-    problems = [f"{MANIFEST_NAME}: missing key {k!r}" for k in REQUIRED_KEYS if k not in manifest]
     version = manifest.get("bundle_format_version")
+    if isinstance(version, int) and version < 2:
+        return [
+            f"bundle format version {version} has no manifest digest, so its thresholds and settings are not"
+            " integrity-protected; rebuild it with this toolkit (cnexport bundle) or re-fit it (cnexport trust)"
+        ]
+    problems = [f"{MANIFEST_NAME}: missing key {k!r}" for k in REQUIRED_KEYS if k not in manifest]
     if not isinstance(version, int):
         problems.append(f"{MANIFEST_NAME}: bundle_format_version is {version!r}, expected an integer")
     elif version > BUNDLE_FORMAT_VERSION:
@@ -107,6 +138,15 @@ def verify_bundle(root: str | os.PathLike[str], *, check_hashes: bool = True) ->
             f"bundle format version {version} is newer than this toolkit supports ({BUNDLE_FORMAT_VERSION}); upgrade"
             " cardiacnets"
         )
+    if "digest" in manifest:
+        try:
+            actual = manifest_digest(manifest)
+        except (TypeError, ValueError) as exc:
+            actual = f"unhashable ({exc})"
+        if manifest["digest"] != actual:
+            problems.append(
+                f"{MANIFEST_NAME}: edited after the bundle was built (its digest does not match its content)"
+            )
     files = manifest.get("files")
     if not isinstance(files, dict):
         return problems + [f"{MANIFEST_NAME}: 'files' must map paths to hashes"]
@@ -172,6 +212,17 @@ class Bundle:
         return models[name]
 
     @property
+    def digest(self) -> str:
+        """The bundle's identity: sha256 of its manifest, which lists the sha256 of every file."""
+        return str(self.manifest["digest"])
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What every output says about the model: name, version, digest, trained on synthetic data or not."""
+        return {"name": self.manifest.get("name"), "version": self.manifest.get("version"), "digest": self.digest,
+                "trained_on_synthetic": self.is_synthetic}  # fmt: skip
+
+    @property
     def is_synthetic(self) -> bool:
         return bool(self.manifest["training_data"].get("synthetic", False))
 
@@ -184,21 +235,32 @@ class Bundle:
         return dict(self.manifest.get("thresholds") or {})
 
 
-def load_bundle(root: str | os.PathLike[str], *, check_hashes: bool | Literal["on_use"] = True) -> Bundle:
+def load_bundle(
+    root: str | os.PathLike[str],
+    *,
+    check_hashes: bool | Literal["on_use"] = True,
+    trusted_keys: Sequence[str | os.PathLike[str]] = (),
+) -> Bundle:
     """Open and verify a bundle; raise a typed error naming the first problems found.
 
     ``check_hashes``: ``True`` hashes every file now; ``"on_use"`` checks the manifest and the file list now and hashes
     each file when :meth:`Bundle.path` first hands it out (what ``cnscreen`` does: a screening run never reads, and so
-    never pays for hashing, the cine graphs); ``False`` skips hashing.
+    never pays for hashing, the cine graphs); ``False`` skips hashing. ``trusted_keys``: public-key files (PEM); when
+    given, the bundle must carry a valid signature by one of them (:func:`cardiacnets.signing.check_signature`).
     """
     root = Path(root)
     problems = verify_bundle(root, check_hashes=check_hashes is True)
     if problems:
-        if any("newer than this toolkit" in p for p in problems):
-            raise BundleVersionError(next(p for p in problems if "newer than this toolkit" in p))
+        version = next((p for p in problems if p.startswith("bundle format version")), None)
+        if version is not None:
+            raise BundleVersionError(f"bundle {root}: {version}")
         shown = "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
         raise BundleIntegrityError(f"bundle {root} failed verification: {shown}")
     manifest = json.loads((root / MANIFEST_NAME).read_text())
+    if trusted_keys:
+        from cardiacnets.signing import check_signature
+
+        check_signature(root, manifest["digest"], trusted_keys)
     logger.debug("loaded bundle %s (%d files)", root, len(manifest["files"]))
     return Bundle(root=root, manifest=manifest, hash_on_use=check_hashes == "on_use")
 

@@ -64,3 +64,15 @@ class CheckpointError(CardiacNetsError):
 
 class ExportError(CardiacNetsError):
     """An export failed its own checks (onnx checker, parity) or a needed tool or device (TensorRT, GPU) is missing."""
+
+
+class OutputError(CardiacNetsError):
+    """An output cannot be written (missing or read-only folder, disk full) or is in use by another run."""
+
+
+class OutputLockedError(OutputError):
+    """Another run holds the output's lock."""
+
+
+class OutputMismatchError(OutputError):
+    """An existing output was written by another model bundle, preprocessing version or column set."""

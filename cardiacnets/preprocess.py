@@ -471,6 +471,9 @@ def _heart_rates(
         hr = estimate_heart_rate(x, fs, config.hr_min, config.hr_max)
     else:
         hr = np.broadcast_to(np.asarray(heart_rate, dtype=np.float64), records_shape).copy()
+        unknown = ~np.isfinite(hr)
+        if unknown.any():  # NaN entries: estimate those records' rates
+            hr[unknown] = estimate_heart_rate(x[unknown], fs, config.hr_min, config.hr_max)
     hr = np.where(np.isfinite(hr) & (hr > 0), hr, config.default_hr)
     return np.clip(hr, config.hr_min, config.hr_max)
 
@@ -482,13 +485,17 @@ def preprocess_ecg(
     heart_rate: float | np.ndarray | None = None,
     *,
     return_info: bool = False,
+    keep_window: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, dict[str, Any]]:
     """Preprocess ECGs ``(..., 12, n)`` in mV at ``fs`` Hz into ``(..., 12, target_samples)`` float32 in [-1, 1].
 
     Steps and parameters: see the module docstring and :class:`PreprocessConfig`. ``heart_rate`` (beats/min, a number
-    or an array over the record axes) sets the seasonal period; when None it is estimated per record by
+    or an array over the record axes; NaN entries are estimated) sets the seasonal period; when None it is estimated per
+    record by
     :func:`estimate_heart_rate`. Either way it is clamped to ``[hr_min, hr_max]``. With ``return_info`` also returns
-    ``{"resampled", "cropped", "padded", "heart_rate", "period"}`` (per-record values as lists).
+    ``{"resampled", "cropped", "padded", "heart_rate", "period"}`` (per-record values as lists); with ``keep_window``
+    the info also holds ``"window"``: the resampled, centre-cropped signal in mV before any cleaning (``(..., 12, m)``,
+    m <= target_samples), the raw counterpart of the model input that the out-of-distribution check reads.
     """
     config = config or PreprocessConfig()
     x = _as_signal(signal)
@@ -499,6 +506,7 @@ def preprocess_ecg(
     length = x.shape[-1]
     cropped = length > config.target_samples
     x, _ = center_crop_or_pad(x, config.target_samples) if cropped else (x, False)
+    window = x if keep_window else None
     hr = _heart_rates(x, config.target_fs, config, heart_rate)
     periods = np.array(
         [period_from_heart_rate(h, config.target_fs, x.shape[-1]) for h in np.ravel(hr)], dtype=np.int64
@@ -523,20 +531,24 @@ def preprocess_ecg(
         "heart_rate": np.asarray(hr).tolist(),
         "period": np.asarray(periods).tolist(),
     }
+    if keep_window:
+        info["window"] = np.asarray(window, dtype=np.float32)
     return out, info
 
 
-def preprocess_record(record: Any, config: PreprocessConfig | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+def preprocess_record(
+    record: Any, config: PreprocessConfig | None = None, *, keep_window: bool = False
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Preprocess one :class:`~cardiacnets.record.EcgRecord` -> ``((12, target_samples) float32, info)``.
 
     Uses the heart rate the file reports (``meta["heart_rate"]``) when it is a plausible number, else estimates it.
     ``info`` holds ``resampled``/``cropped``/``padded`` flags, the original rate and length, the heart rate and period
-    used, and the preprocessing config version.
+    used, and the preprocessing config version (and with ``keep_window`` the raw window, see :func:`preprocess_ecg`).
     """
     config = config or PreprocessConfig()
     reported = (record.meta or {}).get("heart_rate")
     heart_rate = float(reported) if _is_number(reported) and config.hr_min <= reported <= config.hr_max else None
-    out, info = preprocess_ecg(record.signal, record.fs, config, heart_rate, return_info=True)
+    out, info = preprocess_ecg(record.signal, record.fs, config, heart_rate, return_info=True, keep_window=keep_window)
     info.update(
         heart_rate=float(info["heart_rate"]),
         period=int(info["period"]),

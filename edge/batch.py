@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import ctypes
+import errno
 import io
 import json
 import logging
@@ -27,13 +28,14 @@ import threading
 import time
 import zipfile
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cardiacnets.errors import CardiacNetsError, InputError
+from cardiacnets.errors import CardiacNetsError, InputError, OutputError, OutputLockedError, OutputMismatchError
 from cardiacnets.preprocess import PreprocessConfig
 from cardiacnets.targets import DISEASES, SUBTYPES, phenotype_names
 
@@ -41,8 +43,8 @@ logger = logging.getLogger(__name__)
 
 WFDB_COMPANIONS = {".dat", ".mat", ".xyz", ".atr", ".qrs", ".ecg"}
 STATUS_OK, STATUS_QC, STATUS_ERROR = "ok", "qc_failed", "error"
-# Default ECGs per inference call. On the CPU, one ORT thread per stream runs the ECG ViT fastest per ECG at batch 2
-# (activations stay in cache; benchmarks/bench_edge.py sweeps it); a GPU wants large batches.
+# Default ECGs per inference call. On the CPU the screener runs each ECG of a call alone (so its result is the same as
+# screening the file by itself), and a call of 2 only saves a hand-over; a GPU wants large batches.
 CPU_BATCH, GPU_BATCH = 2, 32
 
 
@@ -159,22 +161,29 @@ def _prepare_one(item: InputItem, config: PreprocessConfig) -> tuple[InputItem, 
 
 
 def output_columns(include_phi: bool) -> list[str]:
-    cols = ["path", "status", "reason", "reliable", "qc_findings", "format", "sampling_rate_hz", "duration_s"]
-    cols += [f"p_{d}" for d in DISEASES] + [f"flag_{d}" for d in DISEASES] + [f"p_{s}" for s in SUBTYPES]
-    cols += [f"pheno_{name}" for name in phenotype_names()]
+    cols = ["path", "status", "reason", "reliable", "in_distribution", "ood_score", "qc_findings", "format",
+            "sampling_rate_hz", "duration_s"]  # fmt: skip
+    cols += [f"p_{d}" for d in DISEASES] + [f"decision_{d}" for d in DISEASES] + [f"p_{s}" for s in SUBTYPES]
+    for name in phenotype_names():
+        cols += [f"pheno_{name}", f"pheno_{name}_low", f"pheno_{name}_high"]
+    cols += ["bundle_name", "bundle_version", "bundle_digest", "preprocess_version"]
     if include_phi:
         cols += ["patient_id", "patient_name", "birth_date"]
     return cols
 
 
 def result_row(result: dict[str, Any], include_phi: bool) -> dict[str, Any]:
+    """The batch row of a screening result (``docs/screening-output.md``)."""
     qc = result.get("qc", {})
     fails = [f["message"] for f in qc.get("findings", []) if f.get("severity") == "fail"]
+    distribution = result.get("distribution")
     row: dict[str, Any] = {
         "path": result["path"],
-        "status": STATUS_OK if result["reliable"] else STATUS_QC,
+        "status": STATUS_OK if qc.get("reliable") else STATUS_QC,
         "reason": "; ".join(fails),
         "reliable": result["reliable"],
+        "in_distribution": None if distribution is None else distribution["in_distribution"],
+        "ood_score": None if distribution is None else distribution["score"],
         "qc_findings": "; ".join(
             f"{f.get('code')}{'@' + f['lead'] if f.get('lead') else ''}" for f in qc.get("findings", [])
         ),
@@ -184,115 +193,233 @@ def result_row(result: dict[str, Any], include_phi: bool) -> dict[str, Any]:
     }
     for d in DISEASES:
         row[f"p_{d}"] = result["diseases"][d]["probability"]
-        row[f"flag_{d}"] = result["diseases"][d]["flagged"]
+        row[f"decision_{d}"] = result["diseases"][d]["decision"]
     for s in SUBTYPES:
         row[f"p_{s}"] = result["subtype"]["probabilities"][s]
-    for name, value in result["phenotypes"].items():
-        row[f"pheno_{name}"] = value
+    for name, entry in result["phenotypes"].items():
+        interval = entry["interval"] or (None, None)
+        row[f"pheno_{name}"], row[f"pheno_{name}_low"], row[f"pheno_{name}_high"] = entry["value"], *interval
+    row.update(_model_columns(result["model"]), preprocess_version=result["preprocess"].get("version"))
     if include_phi:
         phi = result.get("patient") or {}
         row.update(patient_id=phi.get("patient_id"), patient_name=phi.get("name"), birth_date=phi.get("birth_date"))
     return row
 
 
-def error_row(key: str, reason: str) -> dict[str, Any]:
-    return {"path": key, "status": STATUS_ERROR, "reason": reason.replace("\n", " ")}
+def _model_columns(model: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "bundle_name": model.get("name"),
+        "bundle_version": model.get("version"),
+        "bundle_digest": model.get("digest"),
+    }
+
+
+def error_row(key: str, reason: str, job: dict[str, Any]) -> dict[str, Any]:
+    """The row of an input that could not be screened; ``job`` holds the run's model and preprocessing columns."""
+    return {"path": key, "status": STATUS_ERROR, "reason": reason.replace("\n", " "), **job}
 
 
 class RowStore:
-    """Append-only rows with crash-safe resume. ``done`` holds the keys already written."""
+    """Append-only rows with crash-safe, exclusive, model-checked resume. ``done`` holds the keys already written.
 
-    def __init__(self, out: Path, columns: list[str]) -> None:
+    The output (CSV/JSONL; for Parquet its journal) is opened and locked (``flock``) before anything is read, so a
+    second run on the same output stops at once. Existing rows must come from the same bundle digest and
+    preprocessing version as this run (``job``), else the run is refused. Write failures (read-only folder, disk full)
+    raise :class:`~cardiacnets.errors.OutputError` naming the output; rows already written stay, and a torn last row
+    is cut off on the next run.
+    """
+
+    def __init__(self, out: Path, columns: list[str], job: dict[str, Any]) -> None:
         self.out = out
         self.columns = columns
+        self.job = job  # bundle_name, bundle_version, bundle_digest, preprocess_version of this run
         self.kind = out.suffix.lower().lstrip(".")
         if self.kind not in {"csv", "jsonl", "parquet"}:
             raise InputError(f"{out}: output must end in .csv, .jsonl or .parquet")
+        if not out.parent.is_dir():
+            raise OutputError(f"output folder {out.parent} does not exist; create it first")
         self.journal = out.with_name(out.name + ".journal.jsonl") if self.kind == "parquet" else out
         self.done: set[str] = set()
         self.errors_before = 0  # error rows already in the output when this run started
         self.rows_written = 0
+        self.handle: Any = None
         self._open()
 
+    def _fail_write(self, exc: OSError) -> OutputError:
+        what = os.strerror(exc.errno) if exc.errno else str(exc)
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        hint = "free some space" if full else "choose a writable --out"
+        kept = f"; the {self.rows_written} rows written by this run are kept" if self.rows_written else ""
+        return OutputError(f"cannot write {self.out}: {what}{kept}; {hint} and rerun the same command to resume")
+
+    def _lock(self) -> None:
+        """Open the journal for appending and take an exclusive lock on it, or refuse at once."""
+        existed = self.journal.exists()
+        try:
+            self.handle = self.journal.open("a+", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise self._fail_write(exc) from None
+        try:
+            _lock_exclusive(self.handle)
+        except BlockingIOError:
+            self.handle.close()
+            self.handle = None
+            raise OutputLockedError(
+                f"{self.out} is being written by another cnscreen batch run; wait for it to finish or use another --out"
+            ) from None
+        self._created = not existed
+
+    def _check_job(self, rows: list[dict[str, Any]]) -> None:
+        for key, what in (("bundle_digest", "model bundle"), ("preprocess_version", "preprocessing version")):
+            theirs = {row.get(key) for row in rows if row.get(key)}
+            if theirs and theirs != {self.job[key]}:
+                shown = ", ".join(sorted(str(t)[:16] for t in theirs))
+                raise OutputMismatchError(
+                    f"{self.out} holds rows from another {what} ({key} {shown}; this run: {str(self.job[key])[:16]});"
+                    " screen into another --out, or resume with the same bundle"
+                )
+
     def _repair_and_load(self) -> None:
-        path = self.journal
-        if not path.exists():
-            return
-        data = path.read_bytes()
+        data = self.journal.read_bytes()
         cut = data.rfind(b"\n") + 1
         if cut != len(data):  # a torn last row from a kill mid-write: drop it, its file is screened again
-            with path.open("r+b") as handle:
-                handle.truncate(cut)
+            self.handle.truncate(cut)
             data = data[:cut]
         text = data.decode("utf-8")
         if self.kind == "csv":
             reader = csv.DictReader(io.StringIO(text))
             if reader.fieldnames and reader.fieldnames != self.columns:
-                raise InputError(f"{path}: existing output has other columns; use another --out or the same options")
-            rows = [(row["path"], row["status"]) for row in reader]
+                raise OutputMismatchError(
+                    f"{self.out}: the existing output has other columns (another toolkit version, or --include-phi"
+                    " differs); use another --out or the same options"
+                )
+            rows = list(reader)
         else:
-            rows = [(r["path"], r["status"]) for r in map(json.loads, filter(str.strip, text.splitlines()))]
-        self.done = {path for path, _ in rows}
-        self.errors_before = sum(status == STATUS_ERROR for _, status in rows)
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        self._check_job(rows)
+        self.done = {row["path"] for row in rows}
+        self.errors_before = sum(row["status"] == STATUS_ERROR for row in rows)
 
     def _open(self) -> None:
         if self.kind == "parquet" and self.out.exists() and not self.journal.exists():
             import pyarrow.parquet as pq
 
-            table = pq.read_table(self.out, columns=["path", "status"])
-            self.done = set(table.column("path").to_pylist())
-            self.errors_before = table.column("status").to_pylist().count(STATUS_ERROR)
-            self.handle = None
+            names = set(pq.read_schema(self.out).names)
+            wanted = ["path", "status", *[k for k in ("bundle_digest", "preprocess_version") if k in names]]
+            rows = pq.read_table(self.out, columns=wanted).to_pylist()
+            self._check_job(rows)
+            self.done = {row["path"] for row in rows}
+            self.errors_before = sum(row["status"] == STATUS_ERROR for row in rows)
             return
-        self._repair_and_load()
-        new = not self.journal.exists() or self.journal.stat().st_size == 0
-        self.handle = self.journal.open("a", encoding="utf-8", newline="")
-        if self.kind == "csv":
-            self.writer = csv.DictWriter(
-                self.handle, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n"
-            )
-            if new:
-                self.writer.writeheader()
-                self.handle.flush()
+        self._lock()
+        try:
+            self._repair_and_load()
+            new = self.journal.stat().st_size == 0
+            if self.kind == "csv":
+                self.writer = csv.DictWriter(
+                    self.handle, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n"
+                )
+                if new:
+                    self.writer.writeheader()
+                    self.handle.flush()
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        """Close without writing; remove the journal if this run created it and it is still empty."""
+        if self.handle is None:
+            return
+        self.handle.close()
+        self.handle = None
+        try:
+            if self._created and self.journal.stat().st_size == 0:
+                self.journal.unlink()
+        except OSError:
+            pass
+
+    def _drop_handle(self) -> None:
+        """Close after a failed write: what could not be written is dropped (a torn last row is cut on resume)."""
+        try:
+            self.handle.close()  # the file is closed (and unlocked) even when the final flush fails
+        except OSError:
+            pass
+        self.handle = None
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         if self.handle is None:
             raise InputError(f"{self.out} is complete; remove it to screen again")
+        try:
+            for row in rows:
+                clean = {k: (_one_line(v) if isinstance(v, str) else v) for k, v in row.items()}
+                if self.kind == "csv":
+                    self.writer.writerow(clean)
+                else:
+                    self.handle.write(json.dumps({c: clean.get(c) for c in self.columns}, default=str) + "\n")
+            self.handle.flush()
+        except OSError as exc:
+            self._drop_handle()
+            raise self._fail_write(exc) from None
         for row in rows:
-            clean = {k: (v.replace("\n", " ").replace("\r", " ") if isinstance(v, str) else v) for k, v in row.items()}
-            if self.kind == "csv":
-                self.writer.writerow(clean)
-            else:
-                self.handle.write(json.dumps({c: clean.get(c) for c in self.columns}, default=str) + "\n")
             self.done.add(row["path"])
-            self.rows_written += 1
-        self.handle.flush()
+        self.rows_written += len(rows)
 
     def close(self, complete: bool) -> None:
         if self.handle is None:
             return
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-        if complete and self.kind == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+        try:
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+        except OSError as exc:
+            self._drop_handle()
+            raise self._fail_write(exc) from None
+        try:
+            if complete and self.kind == "parquet":
+                import pyarrow as pa
+                import pyarrow.parquet as pq
 
-            rows = [json.loads(line) for line in self.journal.read_text().splitlines() if line.strip()]
-            table = pa.Table.from_pylist(rows, schema=_arrow_schema(self.columns))
-            tmp = self.out.with_name(self.out.name + ".tmp")
-            pq.write_table(table, tmp)
-            os.replace(tmp, self.out)
-            self.journal.unlink()
+                rows = [json.loads(line) for line in self.journal.read_text().splitlines() if line.strip()]
+                table = pa.Table.from_pylist(rows, schema=_arrow_schema(self.columns))
+                tmp = self.out.with_name(self.out.name + ".tmp")
+                try:
+                    pq.write_table(table, tmp)
+                    os.replace(tmp, self.out)
+                except OSError as exc:
+                    tmp.unlink(missing_ok=True)
+                    raise self._fail_write(exc) from None
+                self.journal.unlink()
+        finally:
+            self.handle.close()  # releases the lock
+            self.handle = None
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\n", " ").replace("\r", " ")
+
+
+def _lock_exclusive(handle: Any) -> None:
+    """Non-blocking exclusive lock on an open file (raises BlockingIOError when another process holds it)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: lock the first byte
+        import msvcrt
+
+        try:
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError as exc:
+            raise BlockingIOError(str(exc)) from None
+        return
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def _arrow_schema(columns: list[str]) -> Any:
     import pyarrow as pa
 
     def kind(c: str) -> Any:
-        if c in {"reliable"} or c.startswith("flag_"):
+        if c in {"reliable", "in_distribution"}:
             return pa.bool_()
-        if c.startswith(("p_", "pheno_")) or c in {"sampling_rate_hz", "duration_s"}:
+        if c.startswith(("p_", "pheno_")) or c in {"sampling_rate_hz", "duration_s", "ood_score"}:
             return pa.float64()
         return pa.string()
 
@@ -333,6 +460,8 @@ def run_batch(
     device: str = "auto",
     include_phi: bool = False,
     progress: bool = True,
+    operating_point: str | None = None,
+    trusted_keys: Sequence[str | os.PathLike[str]] = (),
 ) -> BatchSummary:
     """Screen every input of ``source`` into ``out``; resumes when ``out`` already holds rows.
 
@@ -340,33 +469,37 @@ def run_batch(
     ``streams`` threads at once, each calling the same onnxruntime session: on the CPU the default is one stream per
     usable core with one ORT thread each, so no inference thread ever waits at a parallel-operator barrier for a
     sibling that the scheduler has given to a reader (ORT's intra-op threads do); on a GPU one stream.
-    ``batch_size`` is the most ECGs per inference call (default: 2 on the CPU, where small batches cost least per
-    ECG; 32 on a GPU): whenever the readers have nothing ready, what is pending goes to a free stream at once
-    rather than waiting for a full batch."""
+    ``batch_size`` is the most ECGs per inference call (default: 2 on the CPU, where each is still run alone so that
+    its result is the same as screening the file by itself; 32 on a GPU): whenever the readers have nothing ready,
+    what is pending goes to a free stream at once rather than waiting for a full batch. Every row names the bundle
+    (digest and version) and the preprocessing version; resuming an output written with others is refused, as is a
+    second run on the same output while one is running."""
     from cardiacnets.bundle import default_bundle_path, load_bundle
-    from cardiacnets.edge.screen import build_result
 
     started = time.perf_counter()
     out = Path(out)
     items = enumerate_inputs(source)
-    loaded = load_bundle(bundle or default_bundle_path(), check_hashes="on_use")
-    store = RowStore(out, output_columns(include_phi))
+    loaded = load_bundle(bundle or default_bundle_path(), check_hashes="on_use", trusted_keys=trusted_keys)
+    config = (PreprocessConfig.from_dict(loaded.preprocess) if loaded.preprocess else PreprocessConfig()).to_dict()
+    job = {**_model_columns(loaded.identity), "preprocess_version": config.get("version")}
+    store = RowStore(out, output_columns(include_phi), job)
     todo = [item for item in items if item.key not in store.done]
     summary = BatchSummary(total=len(items), skipped_done=len(items) - len(todo), errors_before=store.errors_before)
-    config = (PreprocessConfig.from_dict(loaded.preprocess) if loaded.preprocess else PreprocessConfig()).to_dict()
     workers = max(1, workers if workers is not None else usable_cores())
     complete = False
-    # The workers start (and import the readers) while this process builds the inference session.
-    prepared_stream = _iterate_prepared(todo, config, workers)
+    prepared_stream: _PreparedStream | None = None
     inference: _InferenceStreams | None = None
     try:
-        inference = _InferenceStreams(loaded, device, streams, batch_size, spin=workers <= 1)
+        # The workers start (and import the readers) while this process builds the inference session.
+        prepared_stream = _iterate_prepared(todo, config, workers)
+        inference = _InferenceStreams(loaded, device, streams, batch_size, spin=workers <= 1,
+                                      operating_point=operating_point)  # fmt: skip
         with _progress(progress, len(todo)) as advance:
 
             def write(batch: list[Any], outputs: list[dict[str, np.ndarray]]) -> None:
                 rows = []
                 for prepared, output in zip(batch, outputs, strict=True):
-                    result = build_result(inference.screener.bundle, prepared, output, include_phi=include_phi)
+                    result = inference.screener.result(prepared, output, include_phi=include_phi)
                     row = result_row(result, include_phi)
                     summary.ok += row["status"] == STATUS_OK
                     summary.qc_failed += row["status"] == STATUS_QC
@@ -389,7 +522,7 @@ def run_batch(
                 if entry is not None:
                     item, prepared, reason = entry
                     if prepared is None:
-                        store.write([error_row(item.key, reason or "unknown error")])
+                        store.write([error_row(item.key, reason or "unknown error", job)])
                         summary.error += 1
                         advance(1)
                         continue
@@ -412,7 +545,8 @@ def run_batch(
                     break
         complete = True
     finally:
-        prepared_stream.close()  # stops the worker pool at once if inference or output failed
+        if prepared_stream is not None:
+            prepared_stream.close()  # stops the worker pool at once if inference or output failed
         if inference is not None:
             inference.close()
         store.close(complete)
@@ -425,7 +559,10 @@ class _InferenceStreams:
     releases the GIL). Results come back in submission order, so rows are written in the order batches were formed;
     a batch still running when the process dies has written nothing and is screened again on resume."""
 
-    def __init__(self, bundle: Any, device: str, count: int | None, batch_size: int | None, *, spin: bool) -> None:
+    def __init__(
+        self, bundle: Any, device: str, count: int | None, batch_size: int | None, *, spin: bool,
+        operating_point: str | None = None,
+    ) -> None:  # fmt: skip
         """``spin``: let ORT's threads busy-wait between runs (only when no reader process shares the cores)."""
         from concurrent.futures import ThreadPoolExecutor
 
@@ -436,7 +573,8 @@ class _InferenceStreams:
         self.batch_size = max(1, batch_size if batch_size is not None else (CPU_BATCH if on_cpu else GPU_BATCH))
         # Several streams: one ORT thread each (the streams are the parallelism).
         threads = 1 if on_cpu and self.count > 1 else None
-        self.screener = Screener(bundle, device=device, threads=threads, allow_spinning=spin and self.count == 1)
+        self.screener = Screener(bundle, device=device, threads=threads, allow_spinning=spin and self.count == 1,
+                                 operating_point=operating_point)  # fmt: skip
         self.executor = ThreadPoolExecutor(self.count, thread_name_prefix="cns-infer") if self.count > 1 else None
         self.running: deque[tuple[list[Any], Any]] = deque()
 

@@ -1,13 +1,13 @@
 """``cnscreen``: screen ECG files (one file, or whole archives with ``cnscreen batch``) and inspect them.
 
-Thin CLI: parse, call one library function, print. Data goes to stdout, messages to stderr. User errors print one line
-and exit 1 (``CNS_DEBUG=1`` shows the traceback); usage errors exit 2.
+Thin CLI: parse, call one library function, print. Data goes to stdout, messages to stderr. Errors print one line and
+exit with the code documented in :mod:`cardiacnets.cli_support` (``CNS_DEBUG=1`` shows the traceback); usage errors
+exit 2.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -15,25 +15,42 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from cardiacnets.errors import CardiacNetsError
+from cardiacnets.cli_support import EXIT_INPUT, fail
+from cardiacnets.errors import CardiacNetsError, OutputError
 
+PROG = "cnscreen"
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Screen 12-lead ECG files with a CardiacNets model bundle. Examples:\n\n"
-    "  cnscreen inspect ecg.xml\n\n  cnscreen inspect ecg.xml --json",
+    "  cnscreen ecg.xml\n\n  cnscreen ecg.xml --json --out result.json\n\n"
+    "  cnscreen batch /archive/ecg --out results.csv\n\n  cnscreen inspect ecg.xml --json\n\n"
+    "Exit codes: 0 done; 1 user error; 2 usage error; 3 an input could not be read; 4 an output could not be"
+    " written; 5 the model bundle failed verification.",
 )
 err = Console(stderr=True)
 
+_BUNDLE_HELP = "Model bundle directory (default: $CNS_BUNDLE or the bundled model)."
+_OPERATING_POINT_HELP = "Decision thresholds: youden or high-specificity (default: the bundle's)."
+_TRUSTED_KEY_HELP = (
+    "Public key (PEM) that must have signed the bundle; repeat for several. Unsigned bundles are refused."
+)
 
-def _fail(exc: CardiacNetsError) -> None:
-    if os.environ.get("CNS_DEBUG"):
-        raise exc
-    from rich.markup import escape
 
-    # One line whatever the terminal width; the message is text from files, never markup.
-    err.print(f"[bold red]error:[/] {escape(' '.join(str(exc).split()))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+def _operating_point(value: Optional[str]) -> Optional[str]:  # noqa: UP045 - typer needs Optional on py3.10
+    if value is None:
+        return None
+    point = value.replace("-", "_")
+    if point not in ("youden", "high_specificity"):
+        raise typer.BadParameter(f"{value!r}: choose youden or high-specificity", param_hint="--operating-point")
+    return point
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 @app.command()
@@ -46,46 +63,51 @@ def inspect(
 
     Example: cnscreen inspect ecg.xml --json
     """
-    from cardiacnets.inspect import inspect_file
+    from cardiacnets.inspect import format_inspection, inspect_file
 
     try:
         report = inspect_file(file, include_phi=include_phi)
     except CardiacNetsError as exc:
-        _fail(exc)
+        fail(exc, PROG)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
     else:
-        from cardiacnets.inspect import format_inspection
-
         sys.stdout.write(format_inspection(report) + "\n")  # plain text: file content must not be read as markup
 
 
 @app.command("screen")
 def screen(
     file: Path = typer.Argument(..., help="ECG file (any supported format)."),
-    bundle: Optional[Path] = typer.Option(
-        None, "--bundle", help="Model bundle directory (default: the bundled model)."
-    ),  # noqa: UP007
+    bundle: Optional[Path] = typer.Option(None, "--bundle", help=_BUNDLE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON to stdout."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON result to this file ('-' = stdout)."),  # noqa: UP007
-    report: Optional[Path] = typer.Option(None, "--report", help="Write a self-contained HTML report."),  # noqa: UP007
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON result to this file ('-' = stdout)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write a self-contained HTML report."),
     cine: bool = typer.Option(False, "--cine", help="Generate short- and long-axis cines (GPU recommended)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or trt."),
+    operating_point: Optional[str] = typer.Option(None, "--operating-point", help=_OPERATING_POINT_HELP),
+    trusted_key: list[Path] = typer.Option([], "--trusted-key", help=_TRUSTED_KEY_HELP),
     include_phi: bool = typer.Option(False, "--include-phi", help="Include patient identifiers in the output."),
 ) -> None:
-    """Screen one ECG: disease probabilities against the bundle's thresholds, key phenotypes, QC.
+    """Screen one ECG: calibrated disease probabilities with decisions, phenotypes with intervals, whether the ECG is
+    like the model's training data, QC.
+
+    Exit codes: 0 screened (also when QC fails or the ECG is out of distribution: the output says so); 1 user error;
+    3 the file could not be read; 4 an output could not be written; 5 the bundle failed verification.
 
     Examples:
 
       cnscreen ecg.xml
 
       cnscreen ecg.xml --json --out result.json --report report.html
+
+      cnscreen ecg.xml --operating-point high-specificity --trusted-key team.pub
     """
     from cardiacnets.edge.screen import Screener
     from cardiacnets.edge.summary import render_result
 
     try:
-        screener = Screener(bundle, device=device)
+        screener = Screener(bundle, device=device, operating_point=_operating_point(operating_point),
+                            trusted_keys=trusted_key)  # fmt: skip
         result, prepared = screener.screen_file(file, include_phi=include_phi, keep_signal=report is not None)
         cine_gifs = None
         if cine:
@@ -98,19 +120,18 @@ def screen(
         if report is not None:
             from cardiacnets.edge.report import write_report
 
-            write_report(result, prepared, report, cine_gifs)
-            err.print(f"report written to {report}")
+            try:
+                write_report(result, prepared, report, cine_gifs)
+            except OSError as exc:
+                raise OutputError(f"cannot write {report}: {exc.strerror or exc}") from None
+            err.print(f"report written to {report}", highlight=False)
+        text = json.dumps(result, indent=2, default=str) + "\n"
+        if out is not None and str(out) != "-":
+            _write_text(out, text)
     except CardiacNetsError as exc:
-        _fail(exc)
-    text = json.dumps(result, indent=2, default=str) + "\n"
-    if out is not None:
-        if str(out) == "-":
-            sys.stdout.write(text)
-        else:
-            out.write_text(text)
-    if as_json:
-        if str(out) != "-":
-            sys.stdout.write(text)
+        fail(exc, PROG)
+    if as_json or (out is not None and str(out) == "-"):
+        sys.stdout.write(text)
     else:
         Console().print(render_result(result), highlight=False)
 
@@ -119,27 +140,29 @@ def screen(
 def batch(
     source: Path = typer.Argument(..., help="Directory tree, zip archive, or a text file listing one path per line."),
     out: Path = typer.Option(..., "--out", help="Output file: .csv, .jsonl or .parquet (rerun to resume)."),
-    bundle: Optional[Path] = typer.Option(
-        None, "--bundle", help="Model bundle directory (default: the bundled model)."
-    ),  # noqa: UP007
-    workers: Optional[int] = typer.Option(  # noqa: UP007
+    bundle: Optional[Path] = typer.Option(None, "--bundle", help=_BUNDLE_HELP),
+    workers: Optional[int] = typer.Option(
         None, "--workers", help="Reader processes (default: one per CPU core; 1 reads in this process)."
     ),
-    batch_size: Optional[int] = typer.Option(  # noqa: UP007
+    batch_size: Optional[int] = typer.Option(
         None, "--batch-size", help="Most ECGs per inference call (default: 2 on the CPU, 32 on a GPU)."
     ),
-    streams: Optional[int] = typer.Option(  # noqa: UP007
+    streams: Optional[int] = typer.Option(
         None, "--streams", help="Inference calls run at once (default: one per CPU core on the CPU, 1 on a GPU)."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or trt."),
+    operating_point: Optional[str] = typer.Option(None, "--operating-point", help=_OPERATING_POINT_HELP),
+    trusted_key: list[Path] = typer.Option([], "--trusted-key", help=_TRUSTED_KEY_HELP),
     include_phi: bool = typer.Option(False, "--include-phi", help="Add patient identifier columns to the output."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Screen every ECG in an archive; one output row per input file, errors included. Resumable.
 
-    Exit codes: 0 every file screened (QC failures are rows with status qc_failed); 3 some files could not be read
-    (rows with status error, in this run or an earlier interrupted run of the same job); 1 a user error stopped the
-    run; 2 a usage error.
+    Exit codes: 0 every file screened (QC failures and out-of-distribution ECGs are rows that say so); 3 some files
+    could not be read (rows with status error, in this run or an earlier interrupted run of the same job); 1 a user
+    error stopped the run; 2 a usage error; 4 the output could not be written (missing or read-only folder, disk
+    full; rows already written are kept) or another run is writing it, or it holds rows of another bundle; 5 the
+    bundle failed verification.
 
     Examples:
 
@@ -160,9 +183,11 @@ def batch(
             device=device,
             include_phi=include_phi,
             progress=not quiet,
+            operating_point=_operating_point(operating_point),
+            trusted_keys=trusted_key,
         )
     except CardiacNetsError as exc:
-        _fail(exc)
+        fail(exc, PROG)
     info = summary_dict(summary)
     err.print(
         f"{info['inputs']} inputs: {info['ok']} ok, {info['qc_failed']} qc_failed, {info['error']} error"
@@ -170,18 +195,18 @@ def batch(
         highlight=False,
     )
     if summary.error or summary.errors_before:  # the job's output, resumed runs included, holds error rows
-        raise typer.Exit(3)
+        raise typer.Exit(EXIT_INPUT)
 
 
 _SUBCOMMANDS = {"inspect", "batch", "screen"}
 
 
-def main(argv: Optional[list[str]] = None) -> None:  # noqa: UP007 - typer needs Optional on py3.10
+def main(argv: Optional[list[str]] = None) -> None:
     """``cnscreen FILE`` is short for ``cnscreen screen FILE``."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and not args[0].startswith("-") and args[0] not in _SUBCOMMANDS:
         args.insert(0, "screen")
-    app(args=args, prog_name="cnscreen")
+    app(args=args, prog_name=PROG)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#
 h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 8px;border-bottom:1px solid #e5e7eb}
 table{border-collapse:collapse;font-size:13px}td,th{padding:4px 10px;border-bottom:1px solid #f0f0f0;text-align:left}
 .num{text-align:right;font-variant-numeric:tabular-nums}.flag{color:#b91c1c;font-weight:600}.ok{color:#15803d}
+.warn{color:#b45309;font-weight:600}
 .note{background:#fef3c7;border:1px solid #f59e0b;padding:8px 12px;border-radius:6px;margin:10px 0}
 .fail{background:#fee2e2;border:1px solid #ef4444;padding:8px 12px;border-radius:6px;margin:10px 0}
 img.ecg{width:100%;height:auto;border:1px solid #e5e7eb}.cines{display:flex;gap:24px}
@@ -55,34 +56,46 @@ def render_report(result: dict[str, Any], prepared: Any, cine_gifs: dict[str, by
     saliency, saliency_note = flagged_saliency(result, getattr(prepared, "saliency", None))
     png = figure_png(plot_ecg_paper(prepared.signal_mv, prepared.fs, saliency=saliency))
     record = result["record"]
+    model = result["model"]
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>CardiacNets screening report</title><style>{_CSS}</style></head><body>",
         "<h1>CardiacNets ECG screening report</h1>",
         f"<div class='meta'>{esc(str(result['path']))} &middot; {esc(str(record.get('format')))} &middot; "
-        f"{esc(str(record.get('sampling_rate_hz')))} Hz &middot; {esc(str(record.get('duration_s')))} s &middot; "
-        f"model {esc(str(result['model'].get('bundle')))}</div>",
+        f"{esc(str(record.get('sampling_rate_hz')))} Hz &middot; {esc(str(record.get('duration_s')))} s</div>",
+        f"<div class='meta'>model {esc(str(model.get('name')))} {esc(str(model.get('version')))} &middot; digest "
+        f"<code>{esc(str(model.get('digest'))[:16])}</code>"
+        + (" &middot; trained on synthetic data" if model.get("trained_on_synthetic") else "")
+        + "</div>",
     ]
     if result.get("note"):
         parts.append(f"<div class='note'>{esc(result['note'])}</div>")
-    if not result.get("reliable", True):
-        parts.append("<div class='fail'>Signal quality control failed: the scores are not reliable.</div>")
+    if result.get("note_ood"):
+        parts.append(f"<div class='fail'><strong>Out of distribution.</strong> {esc(result['note_ood'])}</div>")
+    if result.get("note_trust"):
+        parts.append(f"<div class='note'>{esc(result['note_trust'])}</div>")
+    if not result["qc"].get("reliable", True):
+        parts.append("<div class='fail'>Signal quality control failed: the results are not reliable.</div>")
     parts.append("<h2>12-lead ECG</h2>")
     parts.append(
         f"<img class='ecg' alt='12-lead ECG on standard paper, 25 mm/s, 10 mm/mV' src='{_data_uri(png, 'image/png')}'>"
     )
     parts.append(f"<div class='meta'>Blue shading: where the model found evidence ({esc(saliency_note)}).</div>")
 
+    scale = "calibrated probability" if model.get("calibrated") else "probability (uncalibrated)"
     parts.append(
-        "<h2>Screening</h2><table><tr><th>condition</th><th class='num'>probability</th>"
-        "<th class='num'>threshold</th><th>result</th></tr>"
+        f"<h2>Screening</h2><table><tr><th>condition</th><th class='num'>{scale}</th>"
+        "<th class='num'>threshold</th><th>uncertain between</th><th>result</th></tr>"
     )
+    verdicts = {"flagged": "<span class='flag'>flagged</span>", "clear": "<span class='ok'>clear</span>",
+                "indeterminate": "<span class='warn'>indeterminate</span>"}  # fmt: skip
     for code, d in result["diseases"].items():
-        verdict = "<span class='flag'>flagged</span>" if d["flagged"] else "<span class='ok'>below threshold</span>"
+        band = d.get("band")
         parts.append(
             f"<tr><td>{esc(d['name'])} ({code})</td><td class='num'>{d['probability']:.3f}</td>"
-            f"<td class='num'>{d['threshold']:.3f} ({esc(d['operating_point'])})</td><td>{verdict}</td></tr>"
+            f"<td class='num'>{d['threshold']:.3f} ({esc(d['operating_point'])})</td>"
+            f"<td>{f'{band[0]:.3f}&ndash;{band[1]:.3f}' if band else '-'}</td><td>{verdicts[d['decision']]}</td></tr>"
         )
     parts.append("</table>")
     if result["subtype"]["shown"]:
@@ -91,15 +104,19 @@ def render_report(result: dict[str, Any], prepared: Any, cine_gifs: dict[str, by
             parts.append(f"<tr><td>{esc(name)}</td><td class='num'>{p:.3f}</td></tr>")
         parts.append("</table>")
 
+    coverage = model.get("interval_coverage")
+    interval_title = f"{coverage:.0%} interval" if coverage else "interval"
     parts.append(
-        "<h2>CMR phenotypes estimated from the ECG</h2><table><tr><th>phenotype</th><th class='num'>value"
-        "</th><th>unit</th><th>reference</th><th></th></tr>"
+        "<h2>CMR phenotypes estimated from the ECG</h2><table><tr><th>phenotype</th><th class='num'>value</th>"
+        f"<th>{interval_title}</th><th>unit</th><th>reference</th><th></th></tr>"
     )
     for name, p in result["key_phenotypes"].items():
         ref = p.get("reference_range")
+        interval = p.get("interval")
         mark = "<span class='flag'>out of range</span>" if p.get("out_of_range") else ""
         parts.append(
-            f"<tr><td>{esc(name)}</td><td class='num'>{p['value']:.1f}</td><td>{esc(p['unit'])}</td>"
+            f"<tr><td>{esc(name)}</td><td class='num'>{p['value']:.1f}</td>"
+            f"<td>{f'{interval[0]:.1f}&ndash;{interval[1]:.1f}' if interval else '-'}</td><td>{esc(p['unit'])}</td>"
             f"<td>{f'{ref[0]:g}&ndash;{ref[1]:g}' if ref else '-'}</td><td>{mark}</td></tr>"
         )
     parts.append("</table>")

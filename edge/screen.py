@@ -1,13 +1,14 @@
 """Screening one ECG with a bundle on onnxruntime: read -> QC -> preprocess -> infer -> a result dict.
 
-No torch on this path (DESIGN section 2): numpy, scipy, pywavelets, onnxruntime and the readers only. The result is
-the documented JSON schema ``cardiacnets.screening/1`` (see ``docs/screening-output.md``).
+No torch on this path: numpy, scipy, pywavelets, onnxruntime and the readers only. The result is the documented JSON
+schema ``cardiacnets.screening/2`` (:mod:`cardiacnets.edge.result`, ``docs/screening-output.md``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,19 +23,17 @@ from cardiacnets.bundle import (
     default_bundle_path,
     load_bundle,
 )
+from cardiacnets.edge.result import RESULT_SCHEMA, build_result
 from cardiacnets.errors import BundleError, CardiacNetsError, InputError
 from cardiacnets.io import read_ecg
 from cardiacnets.preprocess import PreprocessConfig, preprocess_record
 from cardiacnets.qc import run_qc
 from cardiacnets.record import EcgRecord
-from cardiacnets.targets import DISEASE_NAMES, DISEASES, KEY_PHENOTYPES, SUBTYPES, phenotypes, reference_range
+from cardiacnets.trust import OPERATING_POINTS, TrustModel
+from cardiacnets.trust.ood import signal_views
 
 logger = logging.getLogger(__name__)
 
-RESULT_SCHEMA = "cardiacnets.screening/1"
-SYNTHETIC_NOTE = (
-    "This model was trained on SYNTHETIC data only; its outputs are a software demonstration, not a clinical result."
-)
 _PROVIDERS = {"trt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 
 
@@ -71,10 +70,16 @@ class PreparedEcg:
     qc: dict[str, Any]
     preprocess: dict[str, Any]
     record_info: dict[str, Any]
+    signal_views: dict[str, np.ndarray] = field(default_factory=dict)  # out-of-distribution views of the raw window
     phi: dict[str, Any] = field(default_factory=dict)
     signal_mv: np.ndarray | None = None  # (12, n) for reports; dropped in batch mode
     fs: float | None = None
     saliency: np.ndarray | None = None  # (5, 12, 50) when the graph provides it
+
+    @property
+    def heart_rate(self) -> float:
+        """The heart rate given to the model (beats/min): the file's, else the estimate."""
+        return float(self.covariates[2])
 
 
 def covariates_from_record(record: EcgRecord, heart_rate: float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +98,8 @@ def covariates_from_record(record: EcgRecord, heart_rate: float | None) -> tuple
 def prepare_record(record: EcgRecord, config: PreprocessConfig, *, keep_signal: bool = False) -> PreparedEcg:
     """QC and preprocess a record for the screening graph."""
     qc = run_qc(record.signal, record.fs, record.meta)
-    ecg, info = preprocess_record(record, config)
+    ecg, info = preprocess_record(record, config, keep_window=True)
+    window = info.pop("window")
     covariates, mask = covariates_from_record(record, info.get("heart_rate"))
     meta = record.without_phi()
     record_info = {
@@ -117,6 +123,7 @@ def prepare_record(record: EcgRecord, config: PreprocessConfig, *, keep_signal: 
         qc=qc.to_dict(),
         preprocess=info,
         record_info=record_info,
+        signal_views=signal_views(window, float(covariates[2])),
         phi=dict(record.meta.get("phi") or {}),
         signal_mv=record.signal if keep_signal else None,
         fs=record.fs,
@@ -131,7 +138,7 @@ def prepare_file(path: str | os.PathLike[str], config: PreprocessConfig, *, keep
 
 
 class Screener:
-    """A loaded bundle and its onnxruntime session."""
+    """A loaded bundle, its trust artefacts and its onnxruntime session."""
 
     def __init__(
         self,
@@ -141,16 +148,24 @@ class Screener:
         variant: str | None = None,
         threads: int | None = None,
         allow_spinning: bool = True,
+        operating_point: str | None = None,
+        trusted_keys: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         """``threads``: ORT intra-op threads (default: ORT's choice). ``allow_spinning=False`` stops ORT's threads from
-        busy-waiting between runs, for when other processes (batch readers) need the same cores."""
+        busy-waiting between runs, for when other processes (batch readers) need the same cores. ``operating_point``:
+        ``youden`` or ``high_specificity`` (default: the bundle's). ``trusted_keys``: public keys (PEM) one of which
+        must have signed the bundle."""
         import onnxruntime as ort
 
         self.bundle = (
             bundle
             if isinstance(bundle, Bundle)
-            else load_bundle(bundle or default_bundle_path(), check_hashes="on_use")
+            else load_bundle(bundle or default_bundle_path(), check_hashes="on_use", trusted_keys=trusted_keys)
         )
+        if operating_point is not None and operating_point not in OPERATING_POINTS:
+            raise InputError(f"unknown operating point {operating_point!r}; choose {' or '.join(OPERATING_POINTS)}")
+        self.operating_point = operating_point
+        self.trust = load_trust(self.bundle)
         spec = self.bundle.model("screening")
         self.variant = variant or spec.get("default_variant") or "fp32"
         if self.variant == "fp32":
@@ -163,6 +178,9 @@ class Screener:
                 )
             graph = variants[self.variant]["file"]
         self.providers = select_providers(device)
+        # On the CPU each ECG is run alone: its result is then bit-identical whatever else an archive holds (batched
+        # GEMMs take other kernel paths and differ in the last bits; benchmarks/results/precision-cpu.md).
+        self.per_record = self.providers[0] == _PROVIDERS["cpu"]
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads:
@@ -183,14 +201,18 @@ class Screener:
         )
 
     def infer(self, ecg: np.ndarray, covariates: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-        """Run the graph on a batch: ``ecg`` (B, 12, 5000), ``covariates`` and ``mask`` (B, 3)."""
+        """Run the graph on a batch: ``ecg`` (B, 12, 5000), ``covariates`` and ``mask`` (B, 3). On the CPU each row
+        is run alone (see the constructor)."""
         feeds = {
             "ecg": np.ascontiguousarray(ecg, np.float32),
             "covariates": np.ascontiguousarray(covariates, np.float32),
             "covariate_mask": np.ascontiguousarray(mask, np.float32),
         }
         names = list(SCREENING_OUTPUTS) + [n for n in SCREENING_OPTIONAL_OUTPUTS if n in self.output_names]
-        return dict(zip(names, self.session.run(names, feeds), strict=False))
+        if not self.per_record or feeds["ecg"].shape[0] == 1:
+            return dict(zip(names, self.session.run(names, feeds), strict=True))
+        rows = [self.session.run(names, {k: v[i : i + 1] for k, v in feeds.items()}) for i in range(len(ecg))]
+        return {name: np.concatenate([row[j] for row in rows]) for j, name in enumerate(names)}
 
     def infer_prepared(self, items: list[PreparedEcg]) -> list[dict[str, np.ndarray]]:
         out = self.infer(
@@ -200,90 +222,31 @@ class Screener:
         )
         return [{k: v[i] for k, v in out.items()} for i in range(len(items))]
 
+    def result(
+        self, prepared: PreparedEcg, outputs: dict[str, np.ndarray], *, include_phi: bool = False
+    ) -> dict[str, Any]:
+        """The screening result of one ECG from its graph outputs (see :func:`cardiacnets.edge.result.build_result`)."""
+        return build_result(self.bundle, self.trust, prepared, outputs, operating_point=self.operating_point,
+                            include_phi=include_phi)  # fmt: skip
+
     def screen_file(
         self, path: str | os.PathLike[str], *, include_phi: bool = False, keep_signal: bool = False
     ) -> tuple[dict[str, Any], PreparedEcg]:
         prepared = prepare_file(path, self.preprocess_config, keep_signal=keep_signal)
         outputs = self.infer_prepared([prepared])[0]
-        result = build_result(self.bundle, prepared, outputs, include_phi=include_phi)
+        result = self.result(prepared, outputs, include_phi=include_phi)
         if keep_signal and "saliency" in outputs:
             prepared.saliency = outputs["saliency"]  # (5, 12, 50) disease token contributions
         return result, prepared
 
 
-def _threshold(bundle: Bundle, disease: str) -> tuple[float, str]:
-    entry = bundle.thresholds.get(disease) or {}
-    point = entry.get("default", "youden")
-    value = entry.get(point, 0.5)
-    return float(value), str(point)
-
-
-def build_result(
-    bundle: Bundle, prepared: PreparedEcg, outputs: dict[str, np.ndarray], *, include_phi: bool = False
-) -> dict[str, Any]:
-    """The ``cardiacnets.screening/1`` result for one ECG."""
-    reliable = bool(prepared.qc.get("reliable", False))
-    diseases = {}
-    for i, disease in enumerate(DISEASES):
-        probability = float(outputs["disease_prob"][i])
-        threshold, point = _threshold(bundle, disease)
-        diseases[disease] = {
-            "name": DISEASE_NAMES[disease],
-            "probability": round(probability, 4),
-            "threshold": round(threshold, 4),
-            "operating_point": point,
-            "flagged": probability >= threshold,
-        }
-    subtype_probs = {s: round(float(outputs["subtype_prob"][i]), 4) for i, s in enumerate(SUBTYPES)}
-    sex = prepared.record_info.get("sex")
-    values = outputs["phenotypes"]
-    key = {}
-    for p in phenotypes():
-        if p.short not in KEY_PHENOTYPES:
-            continue
-        value = float(values[p.index])
-        low_high = reference_range(p.short, sex)
-        key[p.short] = {
-            "value": round(value, 2),
-            "unit": p.unit,
-            "reference_range": list(low_high) if low_high else None,
-            "out_of_range": bool(low_high and not (low_high[0] <= value <= low_high[1])),
-        }
-    training = bundle.manifest["training_data"]
-    result: dict[str, Any] = {
-        "schema": RESULT_SCHEMA,
-        "path": prepared.path,
-        "reliable": reliable,
-        "qc": prepared.qc,
-        "diseases": diseases,
-        "subtype": {"shown": diseases["CM"]["flagged"], "probabilities": subtype_probs},
-        "key_phenotypes": key,
-        "phenotypes": {p.short: round(float(values[p.index]), 3) for p in phenotypes()},
-        "record": prepared.record_info,
-        "covariates_used": {
-            name: (float(v) if m else None)
-            for name, v, m in zip(
-                ("sex", "age", "heart_rate"), prepared.covariates, prepared.covariate_mask, strict=True
-            )
-        },
-        "preprocess": {
-            k: prepared.preprocess.get(k)
-            for k in ("version", "resampled", "cropped", "padded", "heart_rate", "heart_rate_source")
-        },
-        "model": {
-            "bundle": bundle.manifest.get("name"),
-            "version": bundle.manifest.get("version"),
-            "synthetic": bool(training.get("synthetic", False)),
-            "training_data": training.get("description"),
-        },
-    }
-    if result["model"]["synthetic"]:
-        result["note"] = SYNTHETIC_NOTE
-    if not reliable:
-        result["note_qc"] = "Signal QC failed: the scores below are not reliable (see qc.findings)."
-    if include_phi:
-        result["patient"] = prepared.phi
-    return result
+def load_trust(bundle: Bundle) -> TrustModel | None:
+    """The bundle's trust artefacts (``trust.json``), or None for a bundle built without them."""
+    entry = bundle.manifest.get("trust")
+    if not entry:
+        logger.debug("bundle %s has no trust data", bundle.root)
+        return None
+    return TrustModel.from_file(bundle.path(entry["file"]))
 
 
 def screen_error_result(path: str, exc: CardiacNetsError) -> dict[str, Any]:

@@ -9,26 +9,48 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+_DECISION_STYLE = {"flagged": ("FLAGGED", "bold red"), "clear": ("clear", "green"),
+                   "indeterminate": ("indeterminate", "bold yellow")}  # fmt: skip
+
 
 def render_result(result: dict[str, Any]) -> Group:
-    """Diseases with thresholds, subtype when cardiomyopathy is flagged, key phenotypes with ranges, QC, notes."""
+    """Model identity, warnings (synthetic model, out of distribution, QC), diseases with thresholds and decisions,
+    subtype when cardiomyopathy is flagged, key phenotypes with intervals and ranges, QC findings."""
     parts: list[Any] = []
     record = result.get("record", {})
+    model = result.get("model", {})
     header = Text(f"{result.get('path')}  ", style="bold")
     header.append(f"{record.get('format')}  {record.get('sampling_rate_hz')} Hz  {record.get('duration_s')} s")
     parts.append(header)
+    parts.append(
+        Text(
+            f"model {model.get('name')} {model.get('version')} (digest {str(model.get('digest'))[:12]})"
+            + ("  trained on synthetic data" if model.get("trained_on_synthetic") else ""),
+            style="dim",
+        )
+    )
     if result.get("note"):
         parts.append(Panel(Text(result["note"], style="bold yellow"), border_style="yellow"))
-    if not result.get("reliable", True):
-        parts.append(Text("Signal QC FAILED: scores are not reliable.", style="bold red"))
+    if result.get("note_ood"):
+        parts.append(Panel(Text(result["note_ood"], style="bold red"), border_style="red", title="out of distribution"))
+    if result.get("note_trust"):
+        parts.append(Text(result["note_trust"], style="yellow"))
+    if not result.get("qc", {}).get("reliable", True):
+        parts.append(Text("Signal QC FAILED: the results are not reliable.", style="bold red"))
 
-    risks = Table(title="Screening", title_justify="left", show_edge=False)
-    for column in ("condition", "probability", "threshold", "result"):
-        risks.add_column(column, justify="right" if column in ("probability", "threshold") else "left")
+    points = sorted({d["operating_point"] for d in result["diseases"].values()})
+    scale = "calibrated probabilities" if model.get("calibrated") else "uncalibrated probabilities"
+    risks = Table(title=f"Screening ({scale}; {', '.join(points)} thresholds)", title_justify="left", show_edge=False)
+    for column in ("condition", "probability", "threshold (band)", "result"):
+        risks.add_column(column, justify="right" if column == "probability" else "left")
     for code, d in result["diseases"].items():
-        flag = Text("FLAGGED", style="bold red") if d["flagged"] else Text("below threshold", style="green")
+        label, style = _DECISION_STYLE[d["decision"]]
+        band = d.get("band")
         risks.add_row(
-            f"{d['name']} ({code})", f"{d['probability']:.3f}", f"{d['threshold']:.3f} ({d['operating_point']})", flag
+            f"{d['name']} ({code})",
+            f"{d['probability']:.3f}",
+            f"{d['threshold']:.3f}" + (f" ({band[0]:.3f}-{band[1]:.3f})" if band else ""),
+            Text(label, style=style),
         )
     parts.append(risks)
 
@@ -42,12 +64,16 @@ def render_result(result: dict[str, Any]) -> Group:
         parts.append(table)
 
     pheno = Table(title="Key CMR phenotypes (estimated from the ECG)", title_justify="left", show_edge=False)
-    for column in ("phenotype", "value", "unit", "reference", ""):
+    coverage = model.get("interval_coverage")
+    interval_title = f"{coverage:.0%} interval" if coverage else "interval"
+    for column in ("phenotype", "value", interval_title, "unit", "reference", ""):
         pheno.add_column(column, justify="right" if column in ("value",) else "left")
     for name, p in result.get("key_phenotypes", {}).items():
         ref = p.get("reference_range")
+        interval = p.get("interval")
         mark = Text("out of range", style="bold red") if p.get("out_of_range") else Text("")
-        pheno.add_row(name, f"{p['value']:.1f}", p["unit"], f"{ref[0]:g}-{ref[1]:g}" if ref else "-", mark)
+        pheno.add_row(name, f"{p['value']:.1f}", f"{interval[0]:.1f}-{interval[1]:.1f}" if interval else "-",
+                      p["unit"], f"{ref[0]:g}-{ref[1]:g}" if ref else "-", mark)  # fmt: skip
     parts.append(pheno)
 
     qc = result.get("qc", {})

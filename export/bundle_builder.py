@@ -5,16 +5,19 @@ Layout::
     out/
       manifest.json             written last, by cardiacnets.bundle.write_manifest (sha256 of every other file)
       screening.onnx            FP32 master, checked against torch
-      screening.int8.onnx       dynamic INT8 (CPU), checked against the FP32 graph, accuracy cost measured
+      screening.int8.onnx       dynamic INT8 (CPU), checked against the FP32 graph, accuracy cost and batch dependence
+                                measured (never the default: its results depend on the batch)
       screening.fp16.onnx       FP16 with norms/softmax in FP32 (GPU / TensorRT), likewise
       cine/ecg_encoder.onnx     with --diffusion: ECG -> tokens
       cine/unet_<view>.onnx     the denoiser (+ .fp16.onnx), fixed frames, dynamic batch
       cine/vae_decoder.onnx     latents -> frames
       cine/scheduler_config.json
+      trust.json                with trust data: calibrators, conformal half-widths, out-of-distribution models
 
-``default_variant`` of the screening model is INT8 only when its measured AUROC cost on the evaluation split is at
-most :data:`~cardiacnets.export.precision.MAX_AUROC_COST` on every disease; FP16 is a GPU variant and never the CPU
-default. The build refuses a non-empty output directory unless ``overwrite``; it writes into ``out.partial`` and
+``default_variant`` of the screening model is a variant only when its measured AUROC cost on the evaluation split is
+at most :data:`~cardiacnets.export.precision.MAX_AUROC_COST` on every disease and its results do not depend on the
+batch (:func:`~cardiacnets.export.precision.batch_dependence`); FP16 is a GPU variant and never the CPU default.
+The build refuses a non-empty output directory unless ``overwrite``; it writes into ``out.partial`` and
 renames, so a failed build leaves no half bundle behind.
 """
 
@@ -212,6 +215,8 @@ def build_bundle(
     overwrite: bool = False,
     cine_fp16: bool = True,
     cine_weights_fp16: bool = False,
+    trust_data: Any = None,
+    trust_report: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Export, check and write a bundle directory; return its manifest.
 
@@ -226,6 +231,10 @@ def build_bundle(
         cine_fp16: also write FP16 denoiser graphs for GPUs.
         cine_weights_fp16: store the cine graphs' weights as FP16 (FP32 compute; about half the size), each graph
             checked against torch with the looser bounds of ``*_TOLERANCES_FP16W``.
+        trust_data: a :class:`~cardiacnets.export.trust_fit.TrustData` (the training cohort) to fit the trust
+            artefacts on (calibration, thresholds with bands, phenotype identities and intervals, the
+            out-of-distribution check); without it the bundle has none and its outputs say so.
+        trust_report: with ``trust_data``, also write the trust evaluation report into this directory.
     """
     from cardiacnets.export.onnx_export import export_screening
     from cardiacnets.export.precision import accuracy_cost, choose_default_variant
@@ -256,7 +265,7 @@ def build_bundle(
             precision_report = accuracy_cost(partial / "screening.onnx", paths, eval_split)
             default, reason = choose_default_variant(precision_report)
             for v, cost in precision_report["variants"].items():
-                keys = ("auroc_cost", "max_auroc_cost", "phenotype_r_cost", "max_abs_prob_diff")
+                keys = ("auroc_cost", "max_auroc_cost", "phenotype_r_cost", "max_abs_prob_diff", "batch_dependence")
                 entry["variants"][v]["accuracy_cost"] = {k: cost[k] for k in keys}
         entry["default_variant"] = default
         entry["default_variant_reason"] = reason
@@ -286,6 +295,14 @@ def build_bundle(
         }
         if cine is not None:
             manifest["cine"] = cine
+        if trust_data is not None:
+            from cardiacnets.export.trust_fit import attach_trust, write_trust_report
+
+            manifest, evaluation = attach_trust(partial, manifest, trust_data)
+            if trust_report is not None:
+                spec = json.loads((partial / manifest["trust"]["file"]).read_text())
+                write_trust_report(evaluation, spec, trust_report, title=f"Trust artefacts of {manifest['name']}",
+                                   command="cnexport bundle (trust fitted at build time)")  # fmt: skip
         write_manifest(partial, _json_safe(manifest))
         if out.exists():
             shutil.rmtree(out)

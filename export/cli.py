@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
+from cardiacnets.cli_support import EXIT_BUNDLE, fail
 from cardiacnets.errors import CardiacNetsError
 
 app = typer.Typer(
@@ -29,11 +30,8 @@ app = typer.Typer(
 )
 
 
-def _fail(exc: CardiacNetsError) -> None:
-    if os.environ.get("CNS_DEBUG"):
-        raise exc
-    typer.echo(f"cnexport: error: {' '.join(str(exc).split())}", err=True)
-    raise typer.Exit(1)
+def _fail(exc: CardiacNetsError) -> NoReturn:
+    fail(exc, "cnexport")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -113,9 +111,17 @@ def bundle(
     cine_weights_fp16: bool = typer.Option(
         False, "--cine-weights-fp16", help="Store the cine graphs' weights as FP16 (FP32 compute, ~half the size)."
     ),
+    trust_data: str | None = typer.Option(
+        None, "--trust-data", help="Fit trust artefacts on this cohort ('synthetic' or a dataset directory)."
+    ),
+    trust_subjects: int = typer.Option(6000, help="Synthetic trust cohort size (same seed as --seed)."),
+    trust_report: Path | None = typer.Option(None, "--trust-report", help="Write the trust evaluation report here."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Build a verified bundle: screening.onnx + INT8/FP16 variants (+ cine/ parts) + manifest.json.
+    """Build a verified bundle: screening.onnx + INT8/FP16 variants (+ cine/ parts) + trust.json + manifest.json.
+
+    Without --trust-data the bundle has no calibration, intervals or out-of-distribution check (cnexport trust can add
+    them later).
 
     Examples:\n
       cnexport bundle --screening runs/finetune --out bundle/\n
@@ -133,9 +139,16 @@ def bundle(
             typer.echo(f"loading the {eval_source} {eval_split} split for the accuracy cost...", err=True)
             split = load_eval_split(eval_source, split=eval_split, n_subjects=eval_subjects, seed=seed,
                                     preprocess=preprocess_from_metadata(metadata), max_items=eval_max)  # fmt: skip
+        trust = None
+        if trust_data is not None:
+            from cardiacnets.export.trust_fit import TrustData
+
+            trust = TrustData(source=trust_data, n_subjects=trust_subjects if trust_data == "synthetic" else None,
+                              seed=seed)  # fmt: skip
         manifest = build_bundle(screening, out, diffusion=diffusion or None, eval_split=split, variants=wanted,
                                 name=name, cine_fp16=cine_fp16, cine_weights_fp16=cine_weights_fp16,
-                                version=bundle_version, overwrite=force)  # fmt: skip
+                                version=bundle_version, overwrite=force, trust_data=trust,
+                                trust_report=trust_report)  # fmt: skip
     except CardiacNetsError as exc:
         _fail(exc)
     spec = manifest["models"]["screening"]
@@ -148,11 +161,14 @@ def bundle(
 def verify(
     bundle_dir: Path = typer.Argument(..., metavar="BUNDLE", help="Bundle directory."),
     no_hashes: bool = typer.Option(False, "--no-hashes", help="Check presence only, not sha256."),
+    trusted_key: list[Path] = typer.Option([], "--trusted-key", help="Also require a valid signature by this key."),
 ) -> None:
-    """Check a bundle: manifest, format version, every file present with its sha256. Exit 0 valid, 1 otherwise.
+    """Check a bundle: manifest and its digest (an edited manifest fails), format version, every file present with
+    its sha256, and with --trusted-key its signature. Exit 0 valid, 5 otherwise (every problem on stderr).
 
-    Example:\n
-      cnexport verify bundle/
+    Examples:\n
+      cnexport verify bundle/\n
+      cnexport verify bundle/ --trusted-key team.pub
     """
     from cardiacnets.bundle import verify_bundle
 
@@ -160,9 +176,105 @@ def verify(
     if problems:
         for problem in problems:
             typer.echo(f"cnexport: invalid bundle: {problem}", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_BUNDLE)
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
-    typer.echo(f"ok: {bundle_dir} ({len(manifest['files'])} files verified)")
+    signer = ""
+    if trusted_key:
+        try:
+            from cardiacnets.signing import check_signature
+
+            signer = f"; signed by trusted key {check_signature(bundle_dir, manifest['digest'], trusted_key)}"
+        except CardiacNetsError as exc:
+            _fail(exc)
+    typer.echo(f"ok: {bundle_dir} ({len(manifest['files'])} files verified; digest {manifest['digest']}{signer})")
+
+
+@app.command()
+def trust(
+    bundle_dir: Path = typer.Argument(..., metavar="BUNDLE", help="Bundle whose trust artefacts to (re)fit."),
+    out: Path = typer.Option(..., "--out", help="New bundle directory (a copy with the fitted trust.json)."),
+    data: str = typer.Option("synthetic", "--data", help="'synthetic' or a dataset directory (its train/val/test)."),
+    subjects: int = typer.Option(6000, help="Synthetic cohort size (a superset of the training cohort, same seed)."),
+    seed: int = typer.Option(0, help="Synthetic cohort seed (the training cohort's)."),
+    max_items: int | None = typer.Option(None, help="At most this many subjects per split."),
+    coverage: float = typer.Option(0.9, help="Nominal coverage of the phenotype intervals."),
+    alpha: float = typer.Option(0.02, help="Share of in-distribution validation ECGs the OOD check may flag."),
+    drop_variant: list[str] = typer.Option([], "--drop-variant", help="Remove a screening precision variant."),
+    report: Path | None = typer.Option(None, "--report", help="Write report.md, results.json, reliability.png here."),
+    bundle_version: str | None = typer.Option(None, "--version", help="Version string of the new bundle."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Fit a bundle's trust artefacts on its training cohort: calibrated probabilities and operating thresholds with
+    uncertainty bands, phenotype identities and conformal intervals, the out-of-distribution check.
+
+    The train split is the reference, the val split calibrates, the test split is reported (--report).
+
+    Examples:\n
+      cnexport trust bundle/ --out bundle-trusted/ --data data/ukb\n
+      cnexport trust bundle/ --out bundle-trusted/ --data synthetic --subjects 6000 --seed 0 --report reports/trust
+    """
+    _setup_logging(verbose)
+    try:
+        from cardiacnets.export.trust_fit import TrustData, refit_bundle_trust, write_trust_report
+
+        manifest, evaluation = refit_bundle_trust(
+            bundle_dir, out, TrustData(source=data, n_subjects=subjects if data == "synthetic" else None, seed=seed,
+                                       max_items=max_items),
+            drop_variants=tuple(drop_variant), coverage=coverage, alpha=alpha, overwrite=force, version=bundle_version,
+            progress=lambda text: typer.echo(text, err=True),
+        )  # fmt: skip
+        if report is not None:
+            spec = json.loads((out / manifest["trust"]["file"]).read_text())
+            command = "cnexport trust " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "cnexport trust"
+            write_trust_report(evaluation, spec, report, title=f"Trust artefacts of {manifest['name']}",
+                               command=command)  # fmt: skip
+    except CardiacNetsError as exc:
+        _fail(exc)
+    summary = manifest["trust"]["evaluation"]
+    typer.echo(f"wrote {out} (digest {manifest['digest'][:16]}): test split ECE "
+               + ", ".join(f"{d} {e['raw']:.3f}->{e['calibrated']:.3f}" for d, e in summary["ece"].items())
+               + f"; interval coverage {summary['coverage_mean']:.1%} (nominal {summary['coverage_nominal']:.0%});"
+               f" OOD flag rate {summary['ood_flag_rate']:.1%}", err=True)  # fmt: skip
+    typer.echo(str(out))
+
+
+@app.command()
+def keygen(
+    private: Path = typer.Option(..., "--private", help="Private key file to create (PEM, owner-only)."),
+    public: Path = typer.Option(..., "--public", help="Public key file to create (PEM), to give to screening sites."),
+) -> None:
+    """Create an ed25519 key pair for signing bundles.
+
+    Example:\n
+      cnexport keygen --private team.key --public team.pub
+    """
+    try:
+        from cardiacnets.signing import generate_keypair
+
+        key = generate_keypair(private, public)
+    except CardiacNetsError as exc:
+        _fail(exc)
+    typer.echo(f"key {key}: private {private}, public {public}")
+
+
+@app.command()
+def sign(
+    bundle_dir: Path = typer.Argument(..., metavar="BUNDLE", help="Bundle directory to sign."),
+    key: Path = typer.Option(..., "--key", help="ed25519 private key (PEM), e.g. from cnexport keygen."),
+) -> None:
+    """Sign a verified bundle's digest (writes signature.json); cnscreen --trusted-key then accepts it.
+
+    Example:\n
+      cnexport sign bundle/ --key team.key
+    """
+    try:
+        from cardiacnets.signing import sign_bundle
+
+        entry = sign_bundle(bundle_dir, key)
+    except CardiacNetsError as exc:
+        _fail(exc)
+    typer.echo(f"signed {bundle_dir} (digest {entry['digest'][:16]}) with key {entry['key_id']}")
 
 
 @app.command()

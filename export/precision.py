@@ -11,11 +11,13 @@
 * FP16 weight storage (compact bundles): :func:`store_weights_fp16` keeps FP32 compute but stores large weights as
   float16 with a ``Cast`` each, halving the file.
 * INT8 (CPU screening): ``onnxruntime.quantization.quantize_dynamic`` with S8 weights on MatMul/Gemm only after
-  ``quant_pre_process`` (export-notes.md 1.2: best accuracy/speed trade-off, ~25% faster on x86).
+  ``quant_pre_process`` (export-notes.md 1.2). Its activation scales are computed over the whole batch, so one ECG's
+  result depends on the others in its batch (:func:`batch_dependence`), and its accuracy depends on the CPU's
+  integer kernels (VNNI or not); it is therefore never the default (benchmarks/results/precision-cpu.md).
 
 :func:`accuracy_cost` measures a variant against FP32 on a labelled split (AUROC per disease, mean phenotype Pearson r)
 and :func:`choose_default_variant` applies the rule: a variant costing more than :data:`MAX_AUROC_COST` AUROC on any
-disease is not the default.
+disease, or whose results depend on their batch, is not the default.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 #: A variant whose AUROC drops by more than this on any disease (vs FP32, same split) is never the default.
 MAX_AUROC_COST = 0.005
+#: A variant whose disease probabilities for one ECG move by more than this with what shares its batch is never the
+#: default (dynamic INT8 moves them by 1e-2; FP32 by 1e-7: benchmarks/results/precision-cpu.md).
+MAX_BATCH_DEPENDENCE = 1e-4
 
 #: Ops kept in FP32 in FP16 graphs: normalisations (x^2 overflows FP16 past |x| > 256) and softmax.
 FP32_OPS = frozenset(
@@ -292,7 +297,9 @@ def store_weights_fp16(path: str | os.PathLike[str], *, min_elements: int = 256)
 
 # --------------------------------------------------------------------------------------------------------- INT8
 def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-    """Dynamic INT8 quantisation (S8 weights, MatMul/Gemm only) after ``quant_pre_process``."""
+    """Dynamic INT8 quantisation (S8 weights, MatMul/Gemm only) after ``quant_pre_process``. Weights use 7 bits
+    (``reduce_range``): U8 x S8 products of full-range weights can saturate the 16-bit intermediate sums of CPUs
+    without VNNI (onnxruntime's quantisation guide), which made the same graph inaccurate on some x86 hosts only."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -304,7 +311,13 @@ def quantize_int8(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> N
             logger.warning("quant_pre_process failed on %s (%s); quantising the graph as exported", src, exc)
             pre = Path(src)
         try:
-            quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+            quantize_dynamic(
+                str(pre),
+                str(dst),
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul", "Gemm"],
+                reduce_range=True,
+            )
         except Exception as exc:  # noqa: BLE001
             raise ExportError(f"INT8 quantisation of {Path(src).name} failed: {exc}") from None
 
@@ -425,16 +438,46 @@ def accuracy_cost(
             "max_auroc_cost": max(valid) if valid else None,
             "phenotype_r_cost": r_cost,
             "max_abs_prob_diff": float(np.abs(outputs["disease_prob"] - reference["disease_prob"]).max()),
+            "batch_dependence": batch_dependence(path),
         }
+    report["fp32"]["batch_dependence"] = batch_dependence(fp32_path)
     return report
+
+
+def batch_dependence(path: str | os.PathLike[str], *, records: int = 4, seed: int = 5) -> dict[str, float]:
+    """How much one ECG's outputs move with what shares its batch: per output, the largest ``|batched - alone|``
+    over ``records`` records, each run alone and then with random partners of larger amplitude in batches of 2 to
+    8 (one onnxruntime thread, CPU)."""
+    from cardiacnets.bundle import SCREENING_OUTPUTS
+    from cardiacnets.export.onnx_export import ort_session, screening_feeds
+
+    session = ort_session(path, threads=1)
+    rng = np.random.default_rng(seed)
+    names = list(SCREENING_OUTPUTS)
+    worst = dict.fromkeys(names, 0.0)
+    for _ in range(records):
+        own = screening_feeds(1, rng)
+        alone = session.run(names, own)
+        for size in (2, 5, 8):
+            partners = screening_feeds(size - 1, rng)
+            partners["ecg"] = np.clip(partners["ecg"] * 3.0, -1.0, 1.0)  # louder than the record itself
+            feed = {k: np.concatenate([own[k], partners[k]]) for k in own}
+            for name, got, ref in zip(names, session.run(names, feed), alone, strict=True):
+                worst[name] = max(worst[name], float(np.abs(got[0] - ref[0]).max()))
+    return worst
 
 
 def choose_default_variant(report: Mapping[str, Any], preference: Sequence[str] = ("int8",)) -> tuple[str, str]:
     """``(variant, reason)``: the first of ``preference`` whose measured AUROC cost is at most :data:`MAX_AUROC_COST`
-    on every disease, else ``"fp32"``. A variant with no measurable AUROC is never chosen."""
+    on every disease and whose disease probabilities move by at most :data:`MAX_BATCH_DEPENDENCE` with their batch,
+    else ``"fp32"``. A variant with no measurable AUROC is never chosen."""
     for name in preference:
         entry = report.get("variants", {}).get(name)
         if entry is None:
+            continue
+        moved = (entry.get("batch_dependence") or {}).get("disease_prob")
+        if moved is None or moved > MAX_BATCH_DEPENDENCE:
+            logger.info("variant %s: results depend on the batch (%s); not the default", name, moved)
             continue
         cost = entry.get("max_auroc_cost")
         if cost is None:
@@ -449,7 +492,9 @@ def choose_default_variant(report: Mapping[str, Any], preference: Sequence[str] 
 __all__ = [
     "FP32_OPS",
     "MAX_AUROC_COST",
+    "MAX_BATCH_DEPENDENCE",
     "EvalSplit",
+    "batch_dependence",
     "accuracy_cost",
     "choose_default_variant",
     "convert_to_fp16",

@@ -63,9 +63,15 @@ from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
 EcgToCmrPipeline.from_components(sys.argv[1], sys.argv[2], sys.argv[3]).save_pretrained(sys.argv[4])
 " "$RUN/align" "$RUN/ecg2cmr-$view" "$RUN/vae-$view" "$RUN/pipeline-$view"
 done
+# FP32 screening only (dynamic INT8 results depend on the batch: benchmarks/results/precision-cpu.md). Trust artefacts
+# (calibration, thresholds with bands, phenotype identities and intervals, the out-of-distribution check) are fitted on
+# the training cohort extended to TRUST_N subjects with the same seed: subject i and its split are pure functions of
+# (seed, i), so its first N subjects are the training cohort and its val/test splits gain unseen subjects.
+TRUST_N=${DEMO_TRUST_SUBJECTS:-6000}
 stage bundle "$BIN/cnexport" bundle --screening "$RUN/finetune" --diffusion "$RUN/pipeline-sa" \
-  --diffusion "$RUN/pipeline-la" --variants int8 --eval-source "$RUN/cohort" --eval-subjects "$N" --eval-split test --eval-max 400 \
-  --no-cine-fp16 --cine-weights-fp16 --name cardiacnets-demo-synthetic --version 0.1.0 --out "$BUNDLE" --force
+  --diffusion "$RUN/pipeline-la" --variants "" --trust-data synthetic --trust-subjects "$TRUST_N" --seed 0 \
+  --trust-report "$RUN/trust-report" \
+  --no-cine-fp16 --cine-weights-fp16 --name cardiacnets-demo-synthetic --version 0.2.0 --out "$BUNDLE" --force
 "$BIN/cnexport" verify "$BUNDLE"
 du -sh "$BUNDLE" | tee -a "$RUN/timings.log"
 log "bundle written to $BUNDLE"

@@ -110,7 +110,7 @@ def test_torn_last_row_is_cut_and_redone(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     columns = output_columns(False)
     out.write_text(json.dumps({"path": "a", "status": "ok"}) + "\n" + '{"path": "b", "sta')
-    store = RowStore(out, columns)
+    store = RowStore(out, columns, {"bundle_digest": "d", "preprocess_version": "p"})
     assert store.done == {"a"}
     store.write([{"path": "b", "status": "error", "reason": "x"}])
     store.close(True)
@@ -283,3 +283,106 @@ def test_readers_that_keep_dying_hand_the_work_back_to_this_process(
     assert len(errors) <= 2 + batch._PreparedStream.MAX_DEATHS_IN_A_ROW  # at most one file per dead reader
     assert all("reader process died" in e and "exit code 3" in e for e in errors), errors
     assert len(results) - len(errors) >= 6 and not stream.readers
+
+
+def _batch_cli(source: Path, out: Path, bundle: Path, *extra: str, **kwargs) -> subprocess.CompletedProcess:
+    command = [*CNSCREEN, "batch", str(source), "--out", str(out), "--bundle", str(bundle), "--quiet", *extra]
+    return subprocess.run(command, capture_output=True, text=True, **kwargs)
+
+
+def _one_line_error(proc: subprocess.CompletedProcess) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cnscreen: error: ") and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+def test_a_second_run_on_the_same_output_is_refused_at_once(tiny_bundle: Path, tmp_path: Path) -> None:
+    build_archive(tmp_path / "archive", None, n_good=3)
+    out = tmp_path / "out.csv"
+    columns = output_columns(False)
+    holder = RowStore(out, columns, {"bundle_digest": "x", "preprocess_version": "y"})  # a run in progress
+    try:
+        started = time.perf_counter()
+        proc = _batch_cli(tmp_path / "archive", out, tiny_bundle, "--workers", "1")
+        assert time.perf_counter() - started < 30
+        assert proc.returncode == 4 and "another cnscreen batch run" in _one_line_error(proc)
+    finally:
+        holder.close(False)
+    assert out.read_text().splitlines() == [",".join(columns)]  # the holder's output is untouched
+
+
+def test_resuming_with_another_bundle_is_refused_and_the_output_kept(tiny_bundle: Path, tmp_path: Path) -> None:
+    build_archive(tmp_path / "archive", None, n_good=3)
+    out = tmp_path / "out.jsonl"
+    first = _batch_cli(tmp_path / "archive", out, tiny_bundle, "--workers", "1")
+    assert first.returncode == 3, first.stderr  # the archive holds broken files
+    rows = read_rows(out)
+    assert {r["bundle_digest"] for r in rows} == {json.loads((tiny_bundle / "manifest.json").read_text())["digest"]}
+    before = out.read_bytes()
+    other = make_tiny_bundle(tmp_path / "other")
+    manifest = json.loads((other / "manifest.json").read_text())
+    from cardiacnets.bundle import write_manifest
+
+    write_manifest(other, {k: v for k, v in manifest.items() if k not in ("files", "digest")} | {"version": "9.9"})
+    (tmp_path / "archive" / "synthetic" / "new.hea").write_text((tmp_path / "archive/synthetic/rec00.hea").read_text())
+    proc = _batch_cli(tmp_path / "archive", out, other, "--workers", "1")
+    message = _one_line_error(proc)
+    assert proc.returncode == 4 and "another model bundle" in message and "another --out" in message
+    assert out.read_bytes() == before  # nothing written, nothing lost
+
+
+def _make_read_only(folder: Path) -> None:
+    """A folder nobody may create files in: mode 0555, and for root (who ignores modes) the immutable attribute."""
+    folder.chmod(0o555)
+    if os.geteuid() == 0:
+        done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"running as root and chattr +i is unavailable here ({done.stderr.strip()})")
+
+
+@pytest.mark.parametrize("problem", ["missing folder", "read-only folder"])
+def test_unwritable_output_gives_one_line_and_exit_4(tiny_bundle: Path, tmp_path: Path, problem: str) -> None:
+    build_archive(tmp_path / "archive", None, n_good=2)
+    folder = tmp_path / ("no-such-folder" if problem == "missing folder" else "readonly")
+    out = folder / "out.csv"
+    if problem == "read-only folder":
+        folder.mkdir()
+        _make_read_only(folder)
+    try:
+        proc = _batch_cli(tmp_path / "archive", out, tiny_bundle, "--workers", "1")
+        message = _one_line_error(proc)
+        assert proc.returncode == 4, proc.stderr
+        assert ("does not exist" if problem == "missing folder" else f"cannot write {out}") in message
+        assert not out.exists()
+    finally:
+        if folder.exists():
+            subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+            folder.chmod(0o755)
+
+
+def test_a_full_disk_stops_with_one_line_keeps_the_rows_and_resumes(tiny_bundle: Path, tmp_path: Path) -> None:
+    """The output file may not grow past 24 kB (RLIMIT_FSIZE, as a full disk would stop it): the run stops with one
+    line and exit 4, keeps the rows it wrote, and the same command without the limit completes exactly once."""
+    import resource
+
+    good, broken = build_archive(tmp_path / "archive", None, n_good=24)
+    out = tmp_path / "out.csv"
+
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (24_000, 24_000))
+
+    proc = _batch_cli(tmp_path / "archive", out, tiny_bundle, "--workers", "1", "--batch-size", "1",
+                      preexec_fn=small_disk)  # fmt: skip
+    message = _one_line_error(proc)
+    assert proc.returncode == 4 and "cannot write" in message and "rerun the same command" in message
+    kept = out.read_bytes()
+    assert 0 < len(kept) <= 24_000
+    final = _batch_cli(tmp_path / "archive", out, tiny_bundle, "--workers", "1")
+    assert final.returncode == 3, final.stderr
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    paths = [r["path"] for r in rows]
+    assert sorted(paths) == sorted(good | broken)  # exactly once each
+    assert out.read_bytes().startswith(kept[: kept.rfind(b"\n") + 1])  # the rows written before the stop are kept

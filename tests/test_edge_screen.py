@@ -52,10 +52,14 @@ def test_screen_result_matches_the_graph_in_numpy(tiny_bundle: Path, tmp_path: P
         p = float(expected["disease_prob"][0, i])
         assert result["diseases"][disease]["probability"] == pytest.approx(p, abs=1e-4)
         assert result["diseases"][disease]["flagged"] == (p >= 0.5)
-    assert result["phenotypes"]["LVEDV"] == pytest.approx(float(expected["phenotypes"][0, 0]), abs=1e-2)
+        assert result["diseases"][disease]["decision"] == ("flagged" if p >= 0.5 else "clear")
+    assert result["phenotypes"]["LVEDV"]["value"] == pytest.approx(float(expected["phenotypes"][0, 0]), abs=1e-2)
     assert result["key_phenotypes"]["LVEF"]["unit"] == "%"
-    assert result["model"]["synthetic"] is True and "SYNTHETIC" in result["note"]
-    assert result["schema"] == "cardiacnets.screening/1"
+    assert result["model"]["trained_on_synthetic"] is True and "SYNTHETIC" in result["note"]
+    assert result["model"]["digest"] == screener.bundle.digest and len(result["model"]["digest"]) == 64
+    assert result["schema"] == "cardiacnets.screening/2"
+    # A bundle without trust data says so, and its results carry no interval or distribution check.
+    assert result["distribution"] is None and "no calibration" in result["note_trust"]
 
 
 def test_batch_of_prepared_equals_one_by_one(tiny_bundle: Path, tmp_path: Path) -> None:
@@ -108,8 +112,8 @@ def test_tampered_bundle_is_refused_with_one_line(tiny_bundle: Path, tmp_path: P
     proc = subprocess.run(
         [*CNSCREEN, str(write_wfdb_ecg(tmp_path / "e")), "--bundle", str(copy)], capture_output=True, text=True
     )
-    assert proc.returncode == 1
-    assert "sha256" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 5  # the bundle failed verification
+    assert "sha256" in proc.stderr and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_missing_gpu_provider_is_a_clear_error(tiny_bundle: Path, tmp_path: Path) -> None:

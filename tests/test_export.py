@@ -200,10 +200,17 @@ def test_accuracy_cost_and_default_rule(graphs, split) -> None:
         cost = report["variants"][name]
         assert 0.0 <= cost["max_auroc_cost"] < 0.05
         assert abs(cost["phenotype_r_cost"]) < 0.05
-    fake = {"split": "s", "variants": {"int8": {"max_auroc_cost": 0.0051}}}
+    # Dynamic INT8 scales its activations over the batch: its results move with the batch, FP32's and FP16's do not.
+    assert report["variants"]["int8"]["batch_dependence"]["disease_prob"] > precision.MAX_BATCH_DEPENDENCE
+    assert report["fp32"]["batch_dependence"]["disease_prob"] <= precision.MAX_BATCH_DEPENDENCE
+    independent = {"disease_prob": 0.0}
+    fake = {"split": "s", "variants": {"int8": {"max_auroc_cost": 0.0051, "batch_dependence": independent}}}
     assert precision.choose_default_variant(fake)[0] == "fp32"
     fake["variants"]["int8"]["max_auroc_cost"] = 0.0049
     assert precision.choose_default_variant(fake)[0] == "int8"
+    fake["variants"]["int8"]["batch_dependence"] = {"disease_prob": 0.01}  # accurate but batch-dependent
+    assert precision.choose_default_variant(fake)[0] == "fp32"
+    fake["variants"]["int8"]["batch_dependence"] = independent
     fake["variants"]["int8"]["max_auroc_cost"] = None
     assert precision.choose_default_variant(fake)[0] == "fp32"
 
@@ -213,9 +220,10 @@ def test_bundle_manifest_contents(bundle_dir) -> None:
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     assert set(manifest["files"]) == {"screening.onnx", "screening.int8.onnx", "screening.fp16.onnx"}
     spec = manifest["models"]["screening"]
-    assert spec["default_variant"] in ("int8", "fp32")
-    if spec["default_variant"] == "int8":
-        assert spec["variants"]["int8"]["accuracy_cost"]["max_auroc_cost"] <= precision.MAX_AUROC_COST
+    assert spec["default_variant"] == "fp32"  # the INT8 variant's results depend on the batch: never the default
+    moved = spec["variants"]["int8"]["accuracy_cost"]["batch_dependence"]["disease_prob"]
+    assert moved > precision.MAX_BATCH_DEPENDENCE
+    assert manifest["digest"] and manifest["bundle_format_version"] == 2
     assert manifest["thresholds"]["PH"]["youden"] == pytest.approx(0.4)
     assert manifest["preprocess"]["savgol_window"] == 17  # the model's PreprocessConfig, not the default
     assert manifest["training_data"]["synthetic"] is True
@@ -252,7 +260,7 @@ def test_tampered_bundle_fails_verify(bundle_dir, tmp_path, capsys) -> None:
     (copy / "screening.int8.onnx").write_bytes(bytes(data))
     with pytest.raises(SystemExit) as exit_info:
         cnexport(["verify", str(copy)])
-    assert exit_info.value.code == 1
+    assert exit_info.value.code == 5  # the bundle failed verification
     assert "screening.int8.onnx: sha256 does not match" in capsys.readouterr().err
     with pytest.raises(BundleIntegrityError):
         load_bundle(copy)

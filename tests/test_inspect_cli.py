@@ -80,7 +80,7 @@ def test_cli_runner_bad_file_is_one_line_error(tmp_path: Path) -> None:
     bad = tmp_path / "notes.xml"
     bad.write_text("<html><body>not an ECG</body></html>")
     result = CliRunner().invoke(app, ["inspect", str(bad)])
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # the input could not be read
     assert "Traceback" not in result.output and result.output.strip().count("\n") == 0
     assert "error:" in result.output and "html" in result.output
 
@@ -102,7 +102,7 @@ def test_real_subprocess(muse_with_phi: Path, tmp_path: Path) -> None:
     truncated.write_bytes(muse_with_phi.read_bytes()[:3000])
     for bad in (truncated, tmp_path / "missing.xml", tmp_path):
         result = run(str(bad))
-        assert result.returncode == 1, (bad, result.stdout, result.stderr)
+        assert result.returncode == 3, (bad, result.stdout, result.stderr)  # the input could not be read
         assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0
-        assert result.stderr.startswith("error:") and result.stdout == ""
+        assert result.stderr.startswith("cnscreen: error:") and result.stdout == ""
         _assert_no_phi(result.stderr)

@@ -7,12 +7,11 @@ the modules listed in ``_COMMAND_MODULES`` (one per area), each exposing ``regis
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 from typing import Optional
 
 import typer
 
+from cardiacnets.cli_support import fail
 from cardiacnets.errors import CardiacNetsError
 
 app = typer.Typer(
@@ -37,10 +36,7 @@ def main(argv: Optional[list[str]] = None) -> None:  # noqa: UP007
     try:
         app(args=argv, prog_name="cntrain", standalone_mode=True)
     except CardiacNetsError as exc:  # raised outside a command's own handling
-        if os.environ.get("CNS_DEBUG"):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+        fail(exc, "cntrain")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from cardiacnets.cli_support import fail
 from cardiacnets.errors import CardiacNetsError
 
 
@@ -46,10 +47,7 @@ def _run(action: Callable[[], dict[str, Any]]) -> None:
     try:
         manifest = action()
     except CardiacNetsError as exc:
-        if os.environ.get("CNS_DEBUG"):
-            raise
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail(exc, "cntrain")
     counts = manifest.get("split_counts", {})
     typer.echo(
         f"{manifest['n_subjects']} subjects ({', '.join(f'{k} {v}' for k, v in counts.items())}), "

@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import typer
 
+from cardiacnets.cli_support import fail
 from cardiacnets.errors import CardiacNetsError
 from cardiacnets.training.cli_stages import (
     BatchOpt,
@@ -133,8 +134,7 @@ def register(app: typer.Typer) -> None:
                                      ddim_items=ddim_items, guidance_scale=guidance, dpm_steps=dpm_steps,
                                      ddim_steps=ddim_steps, command=command)  # fmt: skip
         except CardiacNetsError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+            fail(exc, "cntrain")
         typer.echo(json.dumps({k: v for k, v in results.items() if k in ("r", "ssim", "psnr", "seconds_per_cine")}))
 
     @app.command("vae", epilog=_EXAMPLES_VAE)

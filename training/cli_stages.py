@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from cardiacnets.cli_support import fail
 from cardiacnets.errors import CardiacNetsError
 from cardiacnets.training.config import RunConfig, resolve_config
 
@@ -136,8 +137,7 @@ def register(app: typer.Typer) -> None:
             results = pretraining_report(align, data, out, n_subjects=n_subjects, seed=seed, max_items=max_items,
                                          wall_time_s=wall_time, command=command)  # fmt: skip
         except CardiacNetsError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+            fail(exc, "cntrain")
         typer.echo(json.dumps({k: v for k, v in results.items() if k != "command"}, indent=2))
 
     @app.command("cmr-ssl", epilog=_EXAMPLES_SSL)

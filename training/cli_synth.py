@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from cardiacnets.cli_support import fail
 from cardiacnets.errors import CardiacNetsError, InputError
 
 
@@ -36,10 +36,7 @@ def synth_report_command(
             raise InputError(f"--out {out} exists and is not a directory")
         report = synth_report(n_subjects, seed, out, n_rendered=n_rendered)
     except CardiacNetsError as exc:
-        if os.environ.get("CNS_DEBUG"):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        fail(exc, "cntrain")
     failed = [c["check"] for group in report["checks"].values() for c in group if not c["passed"]]
     print(json.dumps({"passed": report["passed"], "failed": failed, "out": str(out)}))
     print(f"wrote {out / 'synth_report.md'}", file=sys.stderr)
