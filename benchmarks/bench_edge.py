@@ -61,7 +61,7 @@ def _hand_over_canned_input(source: str) -> None:
     here at import time reaches them too; the batch code looks ``_prepare_one`` up when it calls it."""
     import copy
 
-    from cardiacnets.edge import batch
+    from cardiacnets.edge.batch import readers
 
     cache: dict[str, Any] = {}
 
@@ -72,7 +72,7 @@ def _hand_over_canned_input(source: str) -> None:
         prepared.path = item.key
         return item, prepared, None
 
-    batch._prepare_one = canned  # type: ignore[assignment]
+    readers._prepare_one = canned  # type: ignore[assignment]
 
 
 if os.environ.get(CANNED_INPUT_ENV):

@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_preprocess import _machine  # noqa: E402
+from benchmarks.common import machine_info  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------------- the shifts
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "command": command.strip(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": _machine(),
+        "machine": machine_info(),
         "bundle": {"name": manifest["name"], "version": manifest.get("version"), "digest": manifest["digest"]},
         "threshold": ood["threshold"],
         "alpha": ood["alpha"],

@@ -33,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_preprocess import _machine  # noqa: E402
+from benchmarks.common import machine_info, report_header  # noqa: E402
 from cardiacnets.bundle import SCREENING_OUTPUTS, default_bundle_path  # noqa: E402
 
 INPUTS = ("ecg", "covariates", "covariate_mask")
@@ -41,7 +41,7 @@ INPUTS = ("ecg", "covariates", "covariate_mask")
 
 def split_feeds(split: str, n_subjects: int, seed: int, preprocess: dict, limit: int | None = None) -> dict:
     """Model inputs, labels and phenotypes of a synthetic cohort split, preprocessed as the bundle does."""
-    from cardiacnets.datasets.shards import SPLITS, hash_splits
+    from cardiacnets.datasets.splits import SPLITS, hash_splits
     from cardiacnets.datasets.synthetic import synthetic_batch
     from cardiacnets.preprocess import PreprocessConfig, preprocess_ecg
 
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "command": command.strip(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": _machine(),
+        "machine": machine_info(),
         "bundle": manifest.get("name"),
         "split": split,
         "results": results,
@@ -189,11 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "precision-cpu.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
-        "# CPU precision of the screening graph: accuracy, batch dependence, speed (synthetic data)",
-        "",
-        f"- command: `{report['command']}`",
-        f"- date: {report['date']}",
-        f"- machine: {report['machine']['cpu']}, {report['machine']['cpus_visible']} CPUs visible",
+        *report_header(
+            "CPU precision of the screening graph: accuracy, batch dependence, speed (synthetic data)", report
+        ),
         f"- bundle: {report['bundle']}; evaluation: {report['split']}",
         "- batch dependence: largest |output(with 1-7 other test ECGs) - output(alone)| over 16 records",
         f"- speed: ECG/s on one onnxruntime thread, {args.seconds:g}-s windows, all candidates in this one run",

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -26,27 +24,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import machine_info, report_header  # noqa: E402
 from cardiacnets.preprocess import PreprocessConfig, estimate_heart_rate, preprocess_ecg  # noqa: E402
 from tests.reference_preprocess import reference_preprocess_record  # noqa: E402
 from tests.synthetic_ecg import synthetic_ecg  # noqa: E402
-
-
-def _machine() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpus_visible": str(os.cpu_count()),
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "preprocess",
         "command": "python benchmarks/bench_preprocess.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": _machine(),
+        "machine": machine_info(),
         "records": args.records,
         "record_shape": [12, 5000],
         "heart_rates_bpm": [float(heart_rates.min()), float(heart_rates.max())],
@@ -103,12 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "preprocess.json").write_text(json.dumps(result, indent=2) + "\n")
     md = [
-        "# Preprocessing benchmark: vectorised vs per-lead reference",
-        "",
-        f"- command: `{result['command'].strip()}`",
-        f"- date: {result['date']}",
-        f"- machine: {result['machine']['cpu']}, {result['machine']['cpus_visible']} CPUs visible (shared with other"
-        f" jobs), {result['machine']['os']}, Python {result['machine']['python']}, numpy {result['machine']['numpy']}",
+        *report_header("Preprocessing benchmark: vectorised vs per-lead reference", result),
         f"- input: {args.records} synthetic records of 12 x 5000 samples (500 Hz, 10 s), heart rates"
         f" {heart_rates.min():.0f}-{heart_rates.max():.0f} bpm ({result['distinct_seasonal_periods']} distinct seasonal"
         " periods), noise and baseline wander",

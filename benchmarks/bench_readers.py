@@ -13,7 +13,6 @@ import argparse
 import collections
 import json
 import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import machine_info, report_header  # noqa: E402
 from cardiacnets.io import read_ecg  # noqa: E402
 
 
@@ -84,12 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "readers",
         "command": "python benchmarks/bench_readers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cpus_visible": os.cpu_count(),
-            "os": f"{platform.system()} {platform.release()}",
-            "python": platform.python_version(),
-        },
+        "machine": machine_info(),
         "corpus": str(args.corpus),
         "repeats": args.repeats,
         "per_format": rows,
@@ -98,12 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "readers.json").write_text(json.dumps(result, indent=2) + "\n")
     md = [
-        "# Reader throughput over the ECG conformance corpus",
-        "",
-        f"- command: `{result['command'].strip()}`",
-        f"- date: {result['date']}",
-        f"- machine: {result['machine']['cpu']}, {result['machine']['cpus_visible']} CPUs visible (shared with other"
-        f" jobs), {result['machine']['os']}, Python {result['machine']['python']}",
+        *report_header("Reader throughput over the ECG conformance corpus", result),
         f"- each file read {args.repeats} times after one warm-up read; single process",
         "",
         "| format | files | reads | MB read | files/s | MB/s | ms/file |",

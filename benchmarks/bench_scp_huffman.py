@@ -27,18 +27,18 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cardiacnets.io import read_ecg, scp  # noqa: E402
+from cardiacnets.io import read_ecg, scp, scp_huffman  # noqa: E402
 
 CORPUS = Path(os.environ.get("CNS_CONFORMANCE_DIR", REPO.parent / "shared" / "ecg-conformance"))
 
 
 def _code_by_code(chunks: list[bytes], tables: list, n_max: int) -> list:
-    return [scp._huffman_decode_loop(chunk, tables, n_max) for chunk in chunks]
+    return [scp_huffman.decode_loop(chunk, tables, n_max) for chunk in chunks]
 
 
 def _huffman_coded(path: Path) -> bool:
     """True when reading ``path`` decodes at least one Huffman stream."""
-    with mock.patch.object(scp, "_huffman_decode_leads", wraps=scp._huffman_decode_leads) as spy:
+    with mock.patch.object(scp, "decode_leads", wraps=scp.decode_leads) as spy:
         read_ecg(path)
     return spy.call_count > 0
 
@@ -55,7 +55,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for label in times:
                 decoder = (
-                    mock.patch.object(scp, "_huffman_decode_leads", _code_by_code)
+                    mock.patch.object(scp, "decode_leads", _code_by_code)
                     if label == "code by code"
                     else contextlib.nullcontext()
                 )

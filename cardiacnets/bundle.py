@@ -1,6 +1,6 @@
 """The model bundle: a directory of ONNX graphs plus a ``manifest.json`` that pins everything needed to use them.
 
-Layout (DESIGN section 7)::
+Layout (docs/architecture.md, "The bundle")::
 
     bundle/
       manifest.json          # format version, models and tensor specs, PreprocessConfig, labels, phenotypes,
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cardiacnets.errors import BundleError, BundleIntegrityError, BundleVersionError
+from cardiacnets.files import atomic_write_text, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "signature.json"
 #: Files that live beside the manifest but are not listed in it (the signature signs the manifest's digest).
 _UNLISTED = frozenset({MANIFEST_NAME, SIGNATURE_NAME})
-_HASH_CHUNK = 1 << 20
 
 #: The screening graph's contract, shared by the exporter and the edge runtime. Inputs: ``ecg`` (B, 12, 5000) float32
 #: preprocessed to [-1, 1]; ``covariates`` (B, 3) float32 raw values (sex 0 F / 1 M, age in years, heart rate in bpm);
@@ -57,15 +57,6 @@ SCREENING_OPTIONAL_OUTPUTS = ("saliency",)
 
 #: Manifest keys every bundle must have.
 REQUIRED_KEYS = ("bundle_format_version", "name", "files", "models", "training_data", "digest")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _bundle_files(root: Path) -> list[str]:
@@ -104,9 +95,7 @@ def write_manifest(root: str | os.PathLike[str], manifest: Mapping[str, Any]) ->
     if missing:
         raise BundleError(f"manifest lacks required keys: {', '.join(missing)}")
     (root / SIGNATURE_NAME).unlink(missing_ok=True)
-    tmp = root / (MANIFEST_NAME + ".tmp")
-    tmp.write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, root / MANIFEST_NAME)
+    atomic_write_text(root / MANIFEST_NAME, json.dumps(full, indent=2, sort_keys=True) + "\n")
     return full
 
 

@@ -17,9 +17,13 @@ code that says what kind of failure it was (documented in the README):
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-from typing import NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import typer
 
 from cardiacnets.errors import (
     BundleIntegrityError,
@@ -39,8 +43,8 @@ _EXIT_BY_ERROR: tuple[tuple[type[CardiacNetsError], int], ...] = (
     (BundleVersionError, EXIT_BUNDLE),
 )
 
-__all__ = ["EXIT_BUNDLE", "EXIT_INPUT", "EXIT_OK", "EXIT_OUTPUT", "EXIT_USAGE", "EXIT_USER", "debug", "exit_code",
-           "fail", "one_line"]  # fmt: skip
+__all__ = ["App", "EXIT_BUNDLE", "EXIT_INPUT", "EXIT_OK", "EXIT_OUTPUT", "EXIT_USAGE", "EXIT_USER", "debug",
+           "exit_code", "fail", "one_line"]  # fmt: skip
 
 
 def debug() -> bool:
@@ -68,3 +72,32 @@ def fail(exc: CardiacNetsError, prog: str) -> NoReturn:
     sys.stderr.write(f"{prog}: error: {one_line(str(exc))}\n")
     sys.stderr.flush()
     raise SystemExit(exit_code(exc))
+
+
+class App(typer.Typer):
+    """A typer app whose commands report every :class:`~cardiacnets.errors.CardiacNetsError` through :func:`fail`
+    (one line, the documented exit code), so no command needs its own ``try``/``except``."""
+
+    def __init__(self, *args: Any, prog: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prog = prog
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        register = super().command(*args, **kwargs)
+
+        def decorator(function: Callable[..., Any]) -> Callable[..., Any]:
+            register(_reporting_errors(function, self.prog))
+            return function
+
+        return decorator
+
+
+def _reporting_errors(function: Callable[..., Any], prog: str) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except CardiacNetsError as exc:
+            fail(exc, prog)
+
+    return command

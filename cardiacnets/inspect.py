@@ -9,30 +9,14 @@ import logging
 import os
 from typing import Any
 
-import numpy as np
-
 from cardiacnets.io import read_ecg
 from cardiacnets.qc import run_qc
 from cardiacnets.record import LEADS
+from cardiacnets.reporting import format_value, json_ready
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["format_inspection", "inspect_file"]
-
-
-def _plain(value: Any) -> Any:
-    """Numpy scalars and arrays, tuples and nested containers -> JSON-ready Python values."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def inspect_file(path: str | os.PathLike[str], include_phi: bool = False) -> dict[str, Any]:
@@ -75,17 +59,7 @@ def inspect_file(path: str | os.PathLike[str], include_phi: bool = False) -> dic
     }
     if include_phi:
         report["phi"] = dict(meta.get("phi") or {})
-    return _plain(report)
-
-
-def _fmt_value(value: Any, unit: str = "") -> str:
-    if value is None or value == "" or value == []:
-        return "-"
-    if isinstance(value, float):
-        text = f"{value:g}"
-    else:
-        text = str(value)
-    return f"{text} {unit}".rstrip()
+    return json_ready(report)
 
 
 def format_inspection(report: dict[str, Any]) -> str:
@@ -95,11 +69,11 @@ def format_inspection(report: dict[str, Any]) -> str:
     qc = report.get("qc") or {}
     lines = [
         f"file            {report.get('file')}",
-        f"format          {_fmt_value(report.get('format'))}",
-        f"device          {_fmt_value(report.get('device'))}",
-        f"acquired        {_fmt_value(report.get('acquired'))}",
-        f"sampling rate   {_fmt_value(report.get('sampling_rate_hz'), 'Hz')}",
-        f"duration        {_fmt_value(report.get('duration_s'), 's')} ({report.get('n_samples')} samples per lead)",
+        f"format          {format_value(report.get('format'))}",
+        f"device          {format_value(report.get('device'))}",
+        f"acquired        {format_value(report.get('acquired'))}",
+        f"sampling rate   {format_value(report.get('sampling_rate_hz'), 'Hz')}",
+        f"duration        {format_value(report.get('duration_s'), 's')} ({report.get('n_samples')} samples per lead)",
         f"stored leads    {', '.join(report.get('stored_leads') or []) or '-'}",
         f"derived leads   {', '.join(report.get('derived_leads') or []) or '-'}",
         f"missing leads   {', '.join(report.get('missing_leads') or []) or '-'}",
@@ -107,17 +81,17 @@ def format_inspection(report: dict[str, Any]) -> str:
     if report.get("ignored_channels"):
         lines.append(f"other channels  {', '.join(report['ignored_channels'])}")
     if median.get("present"):
-        rate = _fmt_value(median.get("sampling_rate_hz"), "Hz")
+        rate = format_value(median.get("sampling_rate_hz"), "Hz")
         lines.append(f"median beat     yes ({median.get('n_samples')} samples at {rate})")
     else:
         lines.append("median beat     no")
-    lines.append(f"age / sex       {_fmt_value(report.get('age'))} / {_fmt_value(report.get('sex'))}")
-    lines.append(f"heart rate      {_fmt_value(report.get('heart_rate'), 'bpm')}")
+    lines.append(f"age / sex       {format_value(report.get('age'))} / {format_value(report.get('sex'))}")
+    lines.append(f"heart rate      {format_value(report.get('heart_rate'), 'bpm')}")
     if filters:
-        lines.append("filters         " + ", ".join(f"{k}={_fmt_value(v)}" for k, v in filters.items()))
+        lines.append("filters         " + ", ".join(f"{k}={format_value(v)}" for k, v in filters.items()))
     if "phi" in report:
         phi = report["phi"] or {}
-        lines.append("patient         " + (", ".join(f"{k}={_fmt_value(v)}" for k, v in phi.items()) or "-"))
+        lines.append("patient         " + (", ".join(f"{k}={format_value(v)}" for k, v in phi.items()) or "-"))
     verdict = "reliable" if qc.get("reliable") else "NOT RELIABLE"
     lines.append(f"signal QC       {verdict}")
     for finding in qc.get("findings") or []:

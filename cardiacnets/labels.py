@@ -1,4 +1,6 @@
-"""ICD codes -> the five CardiacNets disease labels and the cardiomyopathy subtype (DESIGN section 3).
+"""ICD codes -> the five CardiacNets disease labels and the cardiomyopathy subtype.
+
+Labels as docs/architecture.md ("Data contracts") defines them.
 
 One place for the mapping, shared by every converter:
 

@@ -1,4 +1,4 @@
-"""Signal quality control before screening (DESIGN section 4, "Signal QC").
+"""Signal quality control before screening (docs/architecture.md; README, "Screening").
 
 :func:`run_qc` looks at a ``(12, n)`` mV record at ``fs`` Hz and returns a :class:`QcResult`: ``reliable`` is False
 as soon as one finding has severity ``"fail"``; every finding names its check (``code``), the lead when it concerns
@@ -7,21 +7,23 @@ scored. Thresholds are fields of :class:`QcThresholds` (documented there).
 
 Checks: sampling rate, duration and padding, missing and flat leads, clipping (runs at the lead's extreme value),
 baseline wander, mains interference (Welch PSD), implausible amplitude (unit and scale errors), LA/RA electrode
-reversal.
+reversal. Each is one function over a context computed once per record (:class:`_QcContext`), run in report order
+from one registry; the signal measurements they use live in :mod:`cardiacnets.qc_signal`.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import signal as sps
 
+from cardiacnets import qc_signal
 from cardiacnets.errors import QcError
+from cardiacnets.qc_signal import _runs_at, _wave_polarity, _welch, _windows, lead_peak_to_peak, median_beat
 from cardiacnets.record import LEADS
 
 logger = logging.getLogger(__name__)
@@ -112,229 +114,296 @@ class QcThresholds:
     amp_low_warn_mV: float = 0.3
 
 
-@functools.lru_cache(maxsize=32)
-def _highpass_sos(fs: float, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
-    """Second-order Butterworth high-pass ``(sos (1, 6), steady-state initial conditions zi (1, 2))``."""
-    sos = sps.butter(2, cutoff, btype="highpass", fs=fs, output="sos")
-    return sos, sps.sosfilt_zi(sos)  # (scipy's Cython sosfilt needs writable arrays, so these stay writable)
+@dataclass
+class _QcContext:
+    """What several checks share, computed once per record.
 
-
-def _highpass(x: np.ndarray, fs: float, cutoff: float = 0.5) -> np.ndarray:
-    """Zero-phase 0.5-Hz high-pass of ``(leads, n)`` mV along time: ``scipy.signal.sosfiltfilt(sos, x, axis=-1,
-    padlen=min(n - 1, 3 fs))`` step for step (odd extension, forward and backward passes started in steady state),
-    with the filter and its initial conditions cached per rate. float64, same shape."""
-    if x.shape[-1] < 16 or cutoff >= fs / 2:
-        return x - np.median(x, axis=-1, keepdims=True)
-    x = np.asarray(x, dtype=np.float64)
-    pad = min(x.shape[-1] - 1, int(3 * fs))
-    y = _filtfilt_steady(_odd_extend(x, pad), fs, cutoff)
-    return y[..., pad : y.shape[-1] - pad] if pad > 0 else y
-
-
-def _odd_extend(x: np.ndarray, pad: int) -> np.ndarray:
-    """``(leads, n)`` -> ``(leads, n + 2 pad)``: scipy.signal's odd extension (point reflection about each end)."""
-    if pad <= 0:
-        return x
-    head = 2 * x[..., :1] - x[..., pad:0:-1]
-    tail = 2 * x[..., -1:] - x[..., -2 : -(pad + 2) : -1]
-    return np.concatenate((head, x, tail), axis=-1)
-
-
-def _filtfilt_steady(ext: np.ndarray, fs: float, cutoff: float) -> np.ndarray:
-    """The forward and backward Butterworth high-pass passes of sosfiltfilt over an already extended signal, each
-    started in the steady state of its first sample. Same shape."""
-    sos, zi = _highpass_sos(float(fs), float(cutoff))
-    zi = zi.reshape(zi.shape[0], *([1] * (ext.ndim - 1)), 2)  # (sections, 1, ..., 2)
-    y, _ = sps.sosfilt(sos, ext, axis=-1, zi=zi * ext[..., :1])
-    y, _ = sps.sosfilt(sos, y[..., ::-1], axis=-1, zi=zi * y[..., -1:])
-    return y[..., ::-1]
-
-
-def _baseline_split(x: np.ndarray, fs: float, cutoff: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """``(high, low)``: :func:`_highpass` of ``(leads, n)`` mV and its complement ``x - high`` (the baseline), float64,
-    for a fraction of the cost.
-
-    The complement of the zero-phase Butterworth high-pass is a low-pass falling as ``1 / (1 + (f / 0.5 Hz)^4)``
-    (1e-5 at 10 Hz), so it can run at about 50 Hz: the odd extension is built at the full rate exactly as
-    :func:`_highpass` builds it (the edge transients depend on the first and last samples), averaged over blocks of
-    ``fs // 50`` samples (a box filter with nulls on the multiples of the block rate, 50-Hz mains included), filtered
-    at the block rate, and the baseline is interpolated back linearly between block centres. On real ECGs it matches
-    the full-rate filter to about 1 uV, under any ECG's quantisation step (tests/test_qc.py). Rates under 100 Hz and
-    records under 4 s (where the edge transients dominate and the saving is small) use the full-rate filter."""
-    n = x.shape[-1]
-    block = int(fs // 50)
-    if block < 2 or n < 4 * fs or cutoff >= fs / 2:
-        high = _highpass(x, fs, cutoff)
-        return high, x - high
-    pad = min(n - 1, int(3 * fs))
-    ext = _odd_extend(np.asarray(x, dtype=np.float64), pad)
-    m = ext.shape[-1] // block
-    # Block means (a matrix product: numpy's mean over a short last axis is several times slower).
-    means = ext[..., : m * block].reshape(ext.shape[:-1] + (m, block)) @ np.full(block, 1.0 / block)  # (leads, m)
-    centres = means - _filtfilt_steady(means, fs / block, cutoff)  # the baseline at the block centres
-    # Linear interpolation block by block: sample j of block k lies s_j = (j - (block - 1) / 2) / block blocks from
-    # centre k, so it is centres[k] + s_j * (centres[k + 1] - centres[k]) after the centre and
-    # centres[k] + s_j * (centres[k] - centres[k - 1]) before it (the outermost differences extrapolate).
-    first, last = pad // block, -(-(pad + n) // block)  # the blocks that hold samples pad .. pad + n - 1
-    step = np.diff(centres, axis=-1)  # (leads, m - 1)
-    ahead = step[..., min(first, m - 2) : last][..., : last - first]
-    behind = step[..., max(first - 1, 0) : last - 1]
-    if first == 0:
-        behind = np.concatenate((step[..., :1], behind), axis=-1)
-    if ahead.shape[-1] < last - first:
-        ahead = np.concatenate((ahead, step[..., -1:]), axis=-1)
-    after, before = _interpolation_offsets(block)
-    low = centres[..., first:last, None] + ahead[..., None] * after + behind[..., None] * before  # (leads, k, block)
-    low = low.reshape(low.shape[:-2] + (-1,))[..., pad - first * block : pad - first * block + n]
-    return x - low, low
-
-
-@functools.lru_cache(maxsize=32)
-def _interpolation_offsets(block: int) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets of a block's samples from its centre in block units, split into the part after the centre (``>= 0``,
-    0 before it) and the part before it (``<= 0``): two ``(block,)`` arrays."""
-    offsets = (np.arange(block) - (block - 1) / 2) / block
-    after, before = np.maximum(offsets, 0.0), np.minimum(offsets, 0.0)
-    after.setflags(write=False)  # shared through the cache
-    before.setflags(write=False)
-    return after, before
-
-
-@functools.lru_cache(maxsize=32)
-def _hann(length: int) -> np.ndarray:
-    """Periodic Hann window (``scipy.signal.get_window("hann", length)``)."""
-    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / length)
-    window.setflags(write=False)  # shared through the cache
-    return window
-
-
-def _welch(x: np.ndarray, fs: float, nperseg: int) -> tuple[np.ndarray, np.ndarray]:
-    """Welch PSD of ``(leads, n)`` mV along time, as ``scipy.signal.welch(x, fs=fs, nperseg=nperseg, axis=-1)``
-    (periodic Hann window, half overlap, constant detrend, one-sided density, mean over segments): ``(freqs (f,) Hz,
-    psd (leads, f) mV^2/Hz)``, f = nperseg // 2 + 1."""
-    window = _hann(nperseg)
-    step = nperseg - nperseg // 2
-    segments = np.lib.stride_tricks.sliding_window_view(x, nperseg, axis=-1)[..., ::step, :]  # (leads, k, nperseg)
-    segments = segments - segments.mean(axis=-1, keepdims=True)
-    spectrum = np.fft.rfft(segments * window, axis=-1)  # (leads, k, f)
-    psd = (spectrum.real**2 + spectrum.imag**2).mean(axis=-2) / (fs * np.sum(window**2))
-    psd[..., 1 : psd.shape[-1] - (1 - nperseg % 2)] *= 2  # one-sided: fold the negative frequencies (not DC/Nyquist)
-    return np.fft.rfftfreq(nperseg, 1.0 / fs), psd
-
-
-def _windows(x: np.ndarray, length: int) -> np.ndarray:
-    """``(leads, n)`` -> ``(leads, n_windows, length)`` non-overlapping (at least one, the whole lead if short)."""
-    n = x.shape[-1]
-    length = max(1, min(length, n))
-    count = n // length
-    return x[..., : count * length].reshape(x.shape[:-1] + (count, length))
-
-
-def lead_peak_to_peak(
-    signal: np.ndarray, fs: float, window_s: float = 2.0, *, highpassed: np.ndarray | None = None
-) -> np.ndarray:
-    """Robust peak-to-peak amplitude of each lead of ``(leads, n)`` mV -> ``(leads,)`` mV.
-
-    Baseline wander is removed (0.5 Hz high-pass), the lead is cut into ``window_s`` windows (each holds at least one
-    beat) and the median of the windows' max - min is returned, so one artefact does not dominate. ``highpassed`` is
-    that high-pass when the caller already has it."""
-    hp = _highpass(np.asarray(signal, dtype=np.float64), fs) if highpassed is None else highpassed
-    win = _windows(hp, int(round(window_s * fs)))
-    return np.median(win.max(axis=-1) - win.min(axis=-1), axis=-1)
-
-
-def median_beat(
-    signal: np.ndarray, fs: float, *, highpassed: np.ndarray | None = None, leads: Sequence[int] | None = None
-) -> tuple[np.ndarray, int] | None:
-    """Median beat of ``(leads, n)`` mV: ``((leads, m) mV, index of the QRS fiducial)`` or None without beats.
-
-    QRS fiducials are peaks of the summed (per-lead normalised) squared slope (50-ms smoothed) at least 0.33 s
-    apart and above 30 % of a typical beat's peak; beats are cut from 0.3 s before to 0.4 s after and the
-    sample-wise median is taken. ``highpassed``: the 0.5-Hz high-pass of ``signal`` when the caller already has it.
-    ``leads``: the rows whose median beat is wanted (all by default; every lead still helps find the beats).
+    ``x``: the record ``(12, n)`` in mV, float64, non-finite samples zeroed; ``fs`` in Hz; ``hp`` and ``baseline``:
+    the 0.5-Hz high-pass of ``x`` and the baseline under it, both ``(12, n)`` mV. The lead states (extremes, missing,
+    flat and live leads) are worked out when a check first asks for them, so a record too coarse to examine never
+    pays for them.
     """
-    hp = _highpass(np.asarray(signal, dtype=np.float64), fs) if highpassed is None else highpassed
-    slope = np.diff(hp, axis=-1) ** 2
-    # Each lead is normalised by its own 99th percentile so one noisy lead cannot drown the others' QRS complexes.
-    scale = _upper_percentile(slope, 99.0)[:, None]
-    energy = np.sum(slope / np.where(scale > 0, scale, 1.0), axis=0)
-    width = max(1, int(round(0.05 * fs)))
-    energy = np.convolve(energy, np.ones(width) / width, mode="same")
-    candidates, props = sps.find_peaks(energy, distance=max(1, int(0.33 * fs)), height=0.0)
-    if candidates.size < 3:
-        return None
-    # Reference height: the median of the k largest candidates, k = beats expected at 40/min, so that a few
-    # artefacts larger than any QRS do not raise the bar above the real beats.
-    expected = max(3, int(energy.size / fs / 1.5))
-    reference = np.median(np.sort(props["peak_heights"])[-expected:])
-    if reference <= 0:
-        return None
-    peaks = candidates[props["peak_heights"] >= 0.3 * reference]
-    before, after = int(round(0.3 * fs)), int(round(0.4 * fs))
-    peaks = peaks[(peaks >= before) & (peaks + after <= hp.shape[-1])]
-    if peaks.size < 3:
-        return None
-    index = peaks[:, None] + np.arange(-before, after)  # (beats, m) sample indices
-    rows = hp if leads is None else hp[list(leads)]
-    return _median_of_few(rows[:, index]), before  # rows[:, index]: (leads, beats, m)
+
+    x: np.ndarray
+    fs: float
+    meta: dict[str, Any]
+    th: QcThresholds
+    hp: np.ndarray
+    baseline: np.ndarray
+
+    @classmethod
+    def build(cls, signal: np.ndarray, fs: float, meta: dict[str, Any] | None, th: QcThresholds) -> _QcContext:
+        """Check that ``signal`` ``(12, n)`` mV at ``fs`` Hz can be examined at all (else :class:`QcError`), then
+        split it into high-pass and baseline."""
+        meta = meta or {}
+        x = np.asarray(signal)
+        if x.ndim != 2 or x.shape[0] != len(LEADS) or x.shape[1] == 0:
+            raise QcError(f"QC needs a (12, n) signal with n > 0, got shape {x.shape}")
+        if not np.isfinite(fs) or fs <= 0:
+            raise QcError(f"QC needs a positive sampling rate, got {fs!r}")
+        x = x.astype(np.float64, copy=False)  # read only from here on
+        if not np.isfinite(x).all():
+            x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        fs = float(fs)
+        # Looked up on the module at call time, so that tests can stand the full-rate filter in for this one.
+        hp, baseline = qc_signal._baseline_split(x, fs)
+        return cls(x=x, fs=fs, meta=meta, th=th, hp=hp, baseline=baseline)
+
+    @property
+    def n(self) -> int:
+        """Samples per lead."""
+        return self.x.shape[1]
+
+    @property
+    def duration(self) -> float:
+        """Record length in s."""
+        return self.n / self.fs
+
+    @functools.cached_property
+    def highs(self) -> np.ndarray:
+        """Each lead's maximum, ``(12,)`` mV."""
+        return self.x.max(axis=-1)
+
+    @functools.cached_property
+    def lows(self) -> np.ndarray:
+        """Each lead's minimum, ``(12,)`` mV."""
+        return self.x.min(axis=-1)
+
+    @functools.cached_property
+    def missing(self) -> list[str]:
+        """Leads the file did not hold (zero-filled by the reader), from ``meta["missing_leads"]``."""
+        return [lead for lead in self.meta.get("missing_leads") or [] if lead in LEADS]
+
+    @functools.cached_property
+    def flat(self) -> list[str]:
+        """Leads without signal: most of their windows span less than ``th.flat_pp_mV``."""
+        th, missing = self.th, self.missing
+        win = _windows(self.x, int(round(th.flat_window_s * self.fs)))
+        flat_share = np.mean((win.max(axis=-1) - win.min(axis=-1)) < th.flat_pp_mV, axis=-1)
+        flat = [lead for lead, share in zip(LEADS, flat_share, strict=True) if share > th.flat_fraction]
+        varying = [lead for row, lead in enumerate(LEADS) if lead not in missing and self.highs[row] > self.lows[row]]
+        if varying and set(varying) <= set(flat):
+            # Every lead that moves at all is "flat" in mV: a scale error (e.g. volts read as mV), reported by the
+            # amplitude check rather than as twelve dead leads.
+            flat = [lead for lead in flat if lead not in varying]
+        return flat
+
+    @functools.cached_property
+    def live_leads(self) -> list[bool]:
+        """Per lead in canonical order: neither flat nor missing (Python bools: the checks loop over them)."""
+        return [lead not in self.flat and lead not in self.missing for lead in LEADS]
+
+    @functools.cached_property
+    def live(self) -> np.ndarray:
+        """:attr:`live_leads` as a ``(12,)`` boolean mask."""
+        return np.array(self.live_leads)
 
 
-def _upper_percentile(x: np.ndarray, q: float) -> np.ndarray:
-    """``np.percentile(x, q, axis=-1)`` (linear interpolation), bit for bit, for ``(rows, n)`` and q near 100.
-
-    Only the top ``n - floor((n - 1) q / 100)`` values of a row matter. The same number of largest block maxima (of
-    four times as many blocks) bounds them from below, so one cheap partition of the block maxima and one of the few
-    values above that bound replace numpy's partition of the whole row. ``(rows,)``, units of ``x``."""
-    rows, n = x.shape
-    virtual = (n - 1) * (q / 100)
-    lo = int(np.floor(virtual))
-    gamma = virtual - lo
-    step = min(lo + 1, n - 1) - lo  # 1, or 0 at q = 100
-    need = n - lo  # the top `need` values hold the order statistics lo and lo + step
-    n_blocks = 4 * need
-    if n < 2 * n_blocks:
-        return np.percentile(x, q, axis=-1)
-    size = n // n_blocks
-    maxima = x[:, : n_blocks * size].reshape(rows, n_blocks, size).max(axis=-1)  # (rows, n_blocks)
-    # At least `need` values reach the need-th largest block maximum, so every one of the top `need` values does.
-    bound = np.partition(maxima, n_blocks - need, axis=-1)[:, n_blocks - need]
-    out = np.empty(rows)
-    for row in range(rows):
-        top = x[row][x[row] >= bound[row]]
-        first = top.size - need
-        ordered = np.partition(top, [first, first + step])
-        low, high = ordered[first], ordered[first + step]
-        diff = high - low
-        # numpy's _lerp, including its switch to interpolating from the upper value when gamma >= 0.5.
-        out[row] = high - diff * (1 - gamma) if gamma >= 0.5 else low + diff * gamma
-    return out
+# What a check returns: its findings, in report order, and the metrics it measured (in the order they are reported).
+_Outcome = tuple[list[QcFinding], dict[str, Any]]
 
 
-def _median_of_few(values: np.ndarray) -> np.ndarray:
-    """``np.median(values, axis=1)``, bit for bit, for a short axis 1 (beats): one sort over that axis is several times
-    faster than numpy's partition per output element. ``(a, k, b)`` -> ``(a, b)``."""
-    ordered = np.sort(values, axis=1)
-    middle = values.shape[1] // 2
-    if values.shape[1] % 2:
-        return ordered[:, middle]
-    return (ordered[:, middle - 1] + ordered[:, middle]) / 2
+def _check_sampling_rate(ctx: _QcContext) -> _Outcome:
+    fs, th = ctx.fs, ctx.th
+    if fs < th.fs_min_fail or fs > th.fs_max_fail:
+        message = f"sampling rate {fs:g} Hz is implausible for an ECG (needs 100-10000 Hz)"
+        return [QcFinding("sampling_rate", "fail", None, message)], {}
+    if fs < th.fs_warn:
+        message = f"low sampling rate {fs:g} Hz: QRS detail above {fs / 2:g} Hz is lost"
+        return [QcFinding("sampling_rate_low", "warn", None, message)], {}
+    return [], {}
 
 
-def _wave_polarity(beat: np.ndarray, fiducial: int, fs: float) -> tuple[np.ndarray, np.ndarray]:
-    """Signed QRS and P deflections of each lead of a median beat ``(leads, m)`` mV -> two ``(leads,)`` mV arrays."""
+def _check_duration(ctx: _QcContext) -> _Outcome:
+    """Too short a record, and the zero padding that brings it to the model's input length."""
+    duration, fs, th = ctx.duration, ctx.fs, ctx.th
+    findings = []
+    if duration < th.min_duration_s:
+        message = f"only {duration:.2f} s recorded; at least {th.min_duration_s:g} s needed"
+        findings.append(QcFinding("short_duration", "fail", None, message))
+    elif duration < th.target_duration_s - 0.5 / fs:
+        message = f"{duration:.2f} s recorded, under the standard {th.target_duration_s:g} s"
+        findings.append(QcFinding("short_duration", "warn", None, message))
+    if duration < th.target_duration_s - 0.5 / fs:
+        pad = th.target_duration_s - duration
+        message = f"{pad:.2f} s of zero padding needed to reach {th.target_duration_s:g} s"
+        findings.append(QcFinding("padding_needed", "warn", None, message))
+    return findings, {}
 
-    last = beat.shape[-1] - 1
 
-    def at(seconds: float) -> int:
-        return min(max(fiducial + round(seconds * fs), 0), last)
+def _check_missing_leads(ctx: _QcContext) -> _Outcome:
+    findings = [
+        QcFinding("missing_lead", "fail", lead, f"lead {lead} is not in the file (zero-filled)") for lead in ctx.missing
+    ]
+    return findings, {}
 
-    baseline = beat[:, at(-0.10) : at(-0.06) + 1].mean(axis=-1)  # PR segment
-    qrs = beat[:, at(-0.06) : at(0.06) + 1] - baseline[:, None]
-    qrs_polarity = qrs.max(axis=-1) + qrs.min(axis=-1)  # R minus |Q/S|: sign of the dominant deflection
-    p_wave = beat[:, at(-0.26) : at(-0.10) + 1] - baseline[:, None]
-    idx = np.argmax(np.abs(p_wave), axis=-1)
-    p_polarity = p_wave[np.arange(p_wave.shape[0]), idx]
-    return qrs_polarity, p_polarity
+
+def _check_flat_leads(ctx: _QcContext) -> _Outcome:
+    findings = [
+        QcFinding("flat_lead", "fail", lead, f"lead {lead} is flat (no signal over {ctx.th.flat_pp_mV * 1000:g} uV)")
+        for lead in ctx.flat
+        if lead not in ctx.missing
+    ]
+    return findings, {"flat_leads": ctx.flat}
+
+
+def _check_clipping(ctx: _QcContext) -> _Outcome:
+    """Clipping / saturation: long runs at the lead's own extreme value (a short 1-mV plateau is a calibration
+    pulse)."""
+    x, fs, th = ctx.x, ctx.fs, ctx.th
+    highs, lows = ctx.highs, ctx.lows
+    min_run = max(3, int(round(th.clip_run_s * fs)))
+    tols = 1e-6 * np.maximum(highs - lows, 1e-9)
+    high_runs = _runs_at(x >= (highs - tols)[:, None], min_run)  # (12,) samples
+    low_runs = _runs_at(x <= (lows + tols)[:, None], min_run)
+    findings = []
+    for row, lead in enumerate(LEADS):
+        if not ctx.live_leads[row]:
+            continue
+        for extreme, name, run in ((highs[row], "maximum", high_runs[row]), (lows[row], "minimum", low_runs[row])):
+            if run >= min_run and abs(abs(extreme) - 1.0) <= 0.02 and run <= th.calibration_max_s * fs:
+                # A 1-mV plateau of at most half a second is the standard calibration pulse, not saturation.
+                findings.append(
+                    QcFinding(
+                        "calibration_pulse",
+                        "warn",
+                        lead,
+                        f"lead {lead} holds a {run / fs * 1000:.0f}-ms 1-mV calibration pulse (kept in the signal)",
+                    )
+                )
+                break
+            if run >= min_run:
+                findings.append(
+                    QcFinding(
+                        "clipping",
+                        "fail",
+                        lead,
+                        f"lead {lead} sits at its {name} ({extreme:.3f} mV) for {run / fs * 1000:.0f} ms: saturated or"
+                        " clipped",
+                    )
+                )
+                break
+    return findings, {}
+
+
+def _check_baseline_wander(ctx: _QcContext) -> _Outcome:
+    """Peak-to-peak of the < 0.5 Hz component, away from the record's edges."""
+    n, fs, th, baseline = ctx.n, ctx.fs, ctx.th, ctx.baseline
+    if n < 16:
+        return [], {}
+    low_win = baseline[:, int(min(n // 10, fs)) : n - int(min(n // 10, fs))] if n > 20 else baseline
+    wander = (np.ptp(low_win, axis=-1) if low_win.shape[-1] else np.zeros(12)).tolist()
+    metrics = {"wander_mV": {lead: round(w, 3) for lead, w in zip(LEADS, wander, strict=True)}}
+    findings = []
+    for row, lead in enumerate(LEADS):
+        if ctx.live_leads[row] and wander[row] > th.wander_warn_mV:
+            severity = "fail" if wander[row] > th.wander_fail_mV else "warn"
+            message = f"lead {lead}: baseline wanders over {wander[row]:.2f} mV (< 0.5 Hz)"
+            findings.append(QcFinding("baseline_wander", severity, lead, message))
+    return findings, metrics
+
+
+def _check_mains(ctx: _QcContext) -> _Outcome:
+    """Mains interference: power within +-1 Hz of 50 and 60 Hz (Welch PSD) relative to the ECG band, where the mains
+    frequency is below Nyquist."""
+    x, n, fs, th = ctx.x, ctx.n, ctx.fs, ctx.th
+    nperseg = int(min(n, round(2 * fs)))
+    if nperseg < 16:
+        return [], {}
+    freqs, psd = _welch(x, fs, nperseg)
+    df = freqs[1] - freqs[0]
+    ecg_band = psd[:, (freqs >= 0.5) & (freqs <= 40.0)].sum(axis=-1) * df
+    ratios: dict[str, float] = {}
+    findings = []
+    for mains in (50.0, 60.0):
+        if mains + 1.0 >= fs / 2:
+            continue
+        band = psd[:, (freqs >= mains - 1.0) & (freqs <= mains + 1.0)].sum(axis=-1) * df
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio_db = (10 * np.log10(np.where(ecg_band > 0, band / ecg_band, 0.0) + 1e-30)).tolist()
+        for row, lead in enumerate(LEADS):
+            if not ctx.live_leads[row]:
+                continue
+            ratios[f"{lead}@{mains:g}"] = round(ratio_db[row], 1)
+            if ratio_db[row] > th.mains_warn_db:
+                severity = "fail" if ratio_db[row] > th.mains_fail_db else "warn"
+                message = f"lead {lead}: {mains:g} Hz mains interference at {ratio_db[row]:.1f} dB of the ECG band"
+                findings.append(QcFinding("mains_noise", severity, lead, message))
+    return findings, {"mains_db_max": max(ratios.values()) if ratios else None}
+
+
+def _check_amplitude(ctx: _QcContext) -> _Outcome:
+    """Implausible amplitude: unit and scale errors, on the record (median live lead) and on each lead."""
+    th, live = ctx.th, ctx.live
+    pp = lead_peak_to_peak(ctx.x, ctx.fs, highpassed=ctx.hp)
+    pp_list = pp.tolist()
+    metrics: dict[str, Any] = {"peak_to_peak_mV": {lead: round(v, 3) for lead, v in zip(LEADS, pp_list, strict=True)}}
+    if not live.any():
+        return [], metrics
+    record_pp = float(np.median(pp[live]))
+    metrics["median_peak_to_peak_mV"] = round(record_pp, 3)
+    findings = []
+    if record_pp > th.amp_high_fail_mV:
+        message = (
+            f"median lead amplitude {record_pp:.2f} mV is implausibly high for an ECG: wrong units or scale"
+            " (e.g. uV read as mV, or a gain error)?"
+        )
+        findings.append(QcFinding("amplitude_high", "fail", None, message))
+    elif record_pp > th.amp_high_warn_mV:
+        message = f"median lead amplitude {record_pp:.2f} mV is unusually high"
+        findings.append(QcFinding("amplitude_high", "warn", None, message))
+    elif record_pp < th.amp_low_fail_mV:
+        message = (
+            f"median lead amplitude {record_pp * 1000:.1f} uV is implausibly low for an ECG: wrong units or scale?"
+        )
+        findings.append(QcFinding("amplitude_low", "fail", None, message))
+    elif record_pp < th.amp_low_warn_mV:
+        message = f"median lead amplitude {record_pp:.2f} mV: low voltage or scale error"
+        findings.append(QcFinding("amplitude_low", "warn", None, message))
+    for row, lead in enumerate(LEADS):
+        if ctx.live_leads[row] and pp_list[row] > th.amp_lead_fail_mV:
+            message = f"lead {lead} spans {pp_list[row]:.1f} mV, beyond any surface ECG"
+            findings.append(QcFinding("amplitude_high", "fail", lead, message))
+    return findings, metrics
+
+
+def _check_la_ra_reversal(ctx: _QcContext) -> _Outcome:
+    """LA/RA electrode reversal, from the polarity of P and QRS in leads I and aVR of the median beat."""
+    i_row, avr_row = LEADS.index("I"), LEADS.index("aVR")
+    if not (ctx.live[i_row] and ctx.live[avr_row]):
+        return [], {}
+    beat = median_beat(ctx.x, ctx.fs, highpassed=ctx.hp, leads=(i_row, avr_row))
+    if beat is None:
+        return [], {}
+    (qrs_i, qrs_avr), (p_i, _) = _wave_polarity(beat[0], beat[1], ctx.fs)  # rows: I, aVR
+    metrics = {
+        "qrs_polarity_I_mV": round(float(qrs_i), 3),
+        "qrs_polarity_aVR_mV": round(float(qrs_avr), 3),
+        "p_polarity_I_mV": round(float(p_i), 3),
+    }
+    # Heuristic: with the arm electrodes swapped lead I is inverted (negative P and QRS) and aVR becomes the old aVL
+    # (positive). Only dextrocardia gives the same picture, so the message names both.
+    if qrs_i < 0 and p_i < 0 and qrs_avr > 0:
+        message = (
+            "lead I has negative P and QRS while aVR is positive: arm electrodes (LA/RA) likely swapped"
+            " (or dextrocardia)"
+        )
+        return [QcFinding("la_ra_reversal", "fail", "I", message)], metrics
+    return [], metrics
+
+
+# The registry: every check, in the order its findings and metrics are reported. A new check is one function and one
+# line here. The record checks always run; the signal checks only when the sampling rate leaves a signal to examine.
+_RECORD_CHECKS: tuple[Callable[[_QcContext], _Outcome], ...] = (_check_sampling_rate, _check_duration)
+_SIGNAL_CHECKS: tuple[Callable[[_QcContext], _Outcome], ...] = (
+    _check_missing_leads,
+    _check_flat_leads,
+    _check_clipping,
+    _check_baseline_wander,
+    _check_mains,
+    _check_amplitude,
+    _check_la_ra_reversal,
+)
 
 
 def run_qc(
@@ -345,210 +414,20 @@ def run_qc(
     ``meta`` may carry ``missing_leads`` (leads the file did not hold, zero-filled by the reader). Returns a
     :class:`QcResult`; raises :class:`QcError` only when the input cannot be examined at all (wrong shape).
     """
-    th = thresholds or QcThresholds()
-    meta = meta or {}
-    x = np.asarray(signal)
-    if x.ndim != 2 or x.shape[0] != len(LEADS) or x.shape[1] == 0:
-        raise QcError(f"QC needs a (12, n) signal with n > 0, got shape {x.shape}")
-    if not np.isfinite(fs) or fs <= 0:
-        raise QcError(f"QC needs a positive sampling rate, got {fs!r}")
-    x = x.astype(np.float64, copy=False)  # read only from here on
-    if not np.isfinite(x).all():
-        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    fs = float(fs)
-    # (12, n) 0.5-Hz high-pass and the baseline under it, shared by the wander, amplitude and median-beat checks.
-    hp, baseline = _baseline_split(x, fs)
-    n = x.shape[1]
-    duration = n / fs
+    ctx = _QcContext.build(signal, fs, meta, thresholds or QcThresholds())
     findings: list[QcFinding] = []
-    metrics: dict[str, Any] = {"fs": fs, "duration_s": round(duration, 3)}
-
-    def add(code: str, severity: str, lead: str | None, message: str) -> None:
-        findings.append(QcFinding(code, severity, lead, message))
-
-    # Sampling rate.
-    if fs < th.fs_min_fail or fs > th.fs_max_fail:
-        add("sampling_rate", "fail", None, f"sampling rate {fs:g} Hz is implausible for an ECG (needs 100-10000 Hz)")
-    elif fs < th.fs_warn:
-        add("sampling_rate_low", "warn", None, f"low sampling rate {fs:g} Hz: QRS detail above {fs / 2:g} Hz is lost")
-
-    # Duration and padding.
-    if duration < th.min_duration_s:
-        add("short_duration", "fail", None, f"only {duration:.2f} s recorded; at least {th.min_duration_s:g} s needed")
-    elif duration < th.target_duration_s - 0.5 / fs:
-        add("short_duration", "warn", None, f"{duration:.2f} s recorded, under the standard {th.target_duration_s:g} s")
-    if duration < th.target_duration_s - 0.5 / fs:
-        pad = th.target_duration_s - duration
-        add("padding_needed", "warn", None, f"{pad:.2f} s of zero padding needed to reach {th.target_duration_s:g} s")
-
-    if findings and any(f.code == "sampling_rate" for f in findings) and fs < 20:
-        return QcResult(reliable=False, findings=findings, metrics=metrics)
-
-    # Missing and flat leads.
-    missing = [lead for lead in meta.get("missing_leads") or [] if lead in LEADS]
-    for lead in missing:
-        add("missing_lead", "fail", lead, f"lead {lead} is not in the file (zero-filled)")
-    highs, lows = x.max(axis=-1), x.min(axis=-1)  # (12,) mV
-    win = _windows(x, int(round(th.flat_window_s * fs)))
-    flat_share = np.mean((win.max(axis=-1) - win.min(axis=-1)) < th.flat_pp_mV, axis=-1)
-    flat = [lead for lead, share in zip(LEADS, flat_share, strict=True) if share > th.flat_fraction]
-    varying = [lead for row, lead in enumerate(LEADS) if lead not in missing and highs[row] > lows[row]]
-    if varying and set(varying) <= set(flat):
-        # Every lead that moves at all is "flat" in mV: a scale error (e.g. volts read as mV), reported by the
-        # amplitude check below rather than as twelve dead leads.
-        flat = [lead for lead in flat if lead not in varying]
-    for lead in flat:
-        if lead not in missing:
-            add("flat_lead", "fail", lead, f"lead {lead} is flat (no signal over {th.flat_pp_mV * 1000:g} uV)")
-    live_leads = [lead not in flat and lead not in missing for lead in LEADS]  # Python bools: looped over below
-    live = np.array(live_leads)
-    metrics["flat_leads"] = flat
-
-    # Clipping / saturation: long runs at the lead's own extreme value.
-    min_run = max(3, int(round(th.clip_run_s * fs)))
-    tols = 1e-6 * np.maximum(highs - lows, 1e-9)
-    high_runs = _runs_at(x >= (highs - tols)[:, None], min_run)  # (12,) samples
-    low_runs = _runs_at(x <= (lows + tols)[:, None], min_run)
-    for row, lead in enumerate(LEADS):
-        if not live_leads[row]:
-            continue
-        for extreme, name, run in ((highs[row], "maximum", high_runs[row]), (lows[row], "minimum", low_runs[row])):
-            if run >= min_run and abs(abs(extreme) - 1.0) <= 0.02 and run <= th.calibration_max_s * fs:
-                # A 1-mV plateau of at most half a second is the standard calibration pulse, not saturation.
-                add(
-                    "calibration_pulse",
-                    "warn",
-                    lead,
-                    f"lead {lead} holds a {run / fs * 1000:.0f}-ms 1-mV calibration pulse (kept in the signal)",
-                )
-                break
-            if run >= min_run:
-                add(
-                    "clipping",
-                    "fail",
-                    lead,
-                    f"lead {lead} sits at its {name} ({extreme:.3f} mV) for {run / fs * 1000:.0f} ms: saturated or"
-                    " clipped",
-                )
-                break
-
-    # Baseline wander: peak-to-peak of the < 0.5 Hz component.
-    if n >= 16:
-        low_win = baseline[:, int(min(n // 10, fs)) : n - int(min(n // 10, fs))] if n > 20 else baseline
-        wander = (np.ptp(low_win, axis=-1) if low_win.shape[-1] else np.zeros(12)).tolist()
-        metrics["wander_mV"] = {lead: round(w, 3) for lead, w in zip(LEADS, wander, strict=True)}
-        for row, lead in enumerate(LEADS):
-            if live_leads[row] and wander[row] > th.wander_warn_mV:
-                severity = "fail" if wander[row] > th.wander_fail_mV else "warn"
-                add(
-                    "baseline_wander",
-                    severity,
-                    lead,
-                    f"lead {lead}: baseline wanders over {wander[row]:.2f} mV (< 0.5 Hz)",
-                )
-
-    # Mains interference (Welch PSD; needs the mains frequency below Nyquist).
-    nperseg = int(min(n, round(2 * fs)))
-    if nperseg >= 16:
-        freqs, psd = _welch(x, fs, nperseg)
-        df = freqs[1] - freqs[0]
-        ecg_band = psd[:, (freqs >= 0.5) & (freqs <= 40.0)].sum(axis=-1) * df
-        ratios: dict[str, float] = {}
-        for mains in (50.0, 60.0):
-            if mains + 1.0 >= fs / 2:
-                continue
-            band = psd[:, (freqs >= mains - 1.0) & (freqs <= mains + 1.0)].sum(axis=-1) * df
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio_db = (10 * np.log10(np.where(ecg_band > 0, band / ecg_band, 0.0) + 1e-30)).tolist()
-            for row, lead in enumerate(LEADS):
-                if not live_leads[row]:
-                    continue
-                ratios[f"{lead}@{mains:g}"] = round(ratio_db[row], 1)
-                if ratio_db[row] > th.mains_warn_db:
-                    severity = "fail" if ratio_db[row] > th.mains_fail_db else "warn"
-                    add(
-                        "mains_noise",
-                        severity,
-                        lead,
-                        f"lead {lead}: {mains:g} Hz mains interference at {ratio_db[row]:.1f} dB of the ECG band",
-                    )
-        metrics["mains_db_max"] = max(ratios.values()) if ratios else None
-
-    # Amplitude: unit and scale errors.
-    pp = lead_peak_to_peak(x, fs, highpassed=hp)
-    pp_list = pp.tolist()
-    metrics["peak_to_peak_mV"] = {lead: round(v, 3) for lead, v in zip(LEADS, pp_list, strict=True)}
-    if live.any():
-        record_pp = float(np.median(pp[live]))
-        metrics["median_peak_to_peak_mV"] = round(record_pp, 3)
-        if record_pp > th.amp_high_fail_mV:
-            add(
-                "amplitude_high",
-                "fail",
-                None,
-                f"median lead amplitude {record_pp:.2f} mV is implausibly high for an ECG: wrong units or scale"
-                " (e.g. uV read as mV, or a gain error)?",
-            )
-        elif record_pp > th.amp_high_warn_mV:
-            add("amplitude_high", "warn", None, f"median lead amplitude {record_pp:.2f} mV is unusually high")
-        elif record_pp < th.amp_low_fail_mV:
-            add(
-                "amplitude_low",
-                "fail",
-                None,
-                f"median lead amplitude {record_pp * 1000:.1f} uV is implausibly low for an ECG: wrong units or scale?",
-            )
-        elif record_pp < th.amp_low_warn_mV:
-            add("amplitude_low", "warn", None, f"median lead amplitude {record_pp:.2f} mV: low voltage or scale error")
-        for row, lead in enumerate(LEADS):
-            if live_leads[row] and pp_list[row] > th.amp_lead_fail_mV:
-                add("amplitude_high", "fail", lead, f"lead {lead} spans {pp_list[row]:.1f} mV, beyond any surface ECG")
-
-    # LA/RA reversal on the median beat.
-    i_row, avr_row = LEADS.index("I"), LEADS.index("aVR")
-    if live[i_row] and live[avr_row]:
-        beat = median_beat(x, fs, highpassed=hp, leads=(i_row, avr_row))
-        if beat is not None:
-            (qrs_i, qrs_avr), (p_i, _) = _wave_polarity(beat[0], beat[1], fs)  # rows: I, aVR
-            metrics["qrs_polarity_I_mV"] = round(float(qrs_i), 3)
-            metrics["qrs_polarity_aVR_mV"] = round(float(qrs_avr), 3)
-            metrics["p_polarity_I_mV"] = round(float(p_i), 3)
-            # Heuristic: with the arm electrodes swapped lead I is inverted (negative P and QRS) and aVR becomes the
-            # old aVL (positive). Only dextrocardia gives the same picture, so the message names both.
-            if qrs_i < 0 and p_i < 0 and qrs_avr > 0:
-                add(
-                    "la_ra_reversal",
-                    "fail",
-                    "I",
-                    "lead I has negative P and QRS while aVR is positive: arm electrodes (LA/RA) likely swapped"
-                    " (or dextrocardia)",
-                )
-
+    metrics: dict[str, Any] = {"fs": ctx.fs, "duration_s": round(ctx.duration, 3)}
+    for check in _RECORD_CHECKS:
+        found, measured = check(ctx)
+        findings += found
+        metrics.update(measured)
+    if ctx.fs < 20 and any(f.code == "sampling_rate" for f in findings):
+        return QcResult(reliable=False, findings=findings, metrics=metrics)  # too coarse to examine the signal
+    for check in _SIGNAL_CHECKS:
+        found, measured = check(ctx)
+        findings += found
+        metrics.update(measured)
     reliable = not any(f.severity == "fail" for f in findings)
     if not reliable:
         logger.info("QC failed: %s", sorted({f.code for f in findings if f.severity == "fail"}))
     return QcResult(reliable=reliable, findings=findings, metrics=metrics)
-
-
-def _runs_at(mask: np.ndarray, min_run: int) -> np.ndarray:
-    """:func:`_longest_runs` of the rows of ``mask`` that hold at least ``min_run`` True values; 0 for the others (no
-    run there can reach ``min_run``). An ECG touches its extreme at a handful of samples, so this usually skips the
-    run-length pass altogether."""
-    out = np.zeros(mask.shape[0], dtype=np.int64)
-    rows = np.flatnonzero(np.count_nonzero(mask, axis=-1) >= min_run)
-    if rows.size:
-        out[rows] = _longest_runs(mask[rows])
-    return out
-
-
-def _longest_runs(mask: np.ndarray) -> np.ndarray:
-    """Length of the longest run of True in each row of a ``(rows, n)`` boolean array -> ``(rows,)`` int."""
-    rows, n = mask.shape
-    padded = np.zeros((rows, n + 2), dtype=np.int8)
-    padded[:, 1:-1] = mask
-    edges = np.diff(padded, axis=-1)  # +1 where a run starts, -1 one past where it ends
-    start_rows, starts = np.nonzero(edges == 1)
-    _, ends = np.nonzero(edges == -1)  # row-major order: the k-th end closes the k-th start
-    longest = np.zeros(rows, dtype=np.int64)
-    np.maximum.at(longest, start_rows, ends - starts)
-    return longest

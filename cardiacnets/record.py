@@ -1,7 +1,7 @@
 """The in-memory ECG record every reader returns, and the lead bookkeeping shared by all readers.
 
-Contract (DESIGN section 3): ``signal`` is float32 ``(12, n)`` in millivolts, leads in the canonical order
-``I, II, III, aVR, aVL, aVF, V1..V6``, sampled at ``fs`` Hz. Readers hand their channels to
+Contract (docs/architecture.md, "Data contracts"): ``signal`` is float32 ``(12, n)`` in millivolts, leads in the
+canonical order ``I, II, III, aVR, aVL, aVF, V1..V6``, sampled at ``fs`` Hz. Readers hand their channels to
 :func:`assemble_record`, which maps lead names, derives missing limb leads, reorders, and records what it did.
 """
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from cardiacnets.bundle import MANIFEST_NAME, SIGNATURE_NAME, manifest_digest
 from cardiacnets.errors import BundleIntegrityError, InputError
+from cardiacnets.files import atomic_write_text
 
 SIGNATURE_SCHEMA = "cardiacnets.signature/1"
 
@@ -121,9 +122,7 @@ def sign_bundle(root: str | os.PathLike[str], private_key: str | os.PathLike[str
     entry = {"schema": SIGNATURE_SCHEMA, "algorithm": "ed25519", "digest": digest, "key_id": key_id(public_raw),
              "public_key": base64.b64encode(public_raw).decode("ascii"),
              "signature": base64.b64encode(key.sign(bytes.fromhex(digest))).decode("ascii")}  # fmt: skip
-    tmp = root / (SIGNATURE_NAME + ".tmp")
-    tmp.write_text(json.dumps(entry, indent=2) + "\n")
-    os.replace(tmp, root / SIGNATURE_NAME)
+    atomic_write_text(root / SIGNATURE_NAME, json.dumps(entry, indent=2) + "\n")
     return entry
 
 

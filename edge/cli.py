@@ -10,16 +10,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
 
-from cardiacnets.cli_support import EXIT_INPUT, fail
-from cardiacnets.errors import CardiacNetsError, OutputError
+from cardiacnets.cli_options import BundleOption, DeviceOption, OperatingPointOption
+from cardiacnets.cli_support import EXIT_INPUT, App
+from cardiacnets.errors import OutputError
 
 PROG = "cnscreen"
-app = typer.Typer(
+app = App(
+    prog=PROG,
     add_completion=False,
     no_args_is_help=True,
     help="Screen 12-lead ECG files with a CardiacNets model bundle. Examples:\n\n"
@@ -30,14 +31,12 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 
-_BUNDLE_HELP = "Model bundle directory (default: $CNS_BUNDLE or the bundled model)."
-_OPERATING_POINT_HELP = "Decision thresholds: youden or high-specificity (default: the bundle's)."
 _TRUSTED_KEY_HELP = (
     "Public key (PEM) that must have signed the bundle; repeat for several. Unsigned bundles are refused."
 )
 
 
-def _operating_point(value: Optional[str]) -> Optional[str]:  # noqa: UP045 - typer needs Optional on py3.10
+def _operating_point(value: str | None) -> str | None:
     if value is None:
         return None
     point = value.replace("-", "_")
@@ -65,10 +64,7 @@ def inspect(
     """
     from cardiacnets.inspect import format_inspection, inspect_file
 
-    try:
-        report = inspect_file(file, include_phi=include_phi)
-    except CardiacNetsError as exc:
-        fail(exc, PROG)
+    report = inspect_file(file, include_phi=include_phi)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
     else:
@@ -78,13 +74,13 @@ def inspect(
 @app.command("screen")
 def screen(
     file: Path = typer.Argument(..., help="ECG file (any supported format)."),
-    bundle: Optional[Path] = typer.Option(None, "--bundle", help=_BUNDLE_HELP),
+    bundle: BundleOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON to stdout."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Also write the JSON result to this file ('-' = stdout)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write a self-contained HTML report."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the JSON result to this file ('-' = stdout)."),
+    report: Path | None = typer.Option(None, "--report", help="Write a self-contained HTML report."),
     cine: bool = typer.Option(False, "--cine", help="Generate short- and long-axis cines (GPU recommended)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or trt."),
-    operating_point: Optional[str] = typer.Option(None, "--operating-point", help=_OPERATING_POINT_HELP),
+    device: DeviceOption = "auto",
+    operating_point: OperatingPointOption = None,
     trusted_key: list[Path] = typer.Option([], "--trusted-key", help=_TRUSTED_KEY_HELP),
     include_phi: bool = typer.Option(False, "--include-phi", help="Include patient identifiers in the output."),
 ) -> None:
@@ -105,31 +101,28 @@ def screen(
     from cardiacnets.edge.screen import Screener
     from cardiacnets.edge.summary import render_result
 
-    try:
-        screener = Screener(bundle, device=device, operating_point=_operating_point(operating_point),
-                            trusted_keys=trusted_key)  # fmt: skip
-        result, prepared = screener.screen_file(file, include_phi=include_phi, keep_signal=report is not None)
-        cine_gifs = None
-        if cine:
-            from cardiacnets.edge.cine import generate_cines
+    screener = Screener(bundle, device=device, operating_point=_operating_point(operating_point),
+                        trusted_keys=trusted_key)  # fmt: skip
+    result, prepared = screener.screen_file(file, include_phi=include_phi, keep_signal=report is not None)
+    cine_gifs = None
+    if cine:
+        from cardiacnets.edge.cine import generate_cines
 
-            cine_info, cine_gifs = generate_cines(
-                screener.bundle, prepared, out_dir=(report or out or file).parent, stem=file.stem, device=device
-            )
-            result["cine"] = cine_info
-        if report is not None:
-            from cardiacnets.edge.report import write_report
+        cine_info, cine_gifs = generate_cines(
+            screener.bundle, prepared, out_dir=(report or out or file).parent, stem=file.stem, device=device
+        )
+        result["cine"] = cine_info
+    if report is not None:
+        from cardiacnets.edge.report import write_report
 
-            try:
-                write_report(result, prepared, report, cine_gifs)
-            except OSError as exc:
-                raise OutputError(f"cannot write {report}: {exc.strerror or exc}") from None
-            err.print(f"report written to {report}", highlight=False)
-        text = json.dumps(result, indent=2, default=str) + "\n"
-        if out is not None and str(out) != "-":
-            _write_text(out, text)
-    except CardiacNetsError as exc:
-        fail(exc, PROG)
+        try:
+            write_report(result, prepared, report, cine_gifs)
+        except OSError as exc:
+            raise OutputError(f"cannot write {report}: {exc.strerror or exc}") from None
+        err.print(f"report written to {report}", highlight=False)
+    text = json.dumps(result, indent=2, default=str) + "\n"
+    if out is not None and str(out) != "-":
+        _write_text(out, text)
     if as_json or (out is not None and str(out) == "-"):
         sys.stdout.write(text)
     else:
@@ -140,18 +133,18 @@ def screen(
 def batch(
     source: Path = typer.Argument(..., help="Directory tree, zip archive, or a text file listing one path per line."),
     out: Path = typer.Option(..., "--out", help="Output file: .csv, .jsonl or .parquet (rerun to resume)."),
-    bundle: Optional[Path] = typer.Option(None, "--bundle", help=_BUNDLE_HELP),
-    workers: Optional[int] = typer.Option(
+    bundle: BundleOption = None,
+    workers: int | None = typer.Option(
         None, "--workers", help="Reader processes (default: one per CPU core; 1 reads in this process)."
     ),
-    batch_size: Optional[int] = typer.Option(
+    batch_size: int | None = typer.Option(
         None, "--batch-size", help="Most ECGs per inference call (default: 2 on the CPU, 32 on a GPU)."
     ),
-    streams: Optional[int] = typer.Option(
+    streams: int | None = typer.Option(
         None, "--streams", help="Inference calls run at once (default: one per CPU core on the CPU, 1 on a GPU)."
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or trt."),
-    operating_point: Optional[str] = typer.Option(None, "--operating-point", help=_OPERATING_POINT_HELP),
+    device: DeviceOption = "auto",
+    operating_point: OperatingPointOption = None,
     trusted_key: list[Path] = typer.Option([], "--trusted-key", help=_TRUSTED_KEY_HELP),
     include_phi: bool = typer.Option(False, "--include-phi", help="Add patient identifier columns to the output."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -172,22 +165,19 @@ def batch(
     """
     from cardiacnets.edge.batch import run_batch, summary_dict
 
-    try:
-        summary = run_batch(
-            source,
-            out,
-            bundle=bundle,
-            workers=workers,
-            batch_size=batch_size,
-            streams=streams,
-            device=device,
-            include_phi=include_phi,
-            progress=not quiet,
-            operating_point=_operating_point(operating_point),
-            trusted_keys=trusted_key,
-        )
-    except CardiacNetsError as exc:
-        fail(exc, PROG)
+    summary = run_batch(
+        source,
+        out,
+        bundle=bundle,
+        workers=workers,
+        batch_size=batch_size,
+        streams=streams,
+        device=device,
+        include_phi=include_phi,
+        progress=not quiet,
+        operating_point=_operating_point(operating_point),
+        trusted_keys=trusted_key,
+    )
     info = summary_dict(summary)
     err.print(
         f"{info['inputs']} inputs: {info['ok']} ok, {info['qc_failed']} qc_failed, {info['error']} error"
@@ -201,7 +191,7 @@ def batch(
 _SUBCOMMANDS = {"inspect", "batch", "screen"}
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """``cnscreen FILE`` is short for ``cnscreen screen FILE``."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and not args[0].startswith("-") and args[0] not in _SUBCOMMANDS:

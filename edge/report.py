@@ -83,6 +83,20 @@ def render_report(result: dict[str, Any], prepared: Any, cine_gifs: dict[str, by
     )
     parts.append(f"<div class='meta'>Blue shading: where the model found evidence ({esc(saliency_note)}).</div>")
 
+    parts += _screening_section(result) + _phenotype_section(result) + _qc_section(result)
+    parts += _cine_section(cine_gifs) if cine_gifs else []
+    parts.append(
+        "<p class='meta'>Screening aid only. Probabilities and phenotype estimates come from a model; they are"
+        " not a diagnosis.</p></body></html>"
+    )
+    return "\n".join(parts)
+
+
+def _screening_section(result: dict[str, Any]) -> list[str]:
+    """Disease table (probability, threshold, band, decision) and the subtype when shown."""
+    parts: list[str] = []
+    esc = html.escape
+    model = result["model"]
     scale = "calibrated probability" if model.get("calibrated") else "probability (uncalibrated)"
     parts.append(
         f"<h2>Screening</h2><table><tr><th>condition</th><th class='num'>{scale}</th>"
@@ -103,7 +117,14 @@ def render_report(result: dict[str, Any], prepared: Any, cine_gifs: dict[str, by
         for name, p in sorted(result["subtype"]["probabilities"].items(), key=lambda kv: -kv[1]):
             parts.append(f"<tr><td>{esc(name)}</td><td class='num'>{p:.3f}</td></tr>")
         parts.append("</table>")
+    return parts
 
+
+def _phenotype_section(result: dict[str, Any]) -> list[str]:
+    """Key phenotypes with intervals and reference ranges."""
+    parts: list[str] = []
+    esc = html.escape
+    model = result["model"]
     coverage = model.get("interval_coverage")
     interval_title = f"{coverage:.0%} interval" if coverage else "interval"
     parts.append(
@@ -120,7 +141,14 @@ def render_report(result: dict[str, Any], prepared: Any, cine_gifs: dict[str, by
             f"<td>{f'{ref[0]:g}&ndash;{ref[1]:g}' if ref else '-'}</td><td>{mark}</td></tr>"
         )
     parts.append("</table>")
+    return parts
 
+
+def _qc_section(result: dict[str, Any]) -> list[str]:
+    """Signal-quality findings and the reader's warnings."""
+    parts: list[str] = []
+    esc = html.escape
+    record = result["record"]
     parts.append("<h2>Signal quality</h2>")
     findings = result["qc"].get("findings") or []
     if findings:
@@ -137,24 +165,25 @@ def render_report(result: dict[str, Any], prepared: Any, cine_gifs: dict[str, by
     warnings = record.get("warnings") or []
     if warnings:
         parts.append("<ul class='meta'>" + "".join(f"<li>{esc(w)}</li>" for w in warnings) + "</ul>")
+    return parts
 
-    if cine_gifs:
-        parts.append("<h2>Cine MRI generated from this ECG</h2>")
-        parts.append(
-            "<p class='ai'>AI-GENERATED IMAGERY: synthesised from the ECG by a diffusion model. It is not a"
-            " scan of this patient and must not be used for diagnosis.</p><div class='cines'>"
-        )
-        for view, gif in cine_gifs.items():
-            parts.append(
-                f"<figure><img alt='AI-generated {esc(view)} cine' src='{_data_uri(gif, 'image/gif')}'>"
-                f"<figcaption class='ai'>{esc(view)} (AI-generated)</figcaption></figure>"
-            )
-        parts.append("</div>")
+
+def _cine_section(cine_gifs: dict[str, bytes]) -> list[str]:
+    """Generated cines, labelled as AI-generated imagery."""
+    parts: list[str] = []
+    esc = html.escape
+    parts.append("<h2>Cine MRI generated from this ECG</h2>")
     parts.append(
-        "<p class='meta'>Screening aid only. Probabilities and phenotype estimates come from a model; they are"
-        " not a diagnosis.</p></body></html>"
+        "<p class='ai'>AI-GENERATED IMAGERY: synthesised from the ECG by a diffusion model. It is not a"
+        " scan of this patient and must not be used for diagnosis.</p><div class='cines'>"
     )
-    return "\n".join(parts)
+    for view, gif in cine_gifs.items():
+        parts.append(
+            f"<figure><img alt='AI-generated {esc(view)} cine' src='{_data_uri(gif, 'image/gif')}'>"
+            f"<figcaption class='ai'>{esc(view)} (AI-generated)</figcaption></figure>"
+        )
+    parts.append("</div>")
+    return parts
 
 
 def write_report(

@@ -71,6 +71,56 @@ def build_result(
     ``prepared`` is its :class:`~cardiacnets.edge.screen.PreparedEcg`, ``outputs`` its row of the screening graph's
     outputs, ``trust`` the bundle's trust artefacts (None: uncalibrated, no intervals, no out-of-distribution check).
     """
+    diseases = _disease_results(bundle, trust, outputs, operating_point)
+    all_phenotypes, key = _phenotype_results(trust, prepared, outputs)
+    distribution = None
+    if trust is not None:
+        views = {name: np.asarray(v)[None] for name, v in prepared.signal_views.items()}
+        distribution = trust.distribution(np.asarray(outputs["embedding"])[None], views)[0].as_dict()
+    qc_reliable = bool(prepared.qc.get("reliable", False))
+    in_distribution = distribution is None or distribution["in_distribution"]
+    training = bundle.manifest["training_data"]
+    result: dict[str, Any] = {
+        "schema": RESULT_SCHEMA,
+        "path": prepared.path,
+        "reliable": qc_reliable and in_distribution,
+        "qc": prepared.qc,
+        "distribution": distribution,
+        "diseases": diseases,
+        "subtype": {
+            "shown": diseases["CM"]["flagged"],
+            "probabilities": {s: round(float(outputs["subtype_prob"][i]), 4) for i, s in enumerate(SUBTYPES)},
+        },
+        "key_phenotypes": key,
+        "phenotypes": all_phenotypes,
+        "record": prepared.record_info,
+        "covariates_used": {
+            name: (float(v) if m else None)
+            for name, v, m in zip(
+                ("sex", "age", "heart_rate"), prepared.covariates, prepared.covariate_mask, strict=True
+            )
+        },
+        "preprocess": {
+            k: prepared.preprocess.get(k)
+            for k in ("version", "resampled", "cropped", "padded", "heart_rate", "heart_rate_source")
+        },
+        "model": {
+            **bundle.identity,
+            "training_data": training.get("description"),
+            "calibrated": trust is not None,
+            "interval_coverage": None if trust is None else trust.coverage,
+        },  # fmt: skip
+    }
+    _add_notes(result, trust, distribution, qc_reliable)
+    if include_phi:
+        result["patient"] = prepared.phi
+    return result
+
+
+def _disease_results(
+    bundle: Bundle, trust: TrustModel | None, outputs: dict[str, np.ndarray], operating_point: str | None
+) -> dict[str, Any]:
+    """Per disease: calibrated probability, threshold and band at the operating point, and the decision."""
     raw = np.asarray(outputs["disease_prob"], dtype=np.float64)
     calibrated = trust.calibrate(raw[None])[0] if trust is not None else raw
     diseases = {}
@@ -88,8 +138,14 @@ def build_result(
             "decision": decision,
             "flagged": decision == "flagged",
         }
-    subtype_probs = {s: round(float(outputs["subtype_prob"][i]), 4) for i, s in enumerate(SUBTYPES)}
+    return diseases
 
+
+def _phenotype_results(
+    trust: TrustModel | None, prepared: Any, outputs: dict[str, np.ndarray]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(all 82, key phenotypes)``: values that obey the identities, intervals, units, derived flags, and for the key
+    ones the sex-specific reference range."""
     heart_rate = prepared.heart_rate
     if trust is not None:
         values, lower, upper = (a[0] for a in trust.phenotypes(np.asarray(outputs["phenotypes"])[None], heart_rate))
@@ -113,42 +169,13 @@ def build_result(
                 "reference_range": list(low_high) if low_high else None,
                 "out_of_range": bool(low_high and not (low_high[0] <= value <= low_high[1])),
             }
+    return all_phenotypes, key
 
-    distribution = None
-    if trust is not None:
-        views = {name: np.asarray(v)[None] for name, v in prepared.signal_views.items()}
-        distribution = trust.distribution(np.asarray(outputs["embedding"])[None], views)[0].as_dict()
-    qc_reliable = bool(prepared.qc.get("reliable", False))
-    in_distribution = distribution is None or distribution["in_distribution"]
-    training = bundle.manifest["training_data"]
-    result: dict[str, Any] = {
-        "schema": RESULT_SCHEMA,
-        "path": prepared.path,
-        "reliable": qc_reliable and in_distribution,
-        "qc": prepared.qc,
-        "distribution": distribution,
-        "diseases": diseases,
-        "subtype": {"shown": diseases["CM"]["flagged"], "probabilities": subtype_probs},
-        "key_phenotypes": key,
-        "phenotypes": all_phenotypes,
-        "record": prepared.record_info,
-        "covariates_used": {
-            name: (float(v) if m else None)
-            for name, v, m in zip(
-                ("sex", "age", "heart_rate"), prepared.covariates, prepared.covariate_mask, strict=True
-            )
-        },
-        "preprocess": {
-            k: prepared.preprocess.get(k)
-            for k in ("version", "resampled", "cropped", "padded", "heart_rate", "heart_rate_source")
-        },
-        "model": {
-            **bundle.identity,
-            "training_data": training.get("description"),
-            "calibrated": trust is not None,
-            "interval_coverage": None if trust is None else trust.coverage,
-        },  # fmt: skip
-    }
+
+def _add_notes(
+    result: dict[str, Any], trust: TrustModel | None, distribution: dict[str, Any] | None, qc_reliable: bool
+) -> None:
+    """The plain-words notes: synthetic model, no trust data, out of distribution, failed QC."""
     if result["model"]["trained_on_synthetic"]:
         result["note"] = SYNTHETIC_NOTE
     if trust is None:
@@ -157,6 +184,3 @@ def build_result(
         result["note_ood"] = ood_note(distribution)
     if not qc_reliable:
         result["note_qc"] = QC_NOTE
-    if include_phi:
-        result["patient"] = prepared.phi
-    return result

@@ -16,12 +16,27 @@ _DECISION_STYLE = {"flagged": ("FLAGGED", "bold red"), "clear": ("clear", "green
 def render_result(result: dict[str, Any]) -> Group:
     """Model identity, warnings (synthetic model, out of distribution, QC), diseases with thresholds and decisions,
     subtype when cardiomyopathy is flagged, key phenotypes with intervals and ranges, QC findings."""
-    parts: list[Any] = []
-    record = result.get("record", {})
-    model = result.get("model", {})
+    parts = [*_header(result), _disease_table(result)]
+    subtype = result.get("subtype", {})
+    if subtype.get("shown"):
+        table = Table(title="Cardiomyopathy subtype", title_justify="left", show_edge=False)
+        table.add_column("subtype")
+        table.add_column("probability", justify="right")
+        for name, p in sorted(subtype["probabilities"].items(), key=lambda kv: -kv[1]):
+            table.add_row(name, f"{p:.3f}")
+        parts.append(table)
+    parts.append(_phenotype_table(result))
+    parts.append(_qc_table(result))
+    for warning in result.get("record", {}).get("warnings") or []:
+        parts.append(Text(f"note: {warning}", style="dim"))
+    return Group(*parts)
+
+
+def _header(result: dict[str, Any]) -> list[Any]:
+    record, model = result.get("record", {}), result.get("model", {})
     header = Text(f"{result.get('path')}  ", style="bold")
     header.append(f"{record.get('format')}  {record.get('sampling_rate_hz')} Hz  {record.get('duration_s')} s")
-    parts.append(header)
+    parts: list[Any] = [header]
     parts.append(
         Text(
             f"model {model.get('name')} {model.get('version')} (digest {str(model.get('digest'))[:12]})"
@@ -37,9 +52,12 @@ def render_result(result: dict[str, Any]) -> Group:
         parts.append(Text(result["note_trust"], style="yellow"))
     if not result.get("qc", {}).get("reliable", True):
         parts.append(Text("Signal QC FAILED: the results are not reliable.", style="bold red"))
+    return parts
 
+
+def _disease_table(result: dict[str, Any]) -> Table:
     points = sorted({d["operating_point"] for d in result["diseases"].values()})
-    scale = "calibrated probabilities" if model.get("calibrated") else "uncalibrated probabilities"
+    scale = "calibrated probabilities" if result.get("model", {}).get("calibrated") else "uncalibrated probabilities"
     risks = Table(title=f"Screening ({scale}; {', '.join(points)} thresholds)", title_justify="left", show_edge=False)
     for column in ("condition", "probability", "threshold (band)", "result"):
         risks.add_column(column, justify="right" if column == "probability" else "left")
@@ -52,19 +70,12 @@ def render_result(result: dict[str, Any]) -> Group:
             f"{d['threshold']:.3f}" + (f" ({band[0]:.3f}-{band[1]:.3f})" if band else ""),
             Text(label, style=style),
         )
-    parts.append(risks)
+    return risks
 
-    subtype = result.get("subtype", {})
-    if subtype.get("shown"):
-        table = Table(title="Cardiomyopathy subtype", title_justify="left", show_edge=False)
-        table.add_column("subtype")
-        table.add_column("probability", justify="right")
-        for name, p in sorted(subtype["probabilities"].items(), key=lambda kv: -kv[1]):
-            table.add_row(name, f"{p:.3f}")
-        parts.append(table)
 
+def _phenotype_table(result: dict[str, Any]) -> Table:
     pheno = Table(title="Key CMR phenotypes (estimated from the ECG)", title_justify="left", show_edge=False)
-    coverage = model.get("interval_coverage")
+    coverage = result.get("model", {}).get("interval_coverage")
     interval_title = f"{coverage:.0%} interval" if coverage else "interval"
     for column in ("phenotype", "value", interval_title, "unit", "reference", ""):
         pheno.add_column(column, justify="right" if column in ("value",) else "left")
@@ -74,23 +85,18 @@ def render_result(result: dict[str, Any]) -> Group:
         mark = Text("out of range", style="bold red") if p.get("out_of_range") else Text("")
         pheno.add_row(name, f"{p['value']:.1f}", f"{interval[0]:.1f}-{interval[1]:.1f}" if interval else "-",
                       p["unit"], f"{ref[0]:g}-{ref[1]:g}" if ref else "-", mark)  # fmt: skip
-    parts.append(pheno)
+    return pheno
 
-    qc = result.get("qc", {})
-    findings = qc.get("findings") or []
-    if findings:
-        qc_table = Table(title="Signal QC", title_justify="left", show_edge=False)
-        qc_table.add_column("severity")
-        qc_table.add_column("lead")
-        qc_table.add_column("finding")
-        for f in findings:
-            style = "red" if f.get("severity") == "fail" else "yellow"
-            qc_table.add_row(
-                Text(str(f.get("severity")), style=style), str(f.get("lead") or "-"), str(f.get("message"))
-            )
-        parts.append(qc_table)
-    else:
-        parts.append(Text("Signal QC: no findings", style="green"))
-    for warning in record.get("warnings") or []:
-        parts.append(Text(f"note: {warning}", style="dim"))
-    return Group(*parts)
+
+def _qc_table(result: dict[str, Any]) -> Any:
+    findings = result.get("qc", {}).get("findings") or []
+    if not findings:
+        return Text("Signal QC: no findings", style="green")
+    qc_table = Table(title="Signal QC", title_justify="left", show_edge=False)
+    qc_table.add_column("severity")
+    qc_table.add_column("lead")
+    qc_table.add_column("finding")
+    for f in findings:
+        style = "red" if f.get("severity") == "fail" else "yellow"
+        qc_table.add_row(Text(str(f.get("severity")), style=style), str(f.get("lead") or "-"), str(f.get("message")))
+    return qc_table

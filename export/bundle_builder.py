@@ -1,4 +1,5 @@
-"""Build the model bundle of DESIGN section 7 from a trained screening model (and optionally an ECG2CMR pipeline).
+"""Build the model bundle (docs/architecture.md, "The bundle") from a trained screening model (and optionally an
+ECG2CMR pipeline).
 
 Layout::
 
@@ -23,13 +24,14 @@ renames, so a failed build leaves no half bundle behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import platform
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ import numpy as np
 
 from cardiacnets.bundle import load_bundle, write_manifest
 from cardiacnets.errors import CheckpointError, ExportError, InputError
+from cardiacnets.reporting import json_ready
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +49,12 @@ SCREENING_VARIANTS = ("int8", "fp16")
 
 def resolve_model_dir(path: str | os.PathLike[str]) -> Path:
     """A saved-model directory (``config.json`` + ``model.safetensors``) or a training run directory (its ``best/``)."""
+    from cardiacnets.models.registry import pretrained_dir
+
     path = Path(path)
-    for candidate in (path, path / "best"):
-        if (candidate / "config.json").is_file() and (candidate / "model.safetensors").is_file():
-            return candidate
+    candidate = pretrained_dir(path)
+    if (candidate / "config.json").is_file() and (candidate / "model.safetensors").is_file():
+        return candidate
     raise CheckpointError(f"{path}: no saved model (config.json + model.safetensors) here or in {path / 'best'}")
 
 
@@ -236,39 +241,13 @@ def build_bundle(
             out-of-distribution check); without it the bundle has none and its outputs say so.
         trust_report: with ``trust_data``, also write the trust evaluation report into this directory.
     """
-    from cardiacnets.export.onnx_export import export_screening
-    from cardiacnets.export.precision import accuracy_cost, choose_default_variant
-
     started = time.time()
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out} exists and is not empty; choose another --out or pass --force")
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with _building(out, overwrite) as partial:
         model, metadata, model_dir = load_screening(screening)
-        preprocess = preprocess_from_metadata(metadata)
+        preprocess = preprocess_from_metadata(metadata)  # before the export: a model the edge cannot run fails fast
         thresholds, thresholds_source = thresholds_from_metadata(metadata)
-        result = export_screening(model, partial / "screening.onnx")
-        entry = result.manifest_entry("screening.onnx")
-        entry["source"] = {"model_dir": model_dir.name, "config": _model_summary(model)}
-        entry["variants"] = {}
-        for variant in variants:
-            rel = f"screening.{variant}.onnx"
-            entry["variants"][variant] = {"file": rel, **make_screening_variant(partial / "screening.onnx", variant,
-                                                                               partial / rel)}  # fmt: skip
-        precision_report = None
-        default, reason = "fp32", "no evaluation split given: variants' accuracy cost unmeasured"
-        if eval_split is not None and entry["variants"]:
-            paths = {v: partial / e["file"] for v, e in entry["variants"].items()}
-            precision_report = accuracy_cost(partial / "screening.onnx", paths, eval_split)
-            default, reason = choose_default_variant(precision_report)
-            for v, cost in precision_report["variants"].items():
-                keys = ("auroc_cost", "max_auroc_cost", "phenotype_r_cost", "max_abs_prob_diff", "batch_dependence")
-                entry["variants"][v]["accuracy_cost"] = {k: cost[k] for k in keys}
-        entry["default_variant"] = default
-        entry["default_variant_reason"] = reason
+        entry, precision_report = _screening_entry(model, model_dir, partial, variants, eval_split)
         models: dict[str, Any] = {"screening": entry}
         if isinstance(diffusion, (str, os.PathLike)):
             diffusion = [diffusion]
@@ -296,27 +275,77 @@ def build_bundle(
         if cine is not None:
             manifest["cine"] = cine
         if trust_data is not None:
-            from cardiacnets.export.trust_fit import attach_trust, write_trust_report
+            manifest = _fit_trust(partial, manifest, trust_data, trust_report)
+        write_manifest(partial, json_ready(manifest))
+    bundle = load_bundle(out)  # re-verify what was written
+    logger.info("bundle %s written: %d files, default variant %s", out, len(bundle.manifest["files"]),
+                entry["default_variant"])  # fmt: skip
+    return bundle.manifest
 
-            manifest, evaluation = attach_trust(partial, manifest, trust_data)
-            if trust_report is not None:
-                spec = json.loads((partial / manifest["trust"]["file"]).read_text())
-                write_trust_report(evaluation, spec, trust_report, title=f"Trust artefacts of {manifest['name']}",
-                                   command="cnexport bundle (trust fitted at build time)")  # fmt: skip
-        write_manifest(partial, _json_safe(manifest))
+
+@contextlib.contextmanager
+def _building(out: Path, overwrite: bool) -> Iterator[Path]:
+    """Build into ``out.partial`` and rename it to ``out`` when the block succeeds; remove it when it fails, so a
+    failed build leaves no half bundle behind. A non-empty ``out`` is refused unless ``overwrite``."""
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"{out} exists and is not empty; choose another --out or pass --force")
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
         if out.exists():
             shutil.rmtree(out)
         os.replace(partial, out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    bundle = load_bundle(out)  # re-verify what was written
-    logger.info("bundle %s written: %d files, default variant %s", out, len(bundle.manifest["files"]), default)
-    return bundle.manifest
+
+
+def _screening_entry(
+    model: Any, model_dir: Path, root: Path, variants: Sequence[str], eval_split: Any
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Export the screening graph and its precision variants into ``root``, measure the variants on ``eval_split``
+    and choose the default; ``(manifest entry, precision report or None)``."""
+    from cardiacnets.export.onnx_export import export_screening
+    from cardiacnets.export.precision import accuracy_cost, choose_default_variant
+
+    result = export_screening(model, root / "screening.onnx")
+    entry = result.manifest_entry("screening.onnx")
+    entry["source"] = {"model_dir": model_dir.name, "config": _model_summary(model)}
+    entry["variants"] = {}
+    for variant in variants:
+        rel = f"screening.{variant}.onnx"
+        entry["variants"][variant] = {"file": rel, **make_screening_variant(root / "screening.onnx", variant,
+                                                                           root / rel)}  # fmt: skip
+    precision_report = None
+    default, reason = "fp32", "no evaluation split given: variants' accuracy cost unmeasured"
+    if eval_split is not None and entry["variants"]:
+        paths = {v: root / e["file"] for v, e in entry["variants"].items()}
+        precision_report = accuracy_cost(root / "screening.onnx", paths, eval_split)
+        default, reason = choose_default_variant(precision_report)
+        for v, cost in precision_report["variants"].items():
+            keys = ("auroc_cost", "max_auroc_cost", "phenotype_r_cost", "max_abs_prob_diff", "batch_dependence")
+            entry["variants"][v]["accuracy_cost"] = {k: cost[k] for k in keys}
+    entry["default_variant"] = default
+    entry["default_variant_reason"] = reason
+    return entry, precision_report
+
+
+def _fit_trust(root: Path, manifest: dict[str, Any], trust_data: Any, report: Any) -> dict[str, Any]:
+    """Fit the trust artefacts into ``root`` (and write their report when asked); the updated manifest."""
+    from cardiacnets.export.trust_fit import attach_trust, write_trust_report
+
+    manifest, evaluation = attach_trust(root, manifest, trust_data)
+    if report is not None:
+        spec = json.loads((root / manifest["trust"]["file"]).read_text())
+        write_trust_report(evaluation, spec, report, title=f"Trust artefacts of {manifest['name']}",
+                           command="cnexport bundle (trust fitted at build time)")  # fmt: skip
+    return manifest
 
 
 def _model_summary(model: Any) -> dict[str, Any]:
-    from cardiacnets.models._config import config_to_dict
+    from cardiacnets.config import config_to_dict
 
     cfg = config_to_dict(model.config)
     return {"ecg": cfg.get("ecg"), "n_diseases": cfg.get("n_diseases"), "n_phenotypes": cfg.get("n_phenotypes"),
@@ -406,18 +435,6 @@ def _add_diffusion(
             "classifier_free_guidance": "batch [latents, latents] with drop_condition [True]*B + [False]*B",
         }
     return section
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 __all__ = ["NOT_FOR_CLINICAL_USE", "build_bundle", "label_spec", "load_screening", "resolve_model_dir"]

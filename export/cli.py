@@ -1,4 +1,3 @@
-# ruff: noqa: B008 - typer declares options as argument defaults
 """``cnexport``: ONNX export, TensorRT engines, model bundles, verification and benchmarks.
 
 User errors print one line and exit 1 (``CNS_DEBUG=1`` shows the traceback); usage errors exit 2.
@@ -10,14 +9,14 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 
-from cardiacnets.cli_support import EXIT_BUNDLE, fail
-from cardiacnets.errors import CardiacNetsError
+from cardiacnets.cli_options import VerboseOption
+from cardiacnets.cli_support import EXIT_BUNDLE, App
 
-app = typer.Typer(
+app = App(
+    prog="cnexport",
     add_completion=False,
     no_args_is_help=True,
     help="Export CardiacNets models and build verified bundles. Examples:\n\n"
@@ -28,10 +27,6 @@ app = typer.Typer(
     "  cnexport trt bundle/            (needs TensorRT and an NVIDIA GPU)\n\n"
     "  cnexport bench --screening runs/finetune --batches 1,8,32",
 )
-
-
-def _fail(exc: CardiacNetsError) -> NoReturn:
-    fail(exc, "cnexport")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -52,11 +47,11 @@ def version() -> None:
 
 @app.command()
 def onnx(
-    model: Path | None = typer.Option(None, "--model", help="Saved screening model or training run directory."),  # noqa: UP007
-    diffusion: Path | None = typer.Option(None, "--diffusion", help="ECG2CMR pipeline directory."),  # noqa: UP007
+    model: Path | None = typer.Option(None, "--model", help="Saved screening model or training run directory."),
+    diffusion: Path | None = typer.Option(None, "--diffusion", help="ECG2CMR pipeline directory."),
     out: Path = typer.Option(..., "--out", help="Output .onnx file (--model) or directory (--diffusion, --encoder)."),
     encoder: bool = typer.Option(False, "--encoder", help="Export the model's ECG encoder (ECG -> tokens) instead."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: VerboseOption = False,
 ) -> None:
     """Export one graph with checker and parity checks; prints the parity report as JSON.
 
@@ -68,25 +63,22 @@ def onnx(
     _setup_logging(verbose)
     if (model is None) == (diffusion is None):
         raise typer.BadParameter("give exactly one of --model or --diffusion")
-    try:
-        from cardiacnets.export import onnx_export
+    from cardiacnets.export import onnx_export
 
-        if diffusion is not None:
-            from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
+    if diffusion is not None:
+        from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
 
-            results = onnx_export.export_pipeline(EcgToCmrPipeline.from_pretrained(diffusion), out)
-            report = {k: {"file": str(r.path), "exporter": r.exporter, "parity": r.parity} for k, r in results.items()}
+        results = onnx_export.export_pipeline(EcgToCmrPipeline.from_pretrained(diffusion), out)
+        report = {k: {"file": str(r.path), "exporter": r.exporter, "parity": r.parity} for k, r in results.items()}
+    else:
+        from cardiacnets.export.bundle_builder import load_screening
+
+        screening, _, _ = load_screening(model)
+        if encoder:
+            result = onnx_export.export_ecg_encoder(screening.encoder, out)
         else:
-            from cardiacnets.export.bundle_builder import load_screening
-
-            screening, _, _ = load_screening(model)
-            if encoder:
-                result = onnx_export.export_ecg_encoder(screening.encoder, out)
-            else:
-                result = onnx_export.export_screening(screening, out)
-            report = {result.kind: {"file": str(result.path), "exporter": result.exporter, "parity": result.parity}}
-    except CardiacNetsError as exc:
-        _fail(exc)
+            result = onnx_export.export_screening(screening, out)
+        report = {result.kind: {"file": str(result.path), "exporter": result.exporter, "parity": result.parity}}
     typer.echo(json.dumps(report, indent=2))
 
 
@@ -94,7 +86,7 @@ def onnx(
 def bundle(
     screening: Path = typer.Option(..., "--screening", help="Saved screening model or training run directory."),
     out: Path = typer.Option(..., "--out", help="Bundle directory to create."),
-    diffusion: list[Path] = typer.Option(  # noqa: B008
+    diffusion: list[Path] = typer.Option(
         [], "--diffusion", help="ECG2CMR pipeline directory, one per view (repeat for SA and LA)."
     ),
     eval_source: str = typer.Option("synthetic", help="'synthetic' or a dataset directory, for the accuracy cost."),
@@ -104,8 +96,8 @@ def bundle(
     seed: int = typer.Option(0, help="Synthetic cohort seed."),
     no_eval: bool = typer.Option(False, "--no-eval", help="Skip the accuracy cost (the default stays FP32)."),
     variants: str = typer.Option("int8,fp16", help="Precision variants of the screening graph (comma list or '')."),
-    name: str | None = typer.Option(None, help="Bundle name (default from the model directory)."),  # noqa: UP007
-    bundle_version: str | None = typer.Option(None, "--version", help="Bundle version string."),  # noqa: UP007
+    name: str | None = typer.Option(None, help="Bundle name (default from the model directory)."),
+    bundle_version: str | None = typer.Option(None, "--version", help="Bundle version string."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
     cine_fp16: bool = typer.Option(True, "--cine-fp16/--no-cine-fp16", help="Also ship FP16 denoisers (GPU)."),
     cine_weights_fp16: bool = typer.Option(
@@ -116,7 +108,7 @@ def bundle(
     ),
     trust_subjects: int = typer.Option(6000, help="Synthetic trust cohort size (same seed as --seed)."),
     trust_report: Path | None = typer.Option(None, "--trust-report", help="Write the trust evaluation report here."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: VerboseOption = False,
 ) -> None:
     """Build a verified bundle: screening.onnx + INT8/FP16 variants (+ cine/ parts) + trust.json + manifest.json.
 
@@ -128,29 +120,26 @@ def bundle(
       cnexport bundle --screening model/ --diffusion pipe-sa/ --diffusion pipe-la/ --out bundle/ --eval-subjects 1000
     """
     _setup_logging(verbose)
-    try:
-        from cardiacnets.export.bundle_builder import build_bundle, load_screening, preprocess_from_metadata
-        from cardiacnets.export.precision import load_eval_split
+    from cardiacnets.export.bundle_builder import build_bundle, load_screening, preprocess_from_metadata
+    from cardiacnets.export.precision import load_eval_split
 
-        wanted = [v.strip() for v in variants.split(",") if v.strip()]
-        split = None
-        if not no_eval and wanted:
-            _, metadata, _ = load_screening(screening)
-            typer.echo(f"loading the {eval_source} {eval_split} split for the accuracy cost...", err=True)
-            split = load_eval_split(eval_source, split=eval_split, n_subjects=eval_subjects, seed=seed,
-                                    preprocess=preprocess_from_metadata(metadata), max_items=eval_max)  # fmt: skip
-        trust = None
-        if trust_data is not None:
-            from cardiacnets.export.trust_fit import TrustData
+    wanted = [v.strip() for v in variants.split(",") if v.strip()]
+    split = None
+    if not no_eval and wanted:
+        _, metadata, _ = load_screening(screening)
+        typer.echo(f"loading the {eval_source} {eval_split} split for the accuracy cost...", err=True)
+        split = load_eval_split(eval_source, split=eval_split, n_subjects=eval_subjects, seed=seed,
+                                preprocess=preprocess_from_metadata(metadata), max_items=eval_max)  # fmt: skip
+    trust = None
+    if trust_data is not None:
+        from cardiacnets.export.trust_fit import TrustData
 
-            trust = TrustData(source=trust_data, n_subjects=trust_subjects if trust_data == "synthetic" else None,
-                              seed=seed)  # fmt: skip
-        manifest = build_bundle(screening, out, diffusion=diffusion or None, eval_split=split, variants=wanted,
-                                name=name, cine_fp16=cine_fp16, cine_weights_fp16=cine_weights_fp16,
-                                version=bundle_version, overwrite=force, trust_data=trust,
-                                trust_report=trust_report)  # fmt: skip
-    except CardiacNetsError as exc:
-        _fail(exc)
+        trust = TrustData(source=trust_data, n_subjects=trust_subjects if trust_data == "synthetic" else None,
+                          seed=seed)  # fmt: skip
+    manifest = build_bundle(screening, out, diffusion=diffusion or None, eval_split=split, variants=wanted,
+                            name=name, cine_fp16=cine_fp16, cine_weights_fp16=cine_weights_fp16,
+                            version=bundle_version, overwrite=force, trust_data=trust,
+                            trust_report=trust_report)  # fmt: skip
     spec = manifest["models"]["screening"]
     typer.echo(f"wrote {out}: {len(manifest['files'])} files; screening default variant {spec['default_variant']}"
                f" ({spec['default_variant_reason']})", err=True)  # fmt: skip
@@ -180,12 +169,9 @@ def verify(
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     signer = ""
     if trusted_key:
-        try:
-            from cardiacnets.signing import check_signature
+        from cardiacnets.signing import check_signature
 
-            signer = f"; signed by trusted key {check_signature(bundle_dir, manifest['digest'], trusted_key)}"
-        except CardiacNetsError as exc:
-            _fail(exc)
+        signer = f"; signed by trusted key {check_signature(bundle_dir, manifest['digest'], trusted_key)}"
     typer.echo(f"ok: {bundle_dir} ({len(manifest['files'])} files verified; digest {manifest['digest']}{signer})")
 
 
@@ -203,7 +189,7 @@ def trust(
     report: Path | None = typer.Option(None, "--report", help="Write report.md, results.json, reliability.png here."),
     bundle_version: str | None = typer.Option(None, "--version", help="Version string of the new bundle."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: VerboseOption = False,
 ) -> None:
     """Fit a bundle's trust artefacts on its training cohort: calibrated probabilities and operating thresholds with
     uncertainty bands, phenotype identities and conformal intervals, the out-of-distribution check.
@@ -215,22 +201,19 @@ def trust(
       cnexport trust bundle/ --out bundle-trusted/ --data synthetic --subjects 6000 --seed 0 --report reports/trust
     """
     _setup_logging(verbose)
-    try:
-        from cardiacnets.export.trust_fit import TrustData, refit_bundle_trust, write_trust_report
+    from cardiacnets.export.trust_fit import TrustData, refit_bundle_trust, write_trust_report
 
-        manifest, evaluation = refit_bundle_trust(
-            bundle_dir, out, TrustData(source=data, n_subjects=subjects if data == "synthetic" else None, seed=seed,
-                                       max_items=max_items),
-            drop_variants=tuple(drop_variant), coverage=coverage, alpha=alpha, overwrite=force, version=bundle_version,
-            progress=lambda text: typer.echo(text, err=True),
-        )  # fmt: skip
-        if report is not None:
-            spec = json.loads((out / manifest["trust"]["file"]).read_text())
-            command = "cnexport trust " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "cnexport trust"
-            write_trust_report(evaluation, spec, report, title=f"Trust artefacts of {manifest['name']}",
-                               command=command)  # fmt: skip
-    except CardiacNetsError as exc:
-        _fail(exc)
+    manifest, evaluation = refit_bundle_trust(
+        bundle_dir, out, TrustData(source=data, n_subjects=subjects if data == "synthetic" else None, seed=seed,
+                                   max_items=max_items),
+        drop_variants=tuple(drop_variant), coverage=coverage, alpha=alpha, overwrite=force, version=bundle_version,
+        progress=lambda text: typer.echo(text, err=True),
+    )  # fmt: skip
+    if report is not None:
+        spec = json.loads((out / manifest["trust"]["file"]).read_text())
+        command = "cnexport trust " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "cnexport trust"
+        write_trust_report(evaluation, spec, report, title=f"Trust artefacts of {manifest['name']}",
+                           command=command)  # fmt: skip
     summary = manifest["trust"]["evaluation"]
     typer.echo(f"wrote {out} (digest {manifest['digest'][:16]}): test split ECE "
                + ", ".join(f"{d} {e['raw']:.3f}->{e['calibrated']:.3f}" for d, e in summary["ece"].items())
@@ -249,12 +232,9 @@ def keygen(
     Example:\n
       cnexport keygen --private team.key --public team.pub
     """
-    try:
-        from cardiacnets.signing import generate_keypair
+    from cardiacnets.signing import generate_keypair
 
-        key = generate_keypair(private, public)
-    except CardiacNetsError as exc:
-        _fail(exc)
+    key = generate_keypair(private, public)
     typer.echo(f"key {key}: private {private}, public {public}")
 
 
@@ -268,21 +248,18 @@ def sign(
     Example:\n
       cnexport sign bundle/ --key team.key
     """
-    try:
-        from cardiacnets.signing import sign_bundle
+    from cardiacnets.signing import sign_bundle
 
-        entry = sign_bundle(bundle_dir, key)
-    except CardiacNetsError as exc:
-        _fail(exc)
+    entry = sign_bundle(bundle_dir, key)
     typer.echo(f"signed {bundle_dir} (digest {entry['digest'][:16]}) with key {entry['key_id']}")
 
 
 @app.command()
 def trt(
     target: Path = typer.Argument(..., metavar="BUNDLE_OR_ONNX", help="A bundle directory or an FP16 .onnx file."),
-    cache: Path | None = typer.Option(None, help="Engine cache directory (default: ~/.cache/cardiacnets/trt)."),  # noqa: UP007
+    cache: Path | None = typer.Option(None, help="Engine cache directory (default: ~/.cache/cardiacnets/trt)."),
     max_batch: int = typer.Option(32, help="Largest batch of the optimisation profile."),
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    verbose: VerboseOption = False,
 ) -> None:
     """Build (or reuse cached) TensorRT FP16 engines, check engine-vs-ONNX parity and time them.
 
@@ -292,23 +269,20 @@ def trt(
       cnexport trt bundle/ --max-batch 64
     """
     _setup_logging(verbose)
-    try:
-        from cardiacnets.export import trt as trt_mod
+    from cardiacnets.export import trt as trt_mod
 
-        report = trt_mod.build_for_target(target, cache_dir=cache, max_batch=max_batch)
-    except CardiacNetsError as exc:
-        _fail(exc)
+    report = trt_mod.build_for_target(target, cache_dir=cache, max_batch=max_batch)
     typer.echo(json.dumps(report, indent=2))
 
 
 @app.command()
 def bench(
     model: str = typer.Option("screening-ecg-tiny", help="Registry model when no --bundle / --screening is given."),
-    screening: Path | None = typer.Option(None, "--screening", help="Saved screening model to time."),  # noqa: UP007
+    screening: Path | None = typer.Option(None, "--screening", help="Saved screening model to time."),
     batches: str = typer.Option("1,8,32", help="Batch sizes."),
     threads: int = typer.Option(0, help="Threads for torch and onnxruntime (0: all cores)."),
-    out: Path | None = typer.Option(None, help="Write the JSON report here ('-' for stdout)."),  # noqa: UP007
-    verbose: bool = typer.Option(False, "--verbose", "-v"),
+    out: Path | None = typer.Option(None, help="Write the JSON report here ('-' for stdout)."),
+    verbose: VerboseOption = False,
 ) -> None:
     """Time screening inference: torch eager vs ORT FP32 vs ORT INT8 (ratios), FLOPs and matmul efficiency.
 
@@ -316,15 +290,13 @@ def bench(
       cnexport bench --batches 1,8,32 --out -
     """
     _setup_logging(verbose)
-    try:
-        from cardiacnets.export.bench import bench_screening
+    from cardiacnets.export.bench import bench_screening
 
-        report = bench_screening(model_name=model, screening_dir=screening,
-                                 batches=[int(b) for b in batches.split(",")], threads=threads or None)  # fmt: skip
+    try:
+        sizes = [int(b) for b in batches.split(",")]
     except ValueError:
         raise typer.BadParameter(f"--batches must be a comma list of integers, got {batches!r}") from None
-    except CardiacNetsError as exc:
-        _fail(exc)
+    report = bench_screening(model_name=model, screening_dir=screening, batches=sizes, threads=threads or None)
     text = json.dumps(report, indent=2)
     if out is None or str(out) == "-":
         typer.echo(text)
@@ -333,7 +305,7 @@ def bench(
         typer.echo(f"wrote {out}", err=True)
 
 
-def main(argv: list[str] | None = None) -> None:  # noqa: UP007
+def main(argv: list[str] | None = None) -> None:
     app(args=list(sys.argv[1:] if argv is None else argv), prog_name="cnexport")
 
 

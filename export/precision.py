@@ -66,160 +66,18 @@ def convert_to_fp16(
     graphs with subgraphs (If/Loop) or local functions, which this converter does not handle.
     """
     import onnx
-    from onnx import defs, helper, numpy_helper, shape_inference
+    from onnx import shape_inference
 
     model = onnx.load(str(src))
-    graph = model.graph
     if model.functions:
         model = onnx.inliner.inline_local_functions(model)
-        graph = model.graph
+    graph = model.graph
     if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in graph.node for a in n.attribute):
         raise ExportError(f"{Path(src).name}: graphs with If/Loop subgraphs are not supported by the FP16 converter")
-    inferred = shape_inference.infer_shapes(model)
-    elem: dict[str, int] = {}
-    for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
-        elem[v.name] = v.type.tensor_type.elem_type
-    for init in graph.initializer:
-        elem[init.name] = init.data_type
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 18)
-
-    producers = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-
-    def is_float(name: str) -> bool:
-        return bool(name) and elem.get(name) == _FLOAT
-
-    def schema_of(node: Any) -> Any:
-        if node.domain not in ("", "ai.onnx"):
-            return None
-        try:
-            return defs.get_schema(node.op_type, opset, node.domain)
-        except defs.SchemaError:
-            return None
-
-    # 1. nodes computed in FP32
-    blocked: set[int] = set()
-    for node in graph.node:
-        schema = schema_of(node)
-        if node.op_type in fp32_ops or schema is None:
-            blocked.add(id(node))
-            continue
-        allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
-        for i, name in enumerate([*node.input, *node.output]):
-            if not is_float(name):
-                continue
-            formal = schema.inputs if i < len(node.input) else schema.outputs
-            j = i if i < len(node.input) else i - len(node.input)
-            if not formal:
-                continue
-            type_str = formal[min(j, len(formal) - 1)].type_str
-            if type_str in allowed and "tensor(float16)" not in allowed[type_str]:
-                blocked.add(id(node))
-    stack = [n for n in graph.node if n.op_type in FP32_UPSTREAM_OPS]
-    while stack:
-        node = stack.pop()
-        if id(node) in blocked and node.op_type not in FP32_UPSTREAM_OPS:
-            continue
-        blocked.add(id(node))
-        for name in node.input:
-            if is_float(name) and name in producers:
-                stack.append(producers[name])
-
-    # 2. dtype each float tensor is produced with, and the dtype each use needs
-    graph_inputs = {v.name for v in graph.input}
-
-    def wanted(node: Any, index: int, name: str) -> int | None:
-        if not is_float(name) or node.op_type in _ANY_INPUT_OPS:
-            return None
-        if id(node) in blocked:
-            return _FLOAT
-        schema = schema_of(node)
-        if schema is not None and schema.inputs:
-            type_str = schema.inputs[min(index, len(schema.inputs) - 1)].type_str
-            if type_str == "tensor(float)":
-                return _FLOAT
-        return _FLOAT16
-
-    produced: dict[str, int] = {}
-    fp16_inits = 0
-    new_inits = []
-    for init in graph.initializer:
-        if init.data_type != _FLOAT:
-            new_inits.append(init)
-            continue
-        uses = [wanted(n, list(n.input).index(init.name), init.name) for n in consumers.get(init.name, [])]
-        if uses and all(u == _FLOAT for u in uses):
-            produced[init.name] = _FLOAT
-            new_inits.append(init)
-        else:
-            array = numpy_helper.to_array(init)
-            new_inits.append(numpy_helper.from_array(_to_half(array), init.name))
-            produced[init.name] = _FLOAT16
-            fp16_inits += 1
-    del graph.initializer[:]
-    graph.initializer.extend(new_inits)
-    for name in graph_inputs:
-        if is_float(name):
-            produced[name] = _FLOAT
-    for node in graph.node:
-        fp16 = id(node) not in blocked
-        if node.op_type == "Cast" and fp16:
-            to = next(a for a in node.attribute if a.name == "to")
-            if to.i == _FLOAT:
-                to.i = _FLOAT16
-        if node.op_type == "Constant" and fp16:
-            for a in node.attribute:
-                if a.name == "value" and a.t.data_type == _FLOAT:
-                    a.t.CopyFrom(numpy_helper.from_array(_to_half(numpy_helper.to_array(a.t)), a.t.name))
-        if node.op_type == "ConstantOfShape" and fp16:
-            for a in node.attribute:
-                if a.name == "value" and a.t.data_type == _FLOAT:
-                    a.t.CopyFrom(numpy_helper.from_array(_to_half(numpy_helper.to_array(a.t)), a.t.name))
-        for out in node.output:
-            if is_float(out):
-                produced[out] = _FLOAT16 if fp16 else _FLOAT
-
-    # 3. rebuild the node list with casts where a producer's dtype differs from what a use needs
-    casts: dict[tuple[str, int], str] = {}
-    new_nodes: list[Any] = []
-    n_casts = 0
-
-    def cast_of(name: str, to: int, sink: list[Any]) -> str:
-        nonlocal n_casts
-        key = (name, to)
-        if key not in casts:
-            out = f"{name}__to_{'fp16' if to == _FLOAT16 else 'fp32'}"
-            sink.append(helper.make_node("Cast", [name], [out], to=to, name=f"cast_{out}"))
-            casts[key] = out
-            n_casts += 1
-        return casts[key]
-
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            need = wanted(node, i, name)
-            if need is not None and produced.get(name, need) != need:
-                node.input[i] = cast_of(name, need, new_nodes)
-        new_nodes.append(node)
-    output_renames = {}
-    for out in graph.output:
-        if is_float(out.name) and produced.get(out.name) == _FLOAT16:
-            output_renames[out.name] = f"{out.name}__fp16"
-    if output_renames:  # the producer writes X__fp16, a final cast restores the FP32 output name X
-        for node in new_nodes:
-            for i, name in enumerate(node.output):
-                if name in output_renames:
-                    node.output[i] = output_renames[name]
-            for i, name in enumerate(node.input):
-                if name in output_renames:
-                    node.input[i] = output_renames[name]
-        for name, tmp in output_renames.items():
-            new_nodes.append(helper.make_node("Cast", [tmp], [name], to=_FLOAT, name=f"cast_out_{name}"))
-            n_casts += 1
-    del graph.node[:]
-    graph.node.extend(new_nodes)
+    conversion = _Fp16Conversion(model, fp32_ops)
+    fp16_inits = conversion.convert_initializers()
+    conversion.retype_nodes()
+    n_casts = conversion.insert_casts()
     del graph.value_info[:]  # stale FP32 annotations would contradict the new types
     try:
         onnx.checker.check_model(model, full_check=True)
@@ -227,13 +85,180 @@ def convert_to_fp16(
         raise ExportError(f"FP16 conversion of {Path(src).name} produced an invalid graph: {exc}") from None
     onnx.save(model, str(dst))
     counts = {
-        "fp16_nodes": sum(1 for n in graph.node if id(n) not in blocked and n.op_type != "Cast"),
-        "fp32_nodes": len(blocked),
+        "fp16_nodes": sum(1 for n in graph.node if id(n) not in conversion.blocked and n.op_type != "Cast"),
+        "fp32_nodes": len(conversion.blocked),
         "casts": n_casts,
         "fp16_initializers": fp16_inits,
     }
     logger.info("FP16 graph %s: %s", dst, counts)
     return counts
+
+
+class _Fp16Conversion:
+    """One graph's FP16 conversion in three steps: which nodes stay FP32 (:attr:`blocked`), the dtype every float
+    tensor is produced with (:meth:`convert_initializers`, :meth:`retype_nodes`), and casts wherever a producer's
+    dtype differs from what a use needs (:meth:`insert_casts`)."""
+
+    def __init__(self, model: Any, fp32_ops: frozenset[str]) -> None:
+        from onnx import shape_inference
+
+        self.model = model
+        self.graph = graph = model.graph
+        inferred = shape_inference.infer_shapes(model)
+        self.elem: dict[str, int] = {}
+        for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+            self.elem[v.name] = v.type.tensor_type.elem_type
+        for init in graph.initializer:
+            self.elem[init.name] = init.data_type
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 18)
+        self.producers = {out: node for node in graph.node for out in node.output}
+        self.consumers: dict[str, list[Any]] = {}
+        for node in graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+        self.produced: dict[str, int] = {}
+        self.blocked = self._blocked_nodes(fp32_ops)
+
+    def is_float(self, name: str) -> bool:
+        return bool(name) and self.elem.get(name) == _FLOAT
+
+    def schema_of(self, node: Any) -> Any:
+        from onnx import defs
+
+        if node.domain not in ("", "ai.onnx"):
+            return None
+        try:
+            return defs.get_schema(node.op_type, self.opset, node.domain)
+        except defs.SchemaError:
+            return None
+
+    def _blocked_nodes(self, fp32_ops: frozenset[str]) -> set[int]:
+        """ids of the nodes computed in FP32: listed ops, ops without FP16 kernels, and everything float upstream of
+        :data:`FP32_UPSTREAM_OPS`."""
+        blocked: set[int] = set()
+        for node in self.graph.node:
+            schema = self.schema_of(node)
+            if node.op_type in fp32_ops or schema is None:
+                blocked.add(id(node))
+                continue
+            allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+            for i, name in enumerate([*node.input, *node.output]):
+                if not self.is_float(name):
+                    continue
+                formal = schema.inputs if i < len(node.input) else schema.outputs
+                j = i if i < len(node.input) else i - len(node.input)
+                if not formal:
+                    continue
+                type_str = formal[min(j, len(formal) - 1)].type_str
+                if type_str in allowed and "tensor(float16)" not in allowed[type_str]:
+                    blocked.add(id(node))
+        stack = [n for n in self.graph.node if n.op_type in FP32_UPSTREAM_OPS]
+        while stack:
+            node = stack.pop()
+            if id(node) in blocked and node.op_type not in FP32_UPSTREAM_OPS:
+                continue
+            blocked.add(id(node))
+            for name in node.input:
+                if self.is_float(name) and name in self.producers:
+                    stack.append(self.producers[name])
+        return blocked
+
+    def wanted(self, node: Any, index: int, name: str) -> int | None:
+        """The dtype input ``index`` (``name``) of ``node`` needs, or None when it takes any."""
+        if not self.is_float(name) or node.op_type in _ANY_INPUT_OPS:
+            return None
+        if id(node) in self.blocked:
+            return _FLOAT
+        schema = self.schema_of(node)
+        if schema is not None and schema.inputs:
+            type_str = schema.inputs[min(index, len(schema.inputs) - 1)].type_str
+            if type_str == "tensor(float)":
+                return _FLOAT
+        return _FLOAT16
+
+    def convert_initializers(self) -> int:
+        """Store as FP16 every float initializer that some use wants in FP16; return how many."""
+        from onnx import numpy_helper
+
+        graph, produced = self.graph, self.produced
+        fp16_inits = 0
+        new_inits = []
+        for init in graph.initializer:
+            if init.data_type != _FLOAT:
+                new_inits.append(init)
+                continue
+            uses = [
+                self.wanted(n, list(n.input).index(init.name), init.name) for n in self.consumers.get(init.name, [])
+            ]
+            if uses and all(u == _FLOAT for u in uses):
+                produced[init.name] = _FLOAT
+                new_inits.append(init)
+            else:
+                array = numpy_helper.to_array(init)
+                new_inits.append(numpy_helper.from_array(_to_half(array), init.name))
+                produced[init.name] = _FLOAT16
+                fp16_inits += 1
+        del graph.initializer[:]
+        graph.initializer.extend(new_inits)
+        for name in {v.name for v in graph.input}:
+            if self.is_float(name):
+                produced[name] = _FLOAT
+        return fp16_inits
+
+    def retype_nodes(self) -> None:
+        """FP16 nodes: casts to FLOAT retargeted, float constants halved; record each float output's dtype."""
+        from onnx import numpy_helper
+
+        for node in self.graph.node:
+            fp16 = id(node) not in self.blocked
+            if node.op_type == "Cast" and fp16:
+                to = next(a for a in node.attribute if a.name == "to")
+                if to.i == _FLOAT:
+                    to.i = _FLOAT16
+            if node.op_type in ("Constant", "ConstantOfShape") and fp16:
+                for a in node.attribute:
+                    if a.name == "value" and a.t.data_type == _FLOAT:
+                        a.t.CopyFrom(numpy_helper.from_array(_to_half(numpy_helper.to_array(a.t)), a.t.name))
+            for out in node.output:
+                if self.is_float(out):
+                    self.produced[out] = _FLOAT16 if fp16 else _FLOAT
+
+    def insert_casts(self) -> int:
+        """Rebuild the node list with a cast wherever a producer's dtype differs from what a use needs, and a final
+        cast to FP32 for every FP16 graph output; return how many casts."""
+        from onnx import helper
+
+        graph, produced = self.graph, self.produced
+        casts: dict[tuple[str, int], str] = {}
+        new_nodes: list[Any] = []
+        for node in graph.node:
+            for i, name in enumerate(node.input):
+                need = self.wanted(node, i, name)
+                if need is not None and produced.get(name, need) != need:
+                    key = (name, need)
+                    if key not in casts:
+                        out = f"{name}__to_{'fp16' if need == _FLOAT16 else 'fp32'}"
+                        new_nodes.append(helper.make_node("Cast", [name], [out], to=need, name=f"cast_{out}"))
+                        casts[key] = out
+                    node.input[i] = casts[key]
+            new_nodes.append(node)
+        n_casts = len(casts)
+        output_renames = {out.name: f"{out.name}__fp16" for out in graph.output
+                          if self.is_float(out.name) and produced.get(out.name) == _FLOAT16}  # fmt: skip
+        if output_renames:  # the producer writes X__fp16, a final cast restores the FP32 output name X
+            for node in new_nodes:
+                for i, name in enumerate(node.output):
+                    if name in output_renames:
+                        node.output[i] = output_renames[name]
+                for i, name in enumerate(node.input):
+                    if name in output_renames:
+                        node.input[i] = output_renames[name]
+            for name, tmp in output_renames.items():
+                new_nodes.append(helper.make_node("Cast", [tmp], [name], to=_FLOAT, name=f"cast_out_{name}"))
+                n_casts += 1
+        del graph.node[:]
+        graph.node.extend(new_nodes)
+        return n_casts
 
 
 def _to_half(array: np.ndarray) -> np.ndarray:

@@ -57,7 +57,7 @@ def _chunks(
 ) -> Iterator[dict[str, np.ndarray]]:  # fmt: skip
     """Raw ECGs (mV, 500 Hz, (m, 12, 5000)) with covariates, labels and phenotypes, ``chunk`` subjects at a time."""
     if isinstance(source, str) and source == "synthetic":
-        from cardiacnets.datasets.shards import SPLITS, hash_splits
+        from cardiacnets.datasets.splits import SPLITS, hash_splits
         from cardiacnets.datasets.synthetic import synthetic_batch
 
         if not n_subjects:

@@ -17,7 +17,8 @@ from cardiacnets.datasets import (
     stratified_group_splits,
     write_synthetic,
 )
-from cardiacnets.datasets.shards import decode_ecg, encode_ecg, hash_splits
+from cardiacnets.datasets.shards import decode_ecg, encode_ecg
+from cardiacnets.datasets.splits import hash_splits
 from cardiacnets.datasets.synthetic import synthetic_batch
 from cardiacnets.errors import DatasetError, InputError
 

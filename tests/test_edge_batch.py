@@ -165,7 +165,8 @@ def test_prepared_stream_yields_every_item_once_and_stops_its_workers(tmp_path: 
     must come back exactly once (good and bad alike), and close() must leave no reader process behind."""
     import multiprocessing as mp
 
-    from cardiacnets.edge.batch import InputItem, _iterate_prepared
+    from cardiacnets.edge.batch import InputItem
+    from cardiacnets.edge.batch.readers import _iterate_prepared
     from cardiacnets.preprocess import PreprocessConfig
 
     good = [write_wfdb_ecg(tmp_path, f"rec{i}") for i in range(10)]
@@ -198,7 +199,8 @@ def test_a_reader_killed_mid_file_costs_that_file_only(tmp_path: Path) -> None:
     the files queued behind it are read by its replacement, and every item still comes back exactly once."""
     import multiprocessing as mp
 
-    from cardiacnets.edge.batch import InputItem, _iterate_prepared
+    from cardiacnets.edge.batch import InputItem
+    from cardiacnets.edge.batch.readers import _iterate_prepared
     from cardiacnets.preprocess import PreprocessConfig
 
     items = [InputItem(key=str(p), path=str(p)) for p in (write_wfdb_ecg(tmp_path, f"r{i}") for i in range(24))]
@@ -253,7 +255,7 @@ def test_readers_that_keep_dying_hand_the_work_back_to_this_process(
     the files are read in this process. No file is lost, and only the few handed to dying readers become errors."""
     from collections import deque
 
-    from cardiacnets.edge import batch
+    from cardiacnets.edge.batch import InputItem, readers
     from cardiacnets.preprocess import PreprocessConfig
 
     def dying_reader(cls: type, context: object, config: dict) -> object:
@@ -265,9 +267,9 @@ def test_readers_that_keep_dying_hand_the_work_back_to_this_process(
         tasks_in.close()
         return cls(process=process, conn=results_in, tasks=tasks_out, in_flight=deque())
 
-    monkeypatch.setattr(batch._Reader, "start", classmethod(dying_reader))
-    items = [batch.InputItem(key=str(p), path=str(p)) for p in (write_wfdb_ecg(tmp_path, f"r{i}") for i in range(12))]
-    stream = batch._iterate_prepared(items, PreprocessConfig().to_dict(), workers=2)
+    monkeypatch.setattr(readers._Reader, "start", classmethod(dying_reader))
+    items = [InputItem(key=str(p), path=str(p)) for p in (write_wfdb_ecg(tmp_path, f"r{i}") for i in range(12))]
+    stream = readers._iterate_prepared(items, PreprocessConfig().to_dict(), workers=2)
     results = []
     try:
         while True:
@@ -280,7 +282,7 @@ def test_readers_that_keep_dying_hand_the_work_back_to_this_process(
         stream.close()
     assert sorted(item.key for item, _, _ in results) == sorted(item.key for item in items)
     errors = [reason for _, prepared, reason in results if prepared is None]
-    assert len(errors) <= 2 + batch._PreparedStream.MAX_DEATHS_IN_A_ROW  # at most one file per dead reader
+    assert len(errors) <= 2 + readers._PreparedStream.MAX_DEATHS_IN_A_ROW  # at most one file per dead reader
     assert all("reader process died" in e and "exit code 3" in e for e in errors), errors
     assert len(results) - len(errors) >= 6 and not stream.readers
 

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import wfdb
 
 from cardiacnets.edge.screen import Screener, prepare_file
-from cardiacnets.record import LEADS
+from cardiacnets.synth.writers import write_wfdb
 from tests.edge_fixtures import make_tiny_bundle, reference_outputs
 from tests.synthetic_ecg import synthetic_ecg
 
@@ -21,21 +20,10 @@ CNSCREEN = [sys.executable, "-c", "import sys; from cardiacnets.edge.cli import 
 
 
 def write_wfdb_ecg(directory: Path, name: str = "rec", *, patient: str = "DOE^JANE", mrn: str = "MRN-123456") -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
+    """A 10-s synthetic WFDB record at 500 Hz whose header comments hold patient identifiers (for the PHI tests)."""
     signal = synthetic_ecg(fs=500.0, duration_s=10.0, rng=np.random.default_rng(3))
-    wfdb.wrsamp(
-        name,
-        fs=500,
-        units=["mV"] * 12,
-        sig_name=list(LEADS),
-        p_signal=signal.T,
-        fmt=["16"] * 12,
-        adc_gain=[1000.0] * 12,
-        baseline=[0] * 12,
-        write_dir=str(directory),
-        comments=[f"patient: {patient}", f"mrn: {mrn}", "age: 61", "sex: F"],
-    )
-    return directory / f"{name}.hea"
+    comments = [f"patient: {patient}", f"mrn: {mrn}", "age: 61", "sex: F"]
+    return write_wfdb(directory / name, signal, comments=comments)
 
 
 @pytest.fixture(scope="module")

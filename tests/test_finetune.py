@@ -9,19 +9,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from cardiacnets.metrics.screening import BINARY_TASKS, thresholds_from_predictions
 from cardiacnets.models.registry import from_pretrained, read_pretrained_metadata
 from cardiacnets.preprocess import PreprocessConfig
 from cardiacnets.training.cli import app
 from cardiacnets.training.config import resolve_config
-from cardiacnets.training.tasks.finetune import (
-    BINARY_TASKS,
-    load_cohort_split,
-    predict_rows,
-    run_finetune,
-    select_training_rows,
-    task_strata,
-    thresholds_from_predictions,
-)
+from cardiacnets.training.tasks.finetune import predict_rows, run_finetune
+from cardiacnets.training.tasks.finetune_cohort import load_cohort_split, select_training_rows, task_strata
 
 SETS = ["data.n_subjects=64", "task.ecg_preprocess=minmax", "task.max_epochs=null", "train.batch_size=4"]
 

@@ -1,4 +1,4 @@
-"""Package layout: the dependency rule of DESIGN section 2 and that both install modes ship every layer."""
+"""Package layout: the dependency rule of docs/architecture.md and that both install modes ship every layer."""
 
 from __future__ import annotations
 

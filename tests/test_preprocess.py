@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 from statsmodels.tsa.seasonal import seasonal_decompose
 
+from cardiacnets.augment import augment_ecg, crop_resize, sign_flip, time_flip
 from cardiacnets.errors import ConfigError, InputError
 from cardiacnets.preprocess import (
     PreprocessConfig,
-    augment_ecg,
     center_crop_or_pad,
-    crop_resize,
     estimate_heart_rate,
     minmax_scale,
     preprocess_ecg,
@@ -22,8 +21,6 @@ from cardiacnets.preprocess import (
     resample_to,
     savgol_smooth,
     seasonal_trend,
-    sign_flip,
-    time_flip,
     wavelet_denoise,
 )
 from cardiacnets.record import EcgRecord

@@ -196,7 +196,7 @@ def test_corpus_ptbxl_100hz_low_rate_warning(conformance_dir: Path) -> None:
 def test_cached_highpass_is_sosfiltfilt_exactly(fs: float, n: int) -> None:
     from scipy import signal as sps
 
-    from cardiacnets.qc import _highpass
+    from cardiacnets.qc_signal import _highpass
 
     x = np.random.default_rng(1).normal(size=(12, n)).cumsum(axis=-1)
     sos = sps.butter(2, 0.5, btype="highpass", fs=fs, output="sos")
@@ -208,7 +208,7 @@ def test_cached_highpass_is_sosfiltfilt_exactly(fs: float, n: int) -> None:
 def test_welch_matches_scipy(fs: float, n: int, nperseg: int) -> None:
     from scipy import signal as sps
 
-    from cardiacnets.qc import _welch
+    from cardiacnets.qc_signal import _welch
 
     x = np.random.default_rng(2).normal(size=(12, n)).cumsum(axis=-1)
     freqs, psd = _welch(x, fs, nperseg)
@@ -218,7 +218,7 @@ def test_welch_matches_scipy(fs: float, n: int, nperseg: int) -> None:
 
 
 def test_longest_runs_per_row() -> None:
-    from cardiacnets.qc import _longest_runs
+    from cardiacnets.qc_signal import _longest_runs
 
     rng = np.random.default_rng(3)
     mask = rng.random((40, 300)) < rng.random((40, 1))
@@ -233,7 +233,7 @@ def test_longest_runs_per_row() -> None:
 
 @pytest.mark.parametrize("beats", [3, 4, 11, 12])
 def test_median_of_few_is_numpy_median_exactly(beats: int) -> None:
-    from cardiacnets.qc import _median_of_few
+    from cardiacnets.qc_signal import _median_of_few
 
     values = np.random.default_rng(beats).normal(size=(12, beats, 350))
     values[0, :, 0] = 1.0  # ties
@@ -243,7 +243,7 @@ def test_median_of_few_is_numpy_median_exactly(beats: int) -> None:
 @pytest.mark.parametrize("n", [4999, 999, 1999, 10_000, 150])
 @pytest.mark.parametrize("q", [99.0, 98.0, 100.0])
 def test_upper_percentile_is_numpy_percentile_exactly(n: int, q: float) -> None:
-    from cardiacnets.qc import _upper_percentile
+    from cardiacnets.qc_signal import _upper_percentile
 
     rng = np.random.default_rng(n)
     for trial in range(20):
@@ -259,13 +259,13 @@ def test_upper_percentile_is_numpy_percentile_exactly(n: int, q: float) -> None:
 
 def _full_rate_qc(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make run_qc use the full-rate high-pass (the reference the block-rate baseline stands in for)."""
-    from cardiacnets import qc
+    from cardiacnets import qc_signal  # run_qc looks _baseline_split up on this module
 
     def full_rate(x: np.ndarray, fs: float, cutoff: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-        high = qc._highpass(x, fs, cutoff)
+        high = qc_signal._highpass(x, fs, cutoff)
         return high, x - high
 
-    monkeypatch.setattr(qc, "_baseline_split", full_rate)
+    monkeypatch.setattr(qc_signal, "_baseline_split", full_rate)
 
 
 def test_block_rate_baseline_matches_the_full_rate_filter_on_the_corpus(
@@ -276,7 +276,7 @@ def test_block_rate_baseline_matches_the_full_rate_filter_on_the_corpus(
     from cardiacnets.edge.batch import enumerate_inputs
     from cardiacnets.errors import CardiacNetsError
     from cardiacnets.io import read_ecg
-    from cardiacnets.qc import _baseline_split, _highpass
+    from cardiacnets.qc_signal import _baseline_split, _highpass
 
     compared = 0
     fast_results, records = [], []
@@ -304,7 +304,7 @@ def test_block_rate_baseline_matches_the_full_rate_filter_on_the_corpus(
 def test_block_rate_baseline_under_mains_wander_and_drift(fs: float) -> None:
     """Worst case for block averaging: 50- and 60-Hz hum, 1.5 mV of respiratory wander and a 0.8 mV/s drift on a
     10-mV-range signal. Still within 2 uV of the full-rate filter, edges included."""
-    from cardiacnets.qc import _baseline_split, _highpass
+    from cardiacnets.qc_signal import _baseline_split, _highpass
 
     rng = np.random.default_rng(0)
     x = _clean(fs)
@@ -318,7 +318,7 @@ def test_block_rate_baseline_under_mains_wander_and_drift(fs: float) -> None:
 @pytest.mark.parametrize(("fs", "n"), [(90.0, 900), (500.0, 1999), (500.0, 150), (500.0, 7)])
 def test_block_rate_baseline_falls_back_to_the_exact_filter(fs: float, n: int) -> None:
     """Under 100 Hz, or under 4 s, the full-rate filter itself is used."""
-    from cardiacnets.qc import _baseline_split, _highpass
+    from cardiacnets.qc_signal import _baseline_split, _highpass
 
     x = np.random.default_rng(4).normal(size=(12, n)).cumsum(axis=-1)
     high, low = _baseline_split(x, fs)
@@ -337,7 +337,7 @@ def test_median_beat_of_chosen_leads_is_those_rows_of_the_full_median_beat() -> 
 
 
 def test_runs_are_counted_only_where_a_run_can_reach_the_minimum() -> None:
-    from cardiacnets.qc import _longest_runs, _runs_at
+    from cardiacnets.qc_signal import _longest_runs, _runs_at
 
     rng = np.random.default_rng(5)
     mask = rng.random((50, 400)) < rng.random((50, 1))
@@ -355,7 +355,7 @@ def test_block_rate_baseline_on_any_length_and_rate(fs: float, seconds: float) -
     """Lengths that are not a whole number of blocks, rates that are not a multiple of 50 Hz: same shape as the
     input and within 0.1 % of the signal's range of the full-rate filter, on a random walk (more high-frequency
     content than any ECG)."""
-    from cardiacnets.qc import _baseline_split, _highpass
+    from cardiacnets.qc_signal import _baseline_split, _highpass
 
     n = int(round(seconds * fs))
     x = np.random.default_rng(n).normal(size=(12, n)).cumsum(axis=-1)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cardiacnets.io import scp
-from cardiacnets.io.scp import _Code, _default_table, _huffman_decode_leads, _huffman_decode_loop
+from cardiacnets.io import scp, scp_huffman
+from cardiacnets.io.scp import _default_table
+from cardiacnets.io.scp_huffman import HuffmanCode, decode_leads, decode_loop
 
 
-def _random_table(rng: np.random.Generator, n_tables: int, prefix_free: bool = True) -> dict[str, _Code]:
+def _random_table(rng: np.random.Generator, n_tables: int, prefix_free: bool = True) -> dict[str, HuffmanCode]:
     """A random code table: codes up to 12 bits, values with and without extra bits, table switches."""
-    table: dict[str, _Code] = {}
+    table: dict[str, HuffmanCode] = {}
     # A complete prefix-free code from a random binary tree (or, when not prefix_free, random strings).
     if prefix_free:
         leaves = [""]
@@ -30,11 +31,11 @@ def _random_table(rng: np.random.Generator, n_tables: int, prefix_free: bool = T
     for code in leaves:
         kind = rng.random()
         if kind < 0.15 and n_tables > 1:
-            table[code] = _Code(0, 0, switch_to=int(rng.integers(n_tables)))
+            table[code] = HuffmanCode(0, 0, switch_to=int(rng.integers(n_tables)))
         elif kind < 0.35:
-            table[code] = _Code(int(rng.choice([1, 3, 8, 16, 32])), 0)
+            table[code] = HuffmanCode(int(rng.choice([1, 3, 8, 16, 32])), 0)
         else:
-            table[code] = _Code(0, int(rng.integers(-300, 300)))
+            table[code] = HuffmanCode(0, int(rng.integers(-300, 300)))
     return table
 
 
@@ -44,7 +45,7 @@ def _same(a: np.ndarray | int, b: np.ndarray | int) -> bool:
     return a.dtype == b.dtype and np.array_equal(a, b)
 
 
-def _case(seed: int) -> tuple[list[dict[str, _Code]], list[bytes], int]:
+def _case(seed: int) -> tuple[list[dict[str, HuffmanCode]], list[bytes], int]:
     """Random tables (one to three, some not prefix-free), twelve random leads and a sample limit."""
     rng = np.random.default_rng(seed)
     n_tables = int(rng.choice([1, 1, 2, 3]))
@@ -56,8 +57,8 @@ def _case(seed: int) -> tuple[list[dict[str, _Code]], list[bytes], int]:
 @pytest.mark.parametrize("seed", range(40))
 def test_vectorised_decoder_equals_code_by_code(seed: int) -> None:
     tables, chunks, n_max = _case(seed)
-    expected = [_huffman_decode_loop(chunk, tables, n_max) for chunk in chunks]
-    got = _huffman_decode_leads(chunks, tables, n_max)
+    expected = [decode_loop(chunk, tables, n_max) for chunk in chunks]
+    got = decode_leads(chunks, tables, n_max)
     assert len(got) == len(expected)
     for lead, (a, b) in enumerate(zip(got, expected, strict=True)):
         assert _same(a, b), f"lead {lead}: {a!r} != {b!r}"
@@ -71,8 +72,8 @@ def test_random_cases_cover_every_outcome() -> None:
         tables, chunks, n_max = _case(seed)
         switching = any(code.switch_to is not None for table in tables for code in table.values())
         for chunk in chunks:
-            result = _huffman_decode_loop(chunk, tables, n_max)
-            unlimited = _huffman_decode_loop(chunk, tables, 10**9)
+            result = decode_loop(chunk, tables, n_max)
+            unlimited = decode_loop(chunk, tables, 10**9)
             if isinstance(result, int):
                 outcomes.add("invalid code")
             elif not isinstance(unlimited, int) and unlimited.size > result.size:
@@ -100,7 +101,7 @@ def test_default_table_stream_with_escapes() -> None:
     stream = "".join(bits)
     stream += "1" * (-len(stream) % 8)  # padding: an incomplete code at the end
     chunk = int(stream, 2).to_bytes(len(stream) // 8, "big")
-    (decoded,) = _huffman_decode_leads([chunk], [table], 10_000)
+    (decoded,) = decode_leads([chunk], [table], 10_000)
     assert isinstance(decoded, np.ndarray)
     np.testing.assert_array_equal(decoded, values)
 
@@ -110,25 +111,25 @@ def test_long_leads_take_the_loop_and_agree(monkeypatch: pytest.MonkeyPatch) -> 
     rng = np.random.default_rng(3)
     table = _default_table()
     chunks = [rng.integers(0, 256, size=400, dtype=np.uint8).tobytes() for _ in range(5)]
-    expected = [_huffman_decode_loop(chunk, [table], 10_000) for chunk in chunks]
-    monkeypatch.setattr(scp, "_VECTOR_MAX_STATES", 2000)  # two leads per group, none over budget
-    assert all(_same(a, b) for a, b in zip(_huffman_decode_leads(chunks, [table], 10_000), expected, strict=True))
-    monkeypatch.setattr(scp, "_VECTOR_MAX_STATES", 1000)  # every lead over budget: the loop
-    assert all(_same(a, b) for a, b in zip(_huffman_decode_leads(chunks, [table], 10_000), expected, strict=True))
+    expected = [decode_loop(chunk, [table], 10_000) for chunk in chunks]
+    monkeypatch.setattr(scp_huffman, "VECTOR_MAX_STATES", 2000)  # two leads per group, none over budget
+    assert all(_same(a, b) for a, b in zip(decode_leads(chunks, [table], 10_000), expected, strict=True))
+    monkeypatch.setattr(scp_huffman, "VECTOR_MAX_STATES", 1000)  # every lead over budget: the loop
+    assert all(_same(a, b) for a, b in zip(decode_leads(chunks, [table], 10_000), expected, strict=True))
 
 
 def test_lookup_tables_over_budget_take_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     """Many tables with long prefixes would need lookup tables over the state budget: decoded code by code."""
     tables, chunks, n_max = next(case for case in map(_case, range(40)) if len(case[0]) > 1)
     width = max(len(code) for table in tables for code in table)
-    expected = [_huffman_decode_loop(chunk, tables, n_max) for chunk in chunks]
+    expected = [decode_loop(chunk, tables, n_max) for chunk in chunks]
 
     def refuse(*args: object) -> None:
         raise AssertionError("vectorised decoder used over the budget")
 
-    monkeypatch.setattr(scp, "_VECTOR_MAX_STATES", (len(tables) << width) - 1)
-    monkeypatch.setattr(scp, "_decode_vectorised", refuse)
-    got = _huffman_decode_leads(chunks, tables, n_max)
+    monkeypatch.setattr(scp_huffman, "VECTOR_MAX_STATES", (len(tables) << width) - 1)
+    monkeypatch.setattr(scp_huffman, "_decode_vectorised", refuse)
+    got = decode_leads(chunks, tables, n_max)
     assert all(_same(a, b) for a, b in zip(got, expected, strict=True))
 
 

@@ -249,8 +249,10 @@ def test_augment_ecg_batch_rejects_bad_arguments() -> None:
 
 
 def test_align_without_cmr_is_a_clean_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--cmr"):
-        CliRunner().invoke(app, ["align", "--out", str(tmp_path / "a"), "--max-steps", "1"], catch_exceptions=False)
+    result = CliRunner().invoke(app, ["align", "--out", str(tmp_path / "a"), "--max-steps", "1"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    message = result.output.strip()
+    assert message.startswith("cntrain: error:") and "--cmr" in message and "\n" not in message
 
 
 class _FakeCohort(torch.utils.data.Dataset):

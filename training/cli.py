@@ -7,14 +7,11 @@ the modules listed in ``_COMMAND_MODULES`` (one per area), each exposing ``regis
 from __future__ import annotations
 
 import importlib
-from typing import Optional
 
-import typer
+from cardiacnets.cli_support import App
 
-from cardiacnets.cli_support import fail
-from cardiacnets.errors import CardiacNetsError
-
-app = typer.Typer(
+app = App(
+    prog="cntrain",
     add_completion=False,
     no_args_is_help=True,
     help="Train CardiacNets stages on the synthetic cohort or on converted UK Biobank / MIMIC-IV-ECG data.",
@@ -32,11 +29,8 @@ for _name in _COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
-def main(argv: Optional[list[str]] = None) -> None:  # noqa: UP007
-    try:
-        app(args=argv, prog_name="cntrain", standalone_mode=True)
-    except CardiacNetsError as exc:  # raised outside a command's own handling
-        fail(exc, "cntrain")
+def main(argv: list[str] | None = None) -> None:
+    app(args=argv, prog_name="cntrain", standalone_mode=True)
 
 
 if __name__ == "__main__":

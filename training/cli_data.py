@@ -1,4 +1,3 @@
-# ruff: noqa: B008 - typer declares options as argument defaults
 """cntrain data commands: ``generate`` (synthetic cohort to shards), ``convert-ukb``, ``convert-mimic``.
 
 Each command parses its flags, calls one library function with a rich progress bar on stderr, and prints a one-line
@@ -17,9 +16,6 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-from cardiacnets.cli_support import fail
-from cardiacnets.errors import CardiacNetsError
 
 
 @contextmanager
@@ -44,10 +40,7 @@ def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def _run(action: Callable[[], dict[str, Any]]) -> None:
-    try:
-        manifest = action()
-    except CardiacNetsError as exc:
-        fail(exc, "cntrain")
+    manifest = action()
     counts = manifest.get("split_counts", {})
     typer.echo(
         f"{manifest['n_subjects']} subjects ({', '.join(f'{k} {v}' for k, v in counts.items())}), "
@@ -103,8 +96,7 @@ def convert_ukb(
     cmr_dir: Path | None = typer.Option(
         None,
         "--cmr-dir",
-        help="Folder of <eid>_20208_2_0.zip and "  # noqa: UP007
-        "<eid>_20209_2_0.zip; without it the dataset has no cines.",
+        help="Folder of <eid>_20208_2_0.zip and <eid>_20209_2_0.zip; without it the dataset has no cines.",
     ),
     instance: int = typer.Option(2, "--instance", help="Imaging visit instance (2 first, 3 repeat)."),
     window_days: int = typer.Option(
@@ -147,16 +139,14 @@ def convert_mimic(
     ext_icd: Path | None = typer.Option(
         None,
         "--ext-icd",
-        help="MIMIC-IV-ECG-Ext-ICD "  # noqa: UP007
-        "records_w_diag_icd10.csv (labels from all_diag_all).",
+        help="MIMIC-IV-ECG-Ext-ICD records_w_diag_icd10.csv (labels from all_diag_all).",
     ),
     hosp: Path | None = typer.Option(
         None,
         "--hosp",
-        help="MIMIC-IV hosp folder: patients (sex/age) and, "  # noqa: UP007
-        "without --ext-icd, admissions + diagnoses_icd for labels.",
+        help="MIMIC-IV hosp folder: patients (sex/age) and, without --ext-icd, admissions + diagnoses_icd for labels.",
     ),
-    limit: int | None = typer.Option(None, "--limit", help="Convert only the first N records."),  # noqa: UP007
+    limit: int | None = typer.Option(None, "--limit", help="Convert only the first N records."),
     shard_size: int = typer.Option(256, "--shard-size", min=1),
     seed: int = typer.Option(0, "--seed", help="Seed of the stratified subject-level split."),
     overwrite: bool = typer.Option(False, "--overwrite"),

@@ -9,8 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cardiacnets.cli_support import fail
-from cardiacnets.errors import CardiacNetsError, InputError
+from cardiacnets.errors import InputError
 
 
 def synth_report_command(
@@ -31,12 +30,9 @@ def synth_report_command(
     """
     from cardiacnets.synth.report import synth_report
 
-    try:
-        if out.exists() and not out.is_dir():
-            raise InputError(f"--out {out} exists and is not a directory")
-        report = synth_report(n_subjects, seed, out, n_rendered=n_rendered)
-    except CardiacNetsError as exc:
-        fail(exc, "cntrain")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a directory")
+    report = synth_report(n_subjects, seed, out, n_rendered=n_rendered)
     failed = [c["check"] for group in report["checks"].values() for c in group if not c["passed"]]
     print(json.dumps({"passed": report["passed"], "failed": failed, "out": str(out)}))
     print(f"wrote {out / 'synth_report.md'}", file=sys.stderr)

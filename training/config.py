@@ -1,21 +1,28 @@
-"""Run configuration: YAML defaults, a user YAML, CLI flags and ``--set key=value`` overrides, validated strictly.
+"""The training run configuration: the dataclasses every ``cntrain`` stage shares, and how a run's config resolves.
 
-Precedence (later wins): the stage's ``training/configs/<stage>.yaml`` (or, with ``--resume``, the run's saved
-``config.yaml``), ``--config FILE``, the CLI flags, then each ``--set``. Values of ``--set`` are parsed as YAML
+This module owns :class:`RunConfig` (with :class:`DataConfig` and :class:`TrainConfig`; a stage's own options live in
+its ``task:`` section and are validated by the stage's task-config dataclass, see
+:mod:`cardiacnets.training.stages`) and :func:`resolve_config`. Precedence (later wins): the stage's
+``training/configs/<stage>.yaml`` (or, with ``--resume``, the run's saved ``config.yaml``), ``--config FILE``, the CLI
+flags, then each ``--set``, merged by :func:`cardiacnets.config.layer_config`. Values of ``--set`` are parsed as YAML
 (``--set train.lr=3e-4``, ``--set train.betas=[0.9,0.95]``). Unknown keys raise :class:`ConfigError`.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from cardiacnets.config import (
+    config_from_dict,
+    config_to_yaml,
+    layer_config,
+    parse_set,
+    read_yaml,
+    set_dotted,
+)
 from cardiacnets.errors import ConfigError
-from cardiacnets.models._config import config_from_dict, config_to_dict
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -89,57 +96,6 @@ class RunConfig:
     task: dict[str, Any] = field(default_factory=dict)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    return data
-
-
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """``data["a"]["b"] = value`` for ``key="a.b"``, creating intermediate mappings."""
-    parts = key.split(".")
-    if not all(parts):
-        raise ConfigError(f"invalid config key {key!r}")
-    node = data
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"config key {key!r}: {part!r} is not a mapping")
-        node = child
-    node[parts[-1]] = value
-
-
-def parse_set(items: list[str]) -> list[tuple[str, Any]]:
-    """``["train.lr=1e-4", ...]`` -> ``[("train.lr", 0.0001), ...]``; values parsed as YAML."""
-    parsed = []
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError:
-            value = raw
-        parsed.append((key.strip(), value))
-    return parsed
-
-
 def resolve_config(
     stage: str,
     *,
@@ -153,17 +109,10 @@ def resolve_config(
         saved = Path(resume_dir) / "config.yaml"
         if not saved.is_file():
             raise ConfigError(f"cannot resume: {saved} not found")
-        data = _read_yaml(saved)
+        defaults = read_yaml(saved)
     else:
-        default = CONFIG_DIR / f"{stage}.yaml"
-        data = _read_yaml(default) if default.is_file() else {}
-    if config_file is not None:
-        data = _deep_merge(data, _read_yaml(Path(config_file)))
-    for key, value in (flags or {}).items():
-        if value is not None:
-            set_dotted(data, key, value)
-    for key, value in parse_set(sets or []):
-        set_dotted(data, key, value)
+        defaults = read_yaml(CONFIG_DIR / f"{stage}.yaml", missing_ok=True)
+    data = layer_config(defaults, config_file=config_file, flags=flags, sets=sets)
     if data.get("stage", stage) != stage:
         raise ConfigError(f"config is for stage {data.get('stage')!r}, not {stage!r}")
     data["stage"] = stage
@@ -172,7 +121,7 @@ def resolve_config(
 
 def dump_config(config: RunConfig) -> str:
     """YAML text of the resolved config."""
-    return yaml.safe_dump(config_to_dict(config), sort_keys=False)
+    return config_to_yaml(config)
 
 
 __all__ = ["DataConfig", "RunConfig", "TrainConfig", "dump_config", "parse_set", "resolve_config", "set_dotted"]

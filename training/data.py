@@ -83,7 +83,7 @@ def augment_ecg_batch(
     ``U(min_crop_fraction, 1)`` of the samples (all leads together) linearly resized back to ``n``, TimeFlip and
     SignFlip with their probabilities, then channel-wise min-max scaling to [-1, 1]. Randomness comes from torch's
     global generator, so the training loop's RNG checkpointing makes resumed runs identical. Mirrors
-    :func:`cardiacnets.preprocess.augment_ecg` (numpy, per record) for batches already on the training device."""
+    :func:`cardiacnets.augment.augment_ecg` (numpy, per record) for batches already on the training device."""
     if ecg.ndim != 3:
         raise ConfigError(f"augment_ecg_batch expects (B, leads, samples), got shape {tuple(ecg.shape)}")
     if not 0 < min_crop_fraction <= 1:

@@ -21,6 +21,7 @@ from cardiacnets.diffusion.evaluate import PHENOTYPES, StudySettings, faithfulne
 from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
 from cardiacnets.errors import InputError
 from cardiacnets.preprocess import PreprocessConfig, preprocess_ecg
+from cardiacnets.reporting import format_estimate, json_ready
 
 
 def ecg2cmr_report(
@@ -95,27 +96,9 @@ def ecg2cmr_report(
     out["synthetic"] = source == "synthetic" or (isinstance(kind, dict) and kind.get("kind") == "synthetic")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "results.json").write_text(json.dumps(_strict_json(out), indent=2) + "\n")
+    (out_dir / "results.json").write_text(json.dumps(json_ready(out), indent=2) + "\n")
     (out_dir / "report.md").write_text(_markdown(out, pipeline_dir))
     return out
-
-
-def _strict_json(value: Any) -> Any:
-    """NaN/inf (an undefined correlation, e.g. a constant measurement) become null: results.json stays strict JSON."""
-    if isinstance(value, dict):
-        return {k: _strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict_json(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
-def _fmt(entry: dict[str, Any]) -> str:
-    value, ci = entry["value"], entry["ci"]
-    if value is None or not np.isfinite(value):
-        return "n/a"
-    return f"{value:.3f} ({ci[0]:.3f}-{ci[1]:.3f})"
 
 
 def _above_zero(entry: dict[str, Any]) -> bool:
@@ -139,9 +122,10 @@ def _markdown(r: dict[str, Any], pipeline_dir: str | Path) -> str:
         "| phenotype | ECG-conditioned | shuffled ECG | unconditional | autoencoder round trip (ceiling) |",
         "|---|---|---|---|---|",
     ]
+    arms = ("conditional", "shuffled_ecg", "unconditional", "autoencoder")
     for name in PHENOTYPES:
-        lines.append(f"| {name} | {_fmt(r['r']['conditional'][name])} | {_fmt(r['r']['shuffled_ecg'][name])} |"
-                     f" {_fmt(r['r']['unconditional'][name])} | {_fmt(r['r']['autoencoder'][name])} |")  # fmt: skip
+        cells = [format_estimate(r["r"][arm][name]) for arm in arms]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "The ceiling: the real cines encoded and decoded by the pipeline's own autoencoder, measured the same way.",
@@ -154,7 +138,8 @@ def _markdown(r: dict[str, Any], pipeline_dir: str | Path) -> str:
     ]
     diff = r["conditional_minus"]
     for name in PHENOTYPES:
-        lines.append(f"| {name} | {_fmt(diff['shuffled_ecg'][name])} | {_fmt(diff['unconditional'][name])} |")
+        cells = [format_estimate(diff[control][name]) for control in ("shuffled_ecg", "unconditional")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     clearly = all(_above_zero(diff[c]["LVEDV"]) for c in ("shuffled_ecg", "unconditional"))
     lines += [
         "",

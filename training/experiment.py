@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shlex
 import shutil
 import sys
@@ -36,13 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from cardiacnets import metrics
+from cardiacnets.config import config_from_dict, config_to_yaml, layer_config, read_yaml
 from cardiacnets.errors import ConfigError
-from cardiacnets.models._config import config_from_dict, config_to_dict
+from cardiacnets.reporting import format_estimate, json_default
 from cardiacnets.targets import DISEASES, SUBTYPES
-from cardiacnets.training.config import CONFIG_DIR, DataConfig, _deep_merge, _read_yaml, parse_set, set_dotted
+from cardiacnets.training.config import CONFIG_DIR, DataConfig
 
 logger = logging.getLogger(__name__)
 
@@ -108,15 +107,8 @@ def resolve_experiment_config(
     *, config_file: Path | None = None, flags: dict[str, Any] | None = None, sets: list[str] | None = None
 ) -> ExperimentConfig:
     """``experiment.yaml`` < ``--config`` < flags < ``--set``, validated strictly."""
-    default = CONFIG_DIR / "experiment.yaml"
-    data = _read_yaml(default) if default.is_file() else {}
-    if config_file is not None:
-        data = _deep_merge(data, _read_yaml(Path(config_file)))
-    for key, value in (flags or {}).items():
-        if value is not None:
-            set_dotted(data, key, value)
-    for key, value in parse_set(sets or []):
-        set_dotted(data, key, value)
+    defaults = read_yaml(CONFIG_DIR / "experiment.yaml", missing_ok=True)
+    data = layer_config(defaults, config_file=config_file, flags=flags, sets=sets)
     return config_from_dict(ExperimentConfig, data, where="experiment")
 
 
@@ -284,7 +276,7 @@ def run_experiment(cfg: ExperimentConfig, command: str | None = None) -> dict[st
     t0 = time.time()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "experiment.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    (out / "experiment.yaml").write_text(config_to_yaml(cfg))
     align_dir: Path | None = Path(cfg.align) if cfg.align else None
     needs_align = "aligned" in cfg.arms or "cmr" in cfg.arms
     if needs_align and align_dir is None:
@@ -343,31 +335,17 @@ def run_experiment(cfg: ExperimentConfig, command: str | None = None) -> dict[st
         "runs_reused": reused,
         "training_wall_s": training_wall,
     }
-    (out / "results.json").write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-    figures = _figures(cfg, payload, out)
+    (out / "results.json").write_text(json.dumps(payload, indent=2, default=json_default) + "\n")
+    from cardiacnets.training.experiment_figures import write_figures  # lazy: that module imports this one
+
+    figures = write_figures(cfg, payload, out)
     (out / "report.md").write_text(_report(cfg, payload, figures))
     summary = {"wall_s": payload["wall_s"], "figures": figures, "verdict": _verdict(cfg, payload)}
     return {**payload, "summary": summary}
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(type(value).__name__)
-
-
 # ----------------------------------------------------------------------------------------------------------------------
-# Report and figures
-
-
-def _fmt(est: dict[str, Any] | None, digits: int = 3) -> str:
-    if not est or est.get("value") is None:
-        return "n/a"
-    ci = est.get("ci")
-    text = f"{est['value']:.{digits}f}"
-    return f"{text} ({ci[0]:.{digits}f}-{ci[1]:.{digits}f})" if ci else text
+# Report (the figures: cardiacnets.training.experiment_figures)
 
 
 def _describe_cohort(cfg: ExperimentConfig) -> tuple[str, bool]:
@@ -467,8 +445,8 @@ def _report(cfg: ExperimentConfig, payload: dict[str, Any], figures: list[str]) 
             epoch = "n/a" if best is None else f"{best:.1f}"
             lines.append(
                 f"| {ARM_LABELS[arm]} | "
-                + " | ".join(_fmt(r["auc"][x]) for x in DISEASES)
-                + f" | {_fmt(r['mean_r'])} | {_fmt(r['subtype_accuracy'])} | {epoch} |"
+                + " | ".join(format_estimate(r["auc"][x]) for x in DISEASES)
+                + f" | {format_estimate(r['mean_r'])} | {format_estimate(r['subtype_accuracy'])} | {epoch} |"
             )
         if fk in payload["delong_p"]:
             lines += [
@@ -489,7 +467,7 @@ def _report(cfg: ExperimentConfig, payload: dict[str, Any], figures: list[str]) 
         for arm in cfg.arms:
             d = payload["details"][arm][fk]
             if "subtype_confusion" in d:
-                auc = ", ".join(f"{k} {_fmt(v)}" for k, v in d["subtype_auc"].items())
+                auc = ", ".join(f"{k} {format_estimate(v)}" for k, v in d["subtype_auc"].items())
                 lines.append(
                     f"- {ARM_LABELS[arm]} subtype confusion (rows true RCM/DCM/HCM): {d['subtype_confusion']}; "
                     f"one-vs-rest AUC: {auc}"
@@ -497,96 +475,6 @@ def _report(cfg: ExperimentConfig, payload: dict[str, Any], figures: list[str]) 
         lines.append("")
     lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
     return "\n".join(lines)
-
-
-def _figures(cfg: ExperimentConfig, payload: dict[str, Any], out: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    res, det = payload["results"], payload["details"]
-    tag = " (synthetic cohort)" if payload["cohort"]["synthetic"] else ""
-    names: list[str] = []
-    full = fraction_key(max(cfg.fractions))
-    # Fig. 2a: per-disease AUC and mean r at the largest fraction.
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    labels = [*DISEASES, "mean r"]
-    width = 0.8 / len(cfg.arms)
-    for i, arm in enumerate(cfg.arms):
-        ests = [res[arm][full]["auc"][d] for d in DISEASES] + [res[arm][full]["mean_r"]]
-        vals = [e["value"] if e.get("value") is not None else math.nan for e in ests]
-        err = [
-            [v - e["ci"][0] if e.get("ci") else 0 for v, e in zip(vals, ests, strict=True)],
-            [e["ci"][1] - v if e.get("ci") else 0 for v, e in zip(vals, ests, strict=True)],
-        ]
-        ax.bar(
-            np.arange(len(labels)) + i * width, vals, width, yerr=np.nan_to_num(err), label=ARM_LABELS[arm], capsize=2
-        )
-    ax.set_xticks(np.arange(len(labels)) + width * (len(cfg.arms) - 1) / 2, labels)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("test AUC / mean Pearson r")
-    ax.set_title(f"Fig. 2a: {float(full):.0%} of labels{tag}")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "fig2a_auc.png", dpi=110)
-    plt.close(fig)
-    names.append("fig2a_auc.png")
-    # Fig. 2c: label efficiency.
-    fig, axes = plt.subplots(1, len(DISEASES) + 1, figsize=(14, 2.8), sharey=True)
-    for ax, metric in zip(axes, [*DISEASES, "mean r"], strict=True):
-        for arm in cfg.arms:
-            ys = []
-            for f in cfg.fractions:
-                e = (
-                    res[arm][fraction_key(f)]["mean_r"]
-                    if metric == "mean r"
-                    else res[arm][fraction_key(f)]["auc"][metric]
-                )
-                ys.append(e["value"] if e.get("value") is not None else math.nan)
-            ax.plot([100 * f for f in cfg.fractions], ys, marker="o", label=ARM_LABELS[arm])
-        ax.set_xscale("log")
-        ax.set_title(metric)
-        ax.set_xlabel("% training labels")
-    axes[0].set_ylabel("test AUC / r")
-    axes[0].legend(fontsize=6)
-    fig.suptitle(f"Fig. 2c: label efficiency{tag}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out / "fig2c_label_efficiency.png", dpi=110)
-    plt.close(fig)
-    names.append("fig2c_label_efficiency.png")
-    # Fig. 3: subtype confusion matrices.
-    fig, axes = plt.subplots(1, len(cfg.arms), figsize=(3.2 * len(cfg.arms), 3))
-    for ax, arm in zip(np.atleast_1d(axes), cfg.arms, strict=True):
-        conf = det[arm][full].get("subtype_confusion")
-        m = metrics.normalise_rows(np.asarray(conf, float)) if conf else np.full((3, 3), np.nan)
-        ax.imshow(np.nan_to_num(m), vmin=0, vmax=1, cmap="Blues")
-        for (i, j), v in np.ndenumerate(np.asarray(conf if conf else np.zeros((3, 3)), int)):
-            ax.text(j, i, str(v), ha="center", va="center", fontsize=8)
-        ax.set_xticks(range(3), SUBTYPES)
-        ax.set_yticks(range(3), SUBTYPES)
-        ax.set_xlabel("predicted")
-        ax.set_title(ARM_LABELS[arm], fontsize=8)
-    fig.suptitle(f"Fig. 3: cardiomyopathy subtypes{tag}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out / "fig3_subtype_confusion.png", dpi=110)
-    plt.close(fig)
-    names.append("fig3_subtype_confusion.png")
-    # Extended Fig. 1: epochs to the best validation checkpoint.
-    fig, ax = plt.subplots(figsize=(6, 3))
-    width = 0.8 / len(cfg.arms)
-    for i, arm in enumerate(cfg.arms):
-        eps = [det[arm][fraction_key(f)].get("best_epoch") or math.nan for f in cfg.fractions]
-        ax.bar(np.arange(len(cfg.fractions)) + i * width, eps, width, label=ARM_LABELS[arm])
-    ax.set_xticks(np.arange(len(cfg.fractions)) + width * (len(cfg.arms) - 1) / 2, [f"{f:.0%}" for f in cfg.fractions])
-    ax.set_ylabel("epochs to best validation")
-    ax.set_title(f"Extended Fig. 1: convergence{tag}", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "extfig1_convergence.png", dpi=110)
-    plt.close(fig)
-    names.append("extfig1_convergence.png")
-    return names
 
 
 __all__ = ["ARMS", "ExperimentConfig", "fraction_key", "resolve_experiment_config", "run_experiment"]

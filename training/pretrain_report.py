@@ -25,15 +25,16 @@ from cardiacnets.errors import CheckpointError
 from cardiacnets.metrics import mean_pearson_r, wilson_interval
 from cardiacnets.models.alignment import AlignmentModel
 from cardiacnets.models.ecg_vit import EcgViT
-from cardiacnets.models.registry import from_pretrained
+from cardiacnets.models.registry import from_pretrained, pretrained_dir
 from cardiacnets.preprocess import PreprocessConfig, preprocess_ecg
+from cardiacnets.reporting import format_estimate
 from cardiacnets.targets import phenotype_names
 
 logger = logging.getLogger(__name__)
 
 
 def _load_alignment(run_dir: Path) -> AlignmentModel:
-    candidate = run_dir / "best" if (run_dir / "best" / "config.json").is_file() else run_dir
+    candidate = pretrained_dir(run_dir)
     model = from_pretrained(candidate)
     if not isinstance(model, AlignmentModel):
         raise CheckpointError(f"{candidate} holds a {type(model).__name__}, not an alignment model")
@@ -144,12 +145,10 @@ def pretraining_report(align_dir: str | Path, source: str, out_dir: str | Path, 
     return results
 
 
-def _fmt(entry: dict[str, Any]) -> str:
-    return f"{entry['value']:.3f} ({entry['ci'][0]:.3f}-{entry['ci'][1]:.3f})"
-
-
 def _markdown(r: dict[str, Any], align_dir: Path) -> str:
     beats = r["probe_mean_r_aligned"]["ci"][0] > r["probe_mean_r_random_init"]["value"]
+    keys = ("retrieval_top1", "retrieval_top5", "probe_mean_r_aligned", "probe_mean_r_random_init", "probe_mean_r_cmr")
+    est = {key: format_estimate(r[key]) for key in keys}  # "0.812 (0.774-0.845)"
     lines = [
         "# Pretraining evaluation" + (" on the SYNTHETIC cohort" if r["synthetic"] else ""),
         "",
@@ -162,11 +161,11 @@ def _markdown(r: dict[str, Any], align_dir: Path) -> str:
         "",
         "| measure | value (95% CI) | chance / reference |",
         "|---|---|---|",
-        f"| ECG -> CMR retrieval top-1 | {_fmt(r['retrieval_top1'])} | {r['retrieval_chance_top1']:.3f} |",
-        f"| ECG -> CMR retrieval top-5 | {_fmt(r['retrieval_top5'])} | {r['retrieval_chance_top5']:.3f} |",
-        f"| linear probe, aligned ECG encoder: mean r over 82 phenotypes | {_fmt(r['probe_mean_r_aligned'])} | |",
-        f"| linear probe, same ECG encoder at random init | {_fmt(r['probe_mean_r_random_init'])} | |",
-        f"| linear probe, frozen CMR towers (upper bound) | {_fmt(r['probe_mean_r_cmr'])} | |",
+        f"| ECG -> CMR retrieval top-1 | {est['retrieval_top1']} | {r['retrieval_chance_top1']:.3f} |",
+        f"| ECG -> CMR retrieval top-5 | {est['retrieval_top5']} | {r['retrieval_chance_top5']:.3f} |",
+        f"| linear probe, aligned ECG encoder: mean r over 82 phenotypes | {est['probe_mean_r_aligned']} | |",
+        f"| linear probe, same ECG encoder at random init | {est['probe_mean_r_random_init']} | |",
+        f"| linear probe, frozen CMR towers (upper bound) | {est['probe_mean_r_cmr']} | |",
         "",
         (
             "The aligned encoder's probe beats the random-init probe (its lower confidence bound is above the"

@@ -1,20 +1,25 @@
-"""Helpers shared by the converters: tolerant CSV reading, ECG fitting to the model grid, QC flags."""
+"""Helpers shared by the converters: tolerant CSV reading, ECG fitting to the model grid, QC flags, and the loop that
+converts subjects into shards, skipping (and counting) the ones that cannot be read."""
 
 from __future__ import annotations
 
 import csv
 import gzip
 import io
+import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.signal import resample_poly
 
 from cardiacnets.datasets.shards import ECG_FS, SHAPES
-from cardiacnets.errors import DatasetError
+from cardiacnets.errors import CardiacNetsError, DatasetError
+
+logger = logging.getLogger(__name__)
 
 N_SAMPLES = SHAPES["ecg"][1]
 
@@ -87,3 +92,55 @@ def ecg_qc_flags(ecg: np.ndarray, leads: tuple[str, ...]) -> list[str]:
     if np.nanmax(np.abs(ecg), initial=0.0) > 10.0:
         flags.append("over_10mV")
     return flags
+
+
+def write_subjects(
+    writer: Any,
+    items: Iterable[tuple[str, Callable[[], dict[str, Any]]]],
+    total: int,
+    skipped: dict[str, int],
+    shard_size: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Convert and write subjects shard by shard; return the finalized manifest.
+
+    ``items`` yields ``(subject key, make)`` in a fixed order; ``make()`` returns the subject's item dict or raises.
+    A subject that raises is skipped and counted in ``skipped`` by reason (the error's type; any other exception as
+    ``internal_error``), so one unreadable file never stops the run. Resumes after the writer's cursor (subjects
+    already written are not converted again)."""
+    position = int(writer.cursor or 0)
+    pending: list[dict[str, Any]] = []
+    examples: dict[str, str] = {}
+
+    def flush(cursor: int) -> None:
+        batch = {k: [p[k] for p in pending] for k in pending[0]}
+        text = ("subject_id", "qc_flags")
+        writer.write_shard({k: v if k in text else np.asarray(v) for k, v in batch.items()}, cursor=cursor)
+        pending.clear()
+
+    for k, (key, make) in enumerate(items):
+        if k < position:
+            continue
+        try:
+            pending.append(make())
+        except CardiacNetsError as exc:
+            _skip(skipped, examples, type(exc).__name__, str(exc).replace(key, "<subject>"))
+        except Exception as exc:  # noqa: BLE001 - one subject never stops a conversion
+            logger.debug("unexpected error converting a subject", exc_info=True)
+            _skip(skipped, examples, "internal_error", f"{type(exc).__name__}: {exc}".replace(key, "<subject>"))
+        if len(pending) == shard_size:
+            flush(k + 1)
+        if progress:
+            progress(k + 1, total)
+    if pending:
+        flush(total)
+    writer.spec.source["skipped"] = skipped
+    writer.spec.source["skip_examples"] = examples
+    writer.header["source"] = writer.spec.source
+    return writer.finalize()
+
+
+def _skip(skipped: dict[str, int], examples: dict[str, str], reason: str, message: str) -> None:
+    skipped[reason] = skipped.get(reason, 0) + 1
+    examples.setdefault(reason, message[:300])
+    logger.warning("skipped one subject (%s: %s)", reason, message[:300])

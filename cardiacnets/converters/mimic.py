@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from cardiacnets.converters._common import ecg_qc_flags, find_table, fit_ecg, read_rows, to_float
-from cardiacnets.datasets.shards import DatasetSpec, ShardWriter, stratified_group_splits
+from cardiacnets.datasets.shards import DatasetSpec, ShardWriter
+from cardiacnets.datasets.splits import stratified_group_splits
 from cardiacnets.errors import CardiacNetsError, DatasetError
 from cardiacnets.labels import labels_from_icd
 from cardiacnets.record import LEADS, assemble_record, canonical_lead_name

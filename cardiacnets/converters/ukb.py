@@ -6,8 +6,11 @@ Inputs, in their UK Biobank layouts:
   :func:`cardiacnets.io.read_ecg`;
 * CMR DICOM zips, fields 20208 (long axis) and 20209 (short axis), ``<eid>_2020{8,9}_<instance>_0.zip``, each with a
   ``manifest.csv`` (sometimes misspelt ``manifest.cvs``; dates may contain unquoted commas);
-* one or more tabular CSVs with showcase column names (``eid``, ``31-0.0``, ``21003-2.0``, ``53-2.0``,
-  ``41270-0.k`` / ``41280-0.k``, ``24100-2.0`` ... ``24181-2.0``), merged on ``eid``.
+* one or more tabular CSVs, merged on the participant: the legacy download's names (``eid``, ``31-0.0``,
+  ``21003-2.0``, ``53-2.0``, ``41270-0.k`` / ``41280-0.k``, ``24100-2.0`` ... ``24181-2.0``) or the Research Analysis
+  Platform's (``eid`` / ``participant.eid``, ``p31``, ``p21003_i2``, ``p53_i2``, ``p41270`` as one array cell or
+  ``p41270_a<k>``, ``p41280_a<k>``, ``p24100_i2`` ...), coded values as raw codes or as their meanings
+  (:mod:`cardiacnets.converters.ukb_tabular`). Only the needed columns of the participants with an ECG file are kept.
 
 Cines: the short-axis stack's slices are ordered along the slice normal and the middle one is taken as the
 mid-ventricular slice (UK Biobank stacks cover the LV from base to apex); frames are sorted by ``TriggerTime``; the
@@ -28,11 +31,18 @@ without an imaging date gets unknown labels (flag ``no_imaging_date``).
 
 Covariates: sex (field 31; 0 female, 1 male), age at imaging (21003), heart rate from the ECG file (its
 ``VentricularRate``), else field 12336.
+
+A subject whose files cannot be read (an unreadable ECG, a zip without the expected series, DICOM pixel data that no
+installed decoder can decode) is skipped with its reason and the run goes on; every run writes
+``conversion_report.json`` and ``.md`` beside the dataset (:mod:`cardiacnets.converters.report`) with the counts, the
+skips by reason, the labels known per disease, and the assumptions this converter makes that could not be checked
+against the real data (:data:`ASSUMPTIONS`).
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 import math
@@ -40,16 +50,19 @@ import os
 import re
 import zipfile
 from collections.abc import Callable, Sequence
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from cardiacnets.converters._common import ecg_qc_flags, fit_ecg, read_rows, to_float
-from cardiacnets.datasets.shards import SHAPES, DatasetSpec, ShardWriter, stratified_group_splits
-from cardiacnets.errors import CardiacNetsError, DatasetError, InputError
+from cardiacnets.converters._common import ecg_qc_flags, fit_ecg, to_float, write_subjects
+from cardiacnets.converters.report import write_report
+from cardiacnets.converters.ukb_tabular import UkbRow, describe_missing, parse_code, parse_date, parse_sex, read_needed
+from cardiacnets.datasets.shards import SHAPES, DatasetSpec, ShardWriter
+from cardiacnets.datasets.splits import stratified_group_splits
+from cardiacnets.errors import DatasetError, InputError
 from cardiacnets.labels import labels_from_icd
 from cardiacnets.record import LEADS
 from cardiacnets.targets import phenotypes
@@ -58,52 +71,44 @@ logger = logging.getLogger(__name__)
 
 TARGET_SPACING_MM = 1.8
 N_FRAMES = SHAPES["cine_sa"][0]
-_PLACEHOLDER_DATES = {date(1900, 1, 1), date(1901, 1, 1), date(1902, 2, 2), date(1903, 3, 3), date(2037, 7, 7)}
 
 
 # --------------------------------------------------------------------------------------------------- tabular
 
-
-def read_tabular(paths: Sequence[str | os.PathLike[str]]) -> dict[str, dict[str, str]]:
-    """Merge UK Biobank showcase CSVs on ``eid``: ``{eid: {column: text}}``."""
-    merged: dict[str, dict[str, str]] = {}
-    for path in paths:
-        for row in read_rows(Path(path), required=("eid",)):
-            eid = row.pop("eid").strip()
-            if eid:
-                merged.setdefault(eid, {}).update({k: v for k, v in row.items() if k is not None})
-    return merged
-
-
-def _parse_date(text: str | None) -> date | None:
-    if not text or not text.strip():
-        return None
-    try:
-        value = date.fromisoformat(text.strip()[:10])
-    except ValueError:
-        return None
-    return None if value in _PLACEHOLDER_DATES else value
+#: Field ids the converter reads: sex, age at the visit, imaging date, ventricular rate, ICD-10 codes and dates.
+SEX, AGE, IMAGING_DATE, VENTRICULAR_RATE, ICD10_CODES, ICD10_DATES = 31, 21003, 53, 12336, 41270, 41280
+#: What the converter assumes where the public documentation and code could not settle it without the data.
+ASSUMPTIONS = (
+    "A mixed CINE_segmented_LAX series holds the 3-, 4- and 2-chamber views as three equal blocks in InstanceNumber"
+    " order (ml4h's reading); the middle block is the 4-chamber view. (Bai's ukbb_cardiac sorts by file name.)",
+    "When a slice has several series (repeated acquisitions), the one with the highest SeriesNumber is kept.",
+    "Field 12336 (ventricular rate at the imaging visit) is the heart-rate covariate when the ECG file has none.",
+    "The 82 imaging phenotypes are fields 24100-24181 in order (reference/phenotypes_82.csv).",
+    "Dates 1900-01-01, 1901-01-01, 1902-02-02, 1903-03-03 and 2037-07-07 are UK Biobank placeholders, not events.",
+    "ICD-10 field 41270 item k is dated by field 41280 item k.",
+)
 
 
 def ukb_labels(
-    row: dict[str, str], *, instance: int = 2, window_days: int = 0, incident: str = "negative"
+    row: UkbRow, *, instance: int = 2, window_days: int = 0, incident: str = "negative"
 ) -> tuple[np.ndarray, int, list[str]]:
     """Prevalent-disease labels of one subject (module docstring): ``(labels (5,) float32, NaN unknown; subtype;
     flags)``."""
     if incident not in ("negative", "unknown"):
         raise InputError(f"incident must be 'negative' or 'unknown', got {incident!r}")
-    imaging = _parse_date(row.get(f"53-{instance}.0"))
+    imaging = parse_date(row.get(IMAGING_DATE))
     if imaging is None:
         return np.full(5, np.nan, dtype=np.float32), -1, ["no_imaging_date"]
     cutoff = imaging + timedelta(days=window_days)
     prevalent: list[str] = []
     later: list[str] = []
     undated: list[str] = []
-    for column, code in row.items():
-        match = re.fullmatch(r"41270-0\.(\d+)", column or "")
-        if not match or not code or not code.strip():
+    dates = row.array(ICD10_DATES)
+    for k, cell in row.array(ICD10_CODES).items():
+        code = parse_code(cell)
+        if code is None:
             continue
-        when = _parse_date(row.get(f"41280-0.{match.group(1)}"))
+        when = parse_date(dates.get(k))
         if when is None:
             undated.append(code)
         elif when <= cutoff:
@@ -171,7 +176,8 @@ def _load_dicoms(path: Path) -> list[Any]:
 
 
 def _keep_last_series(files: list[Any]) -> list[Any]:
-    """When a folder holds several SeriesInstanceUIDs (repeated acquisitions), keep the last one, as Bai does."""
+    """When a folder holds several SeriesInstanceUIDs (repeated acquisitions), keep the one with the highest
+    SeriesNumber (an assumption, :data:`ASSUMPTIONS`; Bai's ukbb_cardiac sorts by SeriesInstanceUID)."""
     uids: dict[str, int] = {}
     for ds in files:
         uid = str(getattr(ds, "SeriesInstanceUID", ""))
@@ -180,6 +186,10 @@ def _keep_last_series(files: list[Any]) -> list[Any]:
         return files
     last = max(uids, key=lambda u: (uids[u], list(uids).index(u)))
     return [ds for ds in files if str(getattr(ds, "SeriesInstanceUID", "")) == last]
+
+
+class UndecodablePixelsError(DatasetError):
+    """A DICOM image's pixel data is compressed in a transfer syntax no installed decoder handles."""
 
 
 def _cine_from_frames(files: list[Any], what: str, flags: list[str]) -> tuple[np.ndarray, float]:
@@ -194,6 +204,12 @@ def _cine_from_frames(files: list[Any], what: str, flags: list[str]) -> tuple[np
         cine = np.stack(frames)
     except (ValueError, AttributeError) as exc:
         raise DatasetError(f"{what}: frames have no readable pixels or different sizes ({exc})") from exc
+    except (RuntimeError, NotImplementedError, ImportError) as exc:  # pydicom: no decoder for this transfer syntax
+        syntax = getattr(getattr(files[0], "file_meta", None), "TransferSyntaxUID", "unknown")
+        raise UndecodablePixelsError(
+            f"{what}: pixel data in transfer syntax {syntax} cannot be decoded here ({type(exc).__name__}); install"
+            " the DICOM decoders: pip install 'cardiacnets[dicom]'"
+        ) from exc
     spacing = [float(v) for v in getattr(files[0], "PixelSpacing", [TARGET_SPACING_MM, TARGET_SPACING_MM])]
     if len(cine) != N_FRAMES:
         flags.append(f"{what}_frames_{len(cine)}")
@@ -302,7 +318,7 @@ def four_chamber_cine(path: Path, flags: list[str]) -> np.ndarray:
         if len(mixed) >= 3 and len(mixed) % 3 == 0:
             mixed.sort(key=lambda ds: int(getattr(ds, "InstanceNumber", 0) or 0))
             t = len(mixed) // 3
-            four = mixed[t : 2 * t]  # Bai: a mixed LAX series holds 3Ch, 4Ch, 2Ch in that order
+            four = mixed[t : 2 * t]  # 3Ch, 4Ch, 2Ch blocks in InstanceNumber order (ASSUMPTIONS)
             flags.append("lax_mixed_series")
     if not four:
         raise DatasetError(f"{path}: no CINE_segmented_LAX_4Ch series")
@@ -343,102 +359,73 @@ def convert_ukb(
 ) -> dict[str, Any]:
     """Convert UK Biobank files to a dataset at ``out_dir`` and return its manifest.
 
-    Subjects are the ``eid`` rows of the tabular CSVs that have an ECG file (and, with ``cmr_dir``, both CMR zips);
-    subjects whose files cannot be read are skipped and counted in ``manifest["source"]["skipped"]`` by reason. The
-    70/10/20 split is stratified by the label pattern. ``progress(done, total)`` is called after each subject.
+    Subjects are the participants with an ECG file (and, with ``cmr_dir``, both CMR zips) and a tabular row; only
+    their needed columns are read from the tabular files (streamed). Subjects whose files cannot be read are skipped
+    and counted in ``manifest["source"]["skipped"]`` by reason; ``conversion_report.json``/``.md`` beside the
+    dataset says what was converted, skipped and assumed. The 70/10/20 split is stratified by the label pattern.
+    ``progress(done, total)`` is called after each subject.
     """
     if not tabular:
-        raise InputError(
-            "at least one tabular CSV (eid, 31-0.0, 21003-2.0, 53-2.0, 41270/41280, 24100-24181) is needed"
-        )
-    rows = read_tabular(tabular)
+        raise InputError("at least one tabular CSV (UK Biobank legacy or Research Analysis Platform export) is needed")
     ecg_files = _find_files(Path(ecg_dir), 20205, instance, "xml")
     lax_files = _find_files(Path(cmr_dir) if cmr_dir else None, 20208, instance, "zip")
     sax_files = _find_files(Path(cmr_dir) if cmr_dir else None, 20209, instance, "zip")
+    if not ecg_files:
+        raise DatasetError(f"{ecg_dir}: no ECG file <eid>_20205_{instance}_0.xml")
+    fields = [p.ukb_field for p in phenotypes()]
+    needed = [SEX, AGE, IMAGING_DATE, VENTRICULAR_RATE, ICD10_CODES, ICD10_DATES, *fields]
+    rows, found = read_needed(tabular, needed, instance, set(ecg_files))
+    missing = describe_missing(found, {"sex (31)": [SEX], "age (21003)": [AGE], "imaging date (53)": [IMAGING_DATE],
+                                       "diagnoses (41270)": [ICD10_CODES], "phenotypes (24100-24181)": fields},
+                               tabular)  # fmt: skip
+    if missing:
+        raise DatasetError(missing)
     skipped: dict[str, int] = {}
     candidates = []
-    for eid in sorted(rows, key=lambda e: (len(e), e)):
-        if eid not in ecg_files:
-            skipped["no_ecg_file"] = skipped.get("no_ecg_file", 0) + 1
+    for eid in sorted(ecg_files, key=lambda e: (len(e), e)):
+        if eid not in rows:
+            skipped["no_tabular_row"] = skipped.get("no_tabular_row", 0) + 1
         elif cmr_dir and (eid not in lax_files or eid not in sax_files):
             skipped["no_cmr_zip"] = skipped.get("no_cmr_zip", 0) + 1
         else:
             candidates.append(eid)
     if not candidates:
-        raise DatasetError(f"no subject has both tabular data and an ECG file (20205 instance {instance}) in {ecg_dir}")
-    labels = {
-        eid: ukb_labels(rows[eid], instance=instance, window_days=window_days, incident=incident) for eid in candidates
-    }
+        raise DatasetError(f"no participant with an ECG file in {ecg_dir} has a row in the tabular data")
+    labels = {eid: ukb_labels(rows[eid], instance=instance, window_days=window_days, incident=incident)
+              for eid in candidates}  # fmt: skip
     strata = [tuple(np.nan_to_num(labels[e][0], nan=-1).astype(int).tolist()) for e in candidates]
     splits = dict(zip(candidates, stratified_group_splits(candidates, strata, seed=seed).tolist(), strict=True))
-    fields = [p.ukb_field for p in phenotypes()]
+    source = {
+        "kind": "ukbiobank",
+        "description": "UK Biobank: ECG 20205, CMR 20208/20209, IDPs 24100-24181, HES ICD-10 41270/41280",
+        "instance": instance,
+        "label_rule": f"prevalent: ICD-10 code dated on or before imaging date (53) + {window_days} days; "
+        f"later diagnoses: {'0' if incident == 'negative' else 'unknown'}; undated codes: unknown",
+        "split_rule": f"stratified by label pattern, seed {seed}",
+        "candidates": len(candidates),
+        "columns_found": {str(k): v for k, v in found.items()},
+    }
     modalities = ("ecg", "cine_sa", "cine_la", "phenotypes", "labels") if cmr_dir else ("ecg", "phenotypes", "labels")
-    spec = DatasetSpec(
-        n_subjects=None,
-        modalities=modalities,
-        shard_size=shard_size,
-        source={
-            "kind": "ukbiobank",
-            "description": "UK Biobank: ECG 20205, CMR 20208/20209, IDPs 24100-24181, HES ICD-10 41270/41280",
-            "instance": instance,
-            "label_rule": f"prevalent: ICD-10 code dated on or before imaging date (53) + {window_days} days; "
-            f"later diagnoses: {'0' if incident == 'negative' else 'unknown'}; undated codes: unknown",
-            "split_rule": f"stratified by label pattern, seed {seed}",
-            "candidates": len(candidates),
-        },
-    )
-    writer = ShardWriter(out_dir, spec, overwrite=overwrite)
-    position = int(writer.cursor or 0)
-    pending: list[dict[str, Any]] = []
-
-    def flush(cursor: int) -> None:
-        batch = {k: [p[k] for p in pending] for k in pending[0]}
-        writer.write_shard(
-            {k: np.asarray(v) if k not in ("subject_id", "qc_flags") else v for k, v in batch.items()}, cursor=cursor
-        )
-        pending.clear()
-
-    for k in range(position, len(candidates)):
-        eid = candidates[k]
-        try:
-            pending.append(
-                _convert_subject(
-                    eid,
-                    rows[eid],
-                    labels[eid],
-                    splits[eid],
-                    fields,
-                    instance,
-                    ecg_files[eid],
-                    sax_files.get(eid),
-                    lax_files.get(eid),
-                )
-            )
-        except CardiacNetsError as exc:
-            reason = type(exc).__name__
-            skipped[reason] = skipped.get(reason, 0) + 1
-            logger.warning("skipped one subject (%s: %s)", reason, str(exc).replace(eid, "<eid>"))
-        if len(pending) == shard_size:
-            flush(k + 1)
-        if progress:
-            progress(k + 1, len(candidates))
-    if pending:
-        flush(len(candidates))
-    writer.spec.source["skipped"] = skipped
-    writer.header["source"] = writer.spec.source
-    return writer.finalize()
+    spec = DatasetSpec(n_subjects=None, modalities=modalities, shard_size=shard_size, source=source)
+    convert = functools.partial(_convert_subject, fields=fields)
+    items = ((eid, lambda eid=eid: convert(eid, rows[eid], labels[eid], splits[eid], ecg_files[eid],
+                                            sax_files.get(eid), lax_files.get(eid))) for eid in candidates)  # fmt: skip
+    manifest = write_subjects(ShardWriter(out_dir, spec, overwrite=overwrite), items, len(candidates), skipped,
+                              shard_size, progress)  # fmt: skip
+    write_report(out_dir, manifest, skipped, ASSUMPTIONS, title="UK Biobank conversion")
+    return manifest
 
 
 def _convert_subject(
     eid: str,
-    row: dict[str, str],
+    row: UkbRow,
     label_info: tuple[np.ndarray, int, list[str]],
     split: int,
-    fields: list[int],
-    instance: int,
     ecg_path: Path,
     sax_path: Path | None,
     lax_path: Path | None,
+    *,
+    fields: list[int],
 ) -> dict[str, Any]:
     from cardiacnets.io import read_ecg
 
@@ -449,15 +436,13 @@ def _convert_subject(
     flags += fit_flags + ecg_qc_flags(ecg, LEADS)
     heart_rate = to_float(str(record.meta.get("heart_rate") or ""))
     if not math.isfinite(heart_rate):
-        heart_rate = to_float(row.get(f"12336-{instance}.0"))
+        heart_rate = to_float(row.get(VENTRICULAR_RATE))
     item: dict[str, Any] = {
         "ecg": ecg,
-        "phenotypes": np.asarray([to_float(row.get(f"{f}-{instance}.0")) for f in fields], dtype=np.float32),
+        "phenotypes": np.asarray([to_float(row.get(f)) for f in fields], dtype=np.float32),
         "labels": labels,
         "cm_subtype": subtype,
-        "covariates": np.asarray(
-            [to_float(row.get("31-0.0")), to_float(row.get(f"21003-{instance}.0")), heart_rate], dtype=np.float32
-        ),
+        "covariates": np.asarray([parse_sex(row.get(SEX)), to_float(row.get(AGE)), heart_rate], dtype=np.float32),
         "split": split,
         "subject_id": eid,
     }

@@ -16,14 +16,12 @@ from cardiacnets.datasets.shards import (
     FORMAT_VERSION,
     MODALITIES,
     SHAPES,
-    SPLITS,
     DatasetSpec,
     ShardedDataset,
     ShardWriter,
-    hash_splits,
     read_manifest,
-    stratified_group_splits,
 )
+from cardiacnets.datasets.splits import SPLITS, hash_splits, stratified_group_splits
 from cardiacnets.datasets.synthetic import SyntheticDataset, write_synthetic
 from cardiacnets.errors import DatasetError
 

@@ -1,7 +1,7 @@
 """The synthetic cohort as a dataset: generated on the fly (no disk) or written to shards.
 
 Subject ``i`` is a pure function of ``(seed, i, mode)`` (the simulator's contract) and so is its split
-(:func:`~cardiacnets.datasets.shards.hash_splits`), so the on-the-fly dataset and a dataset written by
+(:func:`~cardiacnets.datasets.splits.hash_splits`), so the on-the-fly dataset and a dataset written by
 :func:`write_synthetic` with the same seed hold the same subjects in the same splits.
 """
 
@@ -15,15 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from cardiacnets.datasets.shards import (
-    MODALITIES,
-    SPLITS,
-    DatasetSpec,
-    ShardWriter,
-    _select_modalities,
-    _TorchDataset,
-    hash_splits,
-)
+from cardiacnets.datasets.shards import MODALITIES, DatasetSpec, ShardWriter, _select_modalities, _TorchDataset
+from cardiacnets.datasets.splits import SPLITS, hash_splits
 from cardiacnets.errors import InputError
 
 logger = logging.getLogger(__name__)

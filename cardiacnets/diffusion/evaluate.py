@@ -301,30 +301,13 @@ def faithfulness_study(pipeline: Any, ecgs: np.ndarray, real_cines: np.ndarray, 
     perm = derangement(n, np.random.default_rng(settings.seed))
     real_ph = measure_cines(real_cines)
 
-    def generate(condition_ecgs: np.ndarray | None, sampler: str, steps: int) -> tuple[np.ndarray, float]:
-        out, seconds = [], 0.0
-        for start in range(0, n, settings.batch_size):
-            stop = min(n, start + settings.batch_size)
-            batch = None if condition_ecgs is None else condition_ecgs[start:stop]
-            cines, per = pipeline.timed_call(
-                batch,
-                batch_size=None if batch is not None else stop - start,
-                num_inference_steps=steps,
-                scheduler=sampler,
-                guidance_scale=settings.guidance_scale,
-                seed=settings.seed + start,
-            )
-            out.append(cines)
-            seconds += per * (stop - start)
-        return np.concatenate(out), seconds / n
-
     results: dict[str, Any] = {"n_subjects": n, "settings": asdict(settings)}
     per_sampler: dict[str, dict[str, float]] = {}
     first_name, first_sampler, first_steps = settings.samplers[0]
     conditions = {"conditional": ecgs, "shuffled_ecg": ecgs[perm], "unconditional": None}
     measured: dict[str, dict[str, np.ndarray]] = {}
     for condition, cond_ecgs in conditions.items():
-        cines, seconds = generate(cond_ecgs, first_sampler, first_steps)
+        cines, seconds = _generate(pipeline, cond_ecgs, n, first_sampler, first_steps, settings)
         measured[condition] = measure_cines(cines)
         if condition == "conditional":
             per_sampler[first_name] = _similarity(cines, real_cines, seconds)
@@ -349,11 +332,33 @@ def faithfulness_study(pipeline: Any, ecgs: np.ndarray, real_cines: np.ndarray, 
         for control in ("shuffled_ecg", "unconditional")
     }
     for name, sampler, steps in settings.samplers[1:]:
-        cines, seconds = generate(ecgs, sampler, steps)
+        cines, seconds = _generate(pipeline, ecgs, n, sampler, steps, settings)
         per_sampler[name] = _similarity(cines, real_cines, seconds)
     for metric in ("ssim", "psnr", "seconds_per_cine"):
         results[metric] = {name: values[metric] for name, values in per_sampler.items()}
     return results
+
+
+def _generate(
+    pipeline: Any, condition_ecgs: np.ndarray | None, n: int, sampler: str, steps: int, settings: StudySettings
+) -> tuple[np.ndarray, float]:
+    """``n`` cines conditioned on ``condition_ecgs`` (None: unconditional) in batches, seeded per batch; the cines and
+    the seconds per cine."""
+    out, seconds = [], 0.0
+    for start in range(0, n, settings.batch_size):
+        stop = min(n, start + settings.batch_size)
+        batch = None if condition_ecgs is None else condition_ecgs[start:stop]
+        cines, per = pipeline.timed_call(
+            batch,
+            batch_size=None if batch is not None else stop - start,
+            num_inference_steps=steps,
+            scheduler=sampler,
+            guidance_scale=settings.guidance_scale,
+            seed=settings.seed + start,
+        )
+        out.append(cines)
+        seconds += per * (stop - start)
+    return np.concatenate(out), seconds / n
 
 
 def _autoencoder_round_trip(pipeline: Any, cines: np.ndarray, batch_size: int) -> np.ndarray:

@@ -250,9 +250,11 @@ class EcgToCmrPipeline:
         cls, ecg_encoder_dir: str | Path, denoiser_dir: str | Path, vae_dir: str | Path, device: str = "cpu"
     ) -> EcgToCmrPipeline:
         """Assemble a pipeline from training outputs (run directories resolve to their ``best/``)."""
-        encoder = load_ecg_encoder(_model_dir(Path(ecg_encoder_dir)))
-        denoiser = EcgConditionedUNet3D.from_pretrained(_model_dir(Path(denoiser_dir)))
-        vae = load_vae(_model_dir(Path(vae_dir)))
+        from cardiacnets.models.registry import pretrained_dir
+
+        encoder = load_ecg_encoder(pretrained_dir(ecg_encoder_dir))
+        denoiser = EcgConditionedUNet3D.from_pretrained(pretrained_dir(denoiser_dir))
+        vae = load_vae(pretrained_dir(vae_dir))
         return cls(encoder, denoiser, vae, device=device)
 
     @classmethod
@@ -284,10 +286,6 @@ class EcgToCmrPipeline:
         denoiser = EcgConditionedUNet3D.from_pretrained(path / "denoiser")
         vae = load_vae(path / "vae")
         return cls(encoder, denoiser, vae, sched_cfg, meta.get("default_scheduler", "dpm"), device)
-
-
-def _model_dir(path: Path) -> Path:
-    return path / "best" if (path / "best" / "config.json").is_file() else path
 
 
 def load_ecg_encoder(directory: str | Path) -> nn.Module:

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 FORMAT_NAME = "cardiacnets-ecg2cmr-denoiser"
 FORMAT_VERSION = 1
 
-#: View -> (frames, height, width) of the training cines (DESIGN section 3).
+#: View -> (frames, height, width) of the training cines (docs/architecture.md, "Data contracts").
 VIEW_SHAPES: dict[str, tuple[int, int, int]] = {"sa": (50, 80, 80), "la": (50, 96, 96)}
 
 #: Named UNet sizes. ``attention_head_dim`` is the NUMBER of heads in diffusers' UNet3D (an API quirk).

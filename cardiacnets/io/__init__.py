@@ -22,12 +22,22 @@ from cardiacnets.errors import (
 from cardiacnets.io._detect import FORMATS, detect_format
 from cardiacnets.record import LEADS, EcgRecord
 
-__all__ = ["FORMATS", "LEADS", "EcgRecord", "MAX_FILE_BYTES", "detect_format", "read_ecg"]
+__all__ = ["FORMATS", "LEADS", "EcgRecord", "MAX_FILE_BYTES", "detect_format", "max_file_bytes", "read_ecg"]
 
 logger = logging.getLogger(__name__)
 
-#: Largest ECG file read (bytes). A 10-minute 12-lead 1 kHz int16 recording is ~14 MB; Holter files are out of scope.
-MAX_FILE_BYTES = int(os.environ.get("CNS_MAX_FILE_BYTES", 64 * 1024 * 1024))
+#: Default of the largest ECG file read (bytes). A 10-minute 12-lead 1 kHz int16 recording is ~14 MB; Holter files
+#: are out of scope.
+DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+def max_file_bytes() -> int:
+    """The largest ECG file (or archive member) read, in bytes: ``CNS_MAX_FILE_BYTES`` now, else 64 MiB."""
+    return int(os.environ.get("CNS_MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES))
+
+
+#: The limit the readers apply, read from the environment once at import (tests patch it).
+MAX_FILE_BYTES = max_file_bytes()
 
 
 def _read_bytes(path: Path) -> bytes:

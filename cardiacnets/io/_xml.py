@@ -26,6 +26,7 @@ from defusedxml import DefusedXmlException, DTDForbidden
 from defusedxml.ElementTree import DefusedXMLParser
 
 from cardiacnets.errors import CorruptFileError, UnsafeFileError
+from cardiacnets.record import EcgRecord, assemble_record
 
 __all__ = [
     "XmlDocument",
@@ -227,3 +228,27 @@ def int_text(elem: Element | None, *path: str) -> int | None:
     if number is None or not math.isfinite(number) or number != int(number):
         return None
     return int(number)
+
+
+def finish_record(
+    source_format: str,
+    path: object,
+    channels: dict,
+    fs: float,
+    meta: dict,
+    warnings: list[str],
+    median_channels: dict | None = None,
+    median_fs: float | None = None,
+) -> EcgRecord:
+    """The XML readers' common end: the reader's warnings into ``meta``, then
+    :func:`~cardiacnets.record.assemble_record` (with the median beat only when one was read)."""
+    meta["warnings"] = warnings
+    return assemble_record(
+        channels,
+        fs,
+        source_format=source_format,
+        path=str(path),
+        meta=meta,
+        median_channels=median_channels or None,
+        median_fs=median_fs if median_channels else None,
+    )

@@ -20,8 +20,8 @@ import numpy as np
 
 from cardiacnets.errors import CorruptFileError
 from cardiacnets.io._numbers import parse_numbers
-from cardiacnets.io._xml import attr, child, children, descendant, descendants, parse_xml, text
-from cardiacnets.record import EcgRecord, assemble_record
+from cardiacnets.io._xml import attr, child, children, descendant, descendants, finish_record, parse_xml, text
+from cardiacnets.record import EcgRecord
 
 logger = logging.getLogger(__name__)
 
@@ -208,13 +208,4 @@ def read(path: Path, data: bytes) -> EcgRecord:
             _pick_sequence_set(beat, what, warnings), f"{what} representative beat", warnings
         )
     meta = _meta(root, rhythm)
-    meta["warnings"] = warnings
-    return assemble_record(
-        channels,
-        fs,
-        source_format=FORMAT,
-        path=str(path),
-        meta=meta,
-        median_channels=median_channels,
-        median_fs=median_fs,
-    )
+    return finish_record(FORMAT, path, channels, fs, meta, warnings, median_channels, median_fs)

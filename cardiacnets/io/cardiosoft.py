@@ -19,8 +19,8 @@ import numpy as np
 
 from cardiacnets.errors import CorruptFileError
 from cardiacnets.io._numbers import parse_numbers
-from cardiacnets.io._xml import attr, child, children, descendant, float_text, int_text, parse_xml, text
-from cardiacnets.record import EcgRecord, assemble_record
+from cardiacnets.io._xml import attr, child, children, descendant, finish_record, float_text, int_text, parse_xml, text
+from cardiacnets.record import EcgRecord
 
 logger = logging.getLogger(__name__)
 
@@ -189,13 +189,4 @@ def read(path: Path, data: bytes) -> EcgRecord:
         median_channels, median_fs = _read_lead_block(median, f"{what} MedianSamples", warnings)
     meta = _meta(root)
     meta["rhythm_source"] = source
-    meta["warnings"] = warnings
-    return assemble_record(
-        channels,
-        fs,
-        source_format=FORMAT,
-        path=str(path),
-        meta=meta,
-        median_channels=median_channels,
-        median_fs=median_fs,
-    )
+    return finish_record(FORMAT, path, channels, fs, meta, warnings, median_channels, median_fs)

@@ -25,8 +25,8 @@ from xml.etree.ElementTree import Element
 import numpy as np
 
 from cardiacnets.errors import CorruptFileError
-from cardiacnets.io._xml import child, children, float_text, int_text, parse_xml, text
-from cardiacnets.record import EcgRecord, assemble_record
+from cardiacnets.io._xml import child, children, finish_record, float_text, int_text, parse_xml, text
+from cardiacnets.record import EcgRecord
 
 logger = logging.getLogger(__name__)
 
@@ -231,13 +231,4 @@ def read(path: Path, data: bytes, *, verify_crc: bool = True) -> EcgRecord:
     if "median" in waveforms:
         median_channels, median_fs = _read_waveform(waveforms["median"], what, warnings, verify_crc)
     meta = _meta(root, rhythm)
-    meta["warnings"] = warnings
-    return assemble_record(
-        channels,
-        fs,
-        source_format=FORMAT,
-        path=str(path),
-        meta=meta,
-        median_channels=median_channels,
-        median_fs=median_fs,
-    )
+    return finish_record(FORMAT, path, channels, fs, meta, warnings, median_channels, median_fs)

@@ -33,8 +33,8 @@ import numpy as np
 
 from cardiacnets.errors import CorruptFileError
 from cardiacnets.io._numbers import parse_integers
-from cardiacnets.io._xml import attr, child, children, descendant, float_text, int_text, parse_xml, text
-from cardiacnets.record import EcgRecord, assemble_record, canonical_lead_name
+from cardiacnets.io._xml import attr, child, children, descendant, finish_record, float_text, int_text, parse_xml, text
+from cardiacnets.record import EcgRecord, canonical_lead_name
 
 logger = logging.getLogger(__name__)
 
@@ -373,13 +373,4 @@ def read(path: Path, data: bytes) -> EcgRecord:
     channels, fs, _, rhythm_info = _read_rhythm(root, what, warnings)
     median_channels, median_fs = _read_repbeats(root, fs, what, warnings)
     meta = _meta(root, doc_type, version, rhythm_info)
-    meta["warnings"] = warnings
-    return assemble_record(
-        channels,
-        fs,
-        source_format=FORMAT,
-        path=str(path),
-        meta=meta,
-        median_channels=median_channels or None,
-        median_fs=median_fs if median_channels else None,
-    )
+    return finish_record(FORMAT, path, channels, fs, meta, warnings, median_channels, median_fs)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from cardiacnets.errors import CorruptFileError, UnsupportedFormatError
+from cardiacnets.io.scp_huffman import HuffmanCode, decode_leads
 from cardiacnets.record import EcgRecord, assemble_record
 
 logger = logging.getLogger(__name__)
@@ -149,13 +150,6 @@ _MAX_SAMPLES_PER_LEAD = 86_400_000
 
 
 @dataclass
-class _Code:
-    extra_bits: int  # bits of original value following the prefix (0: the value is ``value``)
-    value: int
-    switch_to: int | None = None  # table mode switch: decode the following codes with this table (0-based)
-
-
-@dataclass
 class _Section:
     sid: int
     offset: int  # 0-based start of the section header in the record
@@ -256,7 +250,7 @@ class _Reader:
         return tags
 
     # -- Section 2 ----------------------------------------------------------------------------------------------
-    def huffman_tables(self, s2: _Section) -> list[dict[str, _Code]]:
+    def huffman_tables(self, s2: _Section) -> list[dict[str, HuffmanCode]]:
         (n_tables,) = self.unpack("<H", s2.body, "Section 2", s2.end)
         if n_tables == _DEFAULT_TABLE_ID:
             return [_default_table()]
@@ -269,7 +263,7 @@ class _Reader:
             pos += 2
             if n_codes == 0 or pos + 9 * n_codes > s2.end:
                 raise self.fail("Section 2", f"table {t + 1} declares {n_codes} code structures beyond the section")
-            table: dict[str, _Code] = {}
+            table: dict[str, HuffmanCode] = {}
             for _ in range(n_codes):
                 prefix_bits, total_bits, mode, value, base_code = self.unpack("<BBBhI", pos, "Section 2", s2.end)
                 pos += 9
@@ -278,9 +272,9 @@ class _Reader:
                 # The base code is stored with its first transmitted bit in the least significant position.
                 code = f"{base_code:032b}"[::-1][:prefix_bits]
                 if mode == 0:
-                    entry = _Code(0, 0, switch_to=value - 1)
+                    entry = HuffmanCode(0, 0, switch_to=value - 1)
                 else:
-                    entry = _Code(total_bits - prefix_bits, value)
+                    entry = HuffmanCode(total_bits - prefix_bits, value)
                 table[code] = entry
             tables.append(table)
         for table in tables:
@@ -310,7 +304,7 @@ class _Reader:
 
     # -- Sections 5 and 6 ---------------------------------------------------------------------------------------
     def encoded_leads(
-        self, sec: _Section, name: str, n_leads: int, tables: list[dict[str, _Code]] | None, n_max: int
+        self, sec: _Section, name: str, n_leads: int, tables: list[dict[str, HuffmanCode]] | None, n_max: int
     ) -> tuple[float, float, list[np.ndarray]]:
         """Decode Section 5/6: returns AVM (nV), sample interval (us) and one int array of counts per lead."""
         avm, interval, diff, bimodal = self.unpack("<HHBB", sec.body, name, sec.end)
@@ -335,7 +329,7 @@ class _Reader:
                 np.frombuffer(chunk[: len(chunk) // 2 * 2], dtype="<i2").astype(np.int64)[:n_max] for chunk in chunks
             ]
         else:
-            decoded = _huffman_decode_leads(chunks, tables, n_max)
+            decoded = decode_leads(chunks, tables, n_max)
         leads = []
         for k, values in enumerate(decoded):
             if isinstance(values, int):
@@ -347,194 +341,8 @@ class _Reader:
         return float(avm), float(interval), leads
 
 
-def _default_table() -> dict[str, _Code]:
-    return {bits: _Code(extra, value) for bits, extra, value in _DEFAULT_TABLE_SPEC}
-
-
-# The vectorised decoder looks codes up in tables of 2**K entries (K: the longest prefix, 10 bits in the default
-# table) and holds a few arrays per state (table, bit position) of the leads it decodes at once (int32 indices, so
-# the state count is bounded well below 2**31); longer prefixes, lookup tables over the state budget, and a lead
-# with more states than the budget (an hour of signal) take the code-by-code loop.
-_LUT_MAX_BITS = 16
-_VECTOR_MAX_STATES = 1 << 22
-
-
-def _huffman_decode_leads(chunks: list[bytes], tables: list[dict[str, _Code]], n_max: int) -> list[np.ndarray | int]:
-    """Decode each lead's Huffman bit stream (most significant bit of each byte first) into at most ``n_max`` values.
-
-    Per lead: the int64 values, or the bit position (within the lead) of an invalid code. Trailing bits that do not
-    complete a code (byte padding, under 8 bits) are ignored. Same results as :func:`_huffman_decode_loop`, which
-    follows the standard code by code; this one decodes every lead of a section at once with numpy (a whole read of
-    the corpus's 10-s Huffman-coded record takes 13.9 instead of 43.9 ms: benchmarks/results/scp-huffman.md)."""
-    longest = max(len(code) for table in tables for code in table)
-    budget = _VECTOR_MAX_STATES // len(tables)  # bit positions (plus one per lead) decoded at once
-    out: list[np.ndarray | int | None] = [None] * len(chunks)
-    groups: list[list[int]] = [[]]
-    bits_in_group = 0
-    for k, chunk in enumerate(chunks):
-        bits = 8 * len(chunk) + 1
-        if longest > _LUT_MAX_BITS or len(tables) << longest > _VECTOR_MAX_STATES or bits > budget:
-            out[k] = _huffman_decode_loop(chunk, tables, n_max)
-            continue
-        if bits_in_group + bits > budget:
-            groups.append([])
-            bits_in_group = 0
-        groups[-1].append(k)
-        bits_in_group += bits
-    for group in filter(None, groups):
-        decoded = _decode_vectorised([chunks[k] for k in group], tables, n_max, longest)
-        for k, values in zip(group, decoded, strict=True):
-            out[k] = values
-    return out  # type: ignore[return-value]  # every slot is filled above
-
-
-def _decode_vectorised(
-    chunks: list[bytes], tables: list[dict[str, _Code]], n_max: int, width: int
-) -> list[np.ndarray | int]:
-    """:func:`_huffman_decode_leads` for leads small enough to decode at once, ``width`` the longest prefix (bits).
-
-    Decoding is a walk through states (table in use, bit position): each state's code, and so its successor, is
-    known in advance from the ``width`` bits at that position. The successors of every state are computed at once;
-    the walk from each lead's first bit is then followed ``stride`` codes at a time (successor tables composed by
-    repeated squaring) and filled in between. Terminal states (end of the lead, an invalid code, a code cut by the
-    end) lead to an absorbing sink."""
-    n_tables, n_leads = len(tables), len(chunks)
-    n_bits = np.array([8 * len(chunk) for chunk in chunks], dtype=np.int32)
-    # Each lead has one slot per bit position plus one for "end of lead"; lead k's slots start at first_slot[k], so
-    # slot s of lead k is bit s - k of the concatenated stream. int32 throughout: the caller bounds the states.
-    slots = n_bits + 1
-    n_slots = int(slots.sum())
-    first_slot = np.concatenate(([0], np.cumsum(slots)[:-1])).astype(np.int32)
-    lead_of_slot = np.repeat(np.arange(n_leads, dtype=np.int32), slots)
-    slot = np.arange(n_slots, dtype=np.int32)
-    where = slot - lead_of_slot  # position in the concatenated bit stream
-    remaining = (n_bits + first_slot)[lead_of_slot] - slot  # bits left from this position (0 in the end slot)
-    # Big-endian 24-bit words at every byte: the next `width` (<= 16) bits from any bit offset lie in one.
-    data = np.frombuffer(b"".join(chunks) + bytes(3), dtype=np.uint8).astype(np.int32)
-    words = (data[:-2] << 16) | (data[1:-1] << 8) | data[2:]
-    window = (words[where >> 3] >> (24 - width - (where & 7))) & ((1 << width) - 1)  # next `width` bits, per slot
-    prefix, extra, value, switch = _lookup_tables(tables, width)
-    switches = bool(np.any(switch >= 0))
-    sink = n_tables * n_slots
-    successor = np.full(sink + 1, sink, dtype=np.int32)
-    emits = np.zeros(sink + 1, dtype=bool)
-    invalid = np.zeros(sink + 1, dtype=bool)
-    for t in range(n_tables):
-        length = prefix[t][window]
-        fits = (length > 0) & (length <= remaining)  # a code, and all of its prefix before the end
-        step = length + extra[t][window]
-        emitting = fits & (step <= remaining)  # else the value's bits are cut by the end: stop
-        states = successor[t * n_slots : (t + 1) * n_slots]
-        np.copyto(states, slot + (t * n_slots) + step, where=emitting)
-        if switches:
-            to_table = switch[t][window]
-            switching = fits & (to_table >= 0)
-            emitting &= ~switching
-            np.copyto(states, to_table * n_slots + slot + length, where=switching)
-        emits[t * n_slots : (t + 1) * n_slots] = emitting
-        invalid[t * n_slots : (t + 1) * n_slots] = ~fits & (remaining >= 8)  # under 8 bits left: the byte's padding
-    # Follow every lead's walk `stride` codes at a time, then fill in the codes between those checkpoints.
-    # Each squaring gathers every state; each checkpoint and each fill step only a few per lead. Strides of about the
-    # cube root of the longest lead's bits (5 squarings, 32 codes, on the corpus's 10-s record) read it in 11.5 ms
-    # against 12.1 ms with square-root strides (ad-hoc timing).
-    squarings = int(np.clip(np.ceil(np.log2(int(n_bits.max()) + 1) / 3), 3, 10))
-    stride = 1 << squarings
-    jump = successor
-    for _ in range(squarings):
-        jump = jump[jump]
-    checkpoints = [first_slot.copy()]  # table 0, first bit of each lead
-    while not np.all(checkpoints[-1] == sink):
-        checkpoints.append(jump[checkpoints[-1]])
-    current = np.stack(checkpoints)  # (checkpoints, leads)
-    rows = [current]
-    for _ in range(stride - 1):
-        current = successor[current]
-        rows.append(current)
-    walks = np.stack(rows, axis=1).transpose(2, 0, 1).reshape(n_leads, -1)  # (leads, states in walk order)
-    octets = np.frombuffer(b"".join(chunks) + bytes(5), dtype=np.uint8).astype(np.int64)
-    big = (octets[:-4] << 32) | (octets[1:-3] << 24) | (octets[2:-2] << 16) | (octets[3:-1] << 8) | octets[4:]
-    results: list[np.ndarray | int] = []
-    for k in range(n_leads):
-        walk = walks[k]
-        walk = walk[: int(np.argmax(walk == sink))]  # the walk always ends in the sink (its last checkpoint row)
-        coded = walk[emits[walk]]
-        if coded.size < n_max and invalid[walk[-1]]:
-            last = int(walk[-1]) % n_slots
-            results.append(last - int(first_slot[lead_of_slot[last]]))
-            continue
-        coded = coded[:n_max]
-        t, at = coded // n_slots, coded % n_slots
-        code = window[at]
-        bits = extra[t, code]
-        values = value[t, code]
-        wide = np.flatnonzero(bits)
-        if wide.size:
-            # The value's bits follow the prefix: up to 32 of them from any bit offset lie in one 40-bit word.
-            start = (where[at[wide]] + prefix[t[wide], code[wide]]).astype(np.int64)
-            raw = (big[start >> 3] >> (40 - bits[wide] - (start & 7))) & ((1 << bits[wide]) - 1)
-            half = 1 << (bits[wide] - 1)
-            values[wide] = np.where(raw >= half, raw - 2 * half, raw)  # two's complement of `bits` bits
-        results.append(values)
-    return results
-
-
-def _lookup_tables(tables: list[dict[str, _Code]], width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per table, indexed by the next ``width`` bits: prefix length (0: no code), extra bits, value, table to switch
-    to (-1: none). Four ``(tables, 2**width)`` arrays. Where codes are not prefix-free, the shortest match wins, as
-    in the code-by-code decoder."""
-    shape = (len(tables), 1 << width)
-    prefix = np.zeros(shape, dtype=np.int32)
-    extra = np.zeros(shape, dtype=np.int64)  # int64: shifts by up to 40 bits use it
-    value = np.zeros(shape, dtype=np.int64)
-    switch = np.full(shape, -1, dtype=np.int32)
-    for t, table in enumerate(tables):
-        for code, entry in sorted(table.items(), key=lambda item: -len(item[0])):  # shorter codes written last
-            span = 1 << (width - len(code))
-            lo = int(code, 2) * span
-            prefix[t, lo : lo + span] = len(code)
-            extra[t, lo : lo + span] = entry.extra_bits
-            value[t, lo : lo + span] = entry.value
-            switch[t, lo : lo + span] = -1 if entry.switch_to is None else entry.switch_to
-    return prefix, extra, value, switch
-
-
-def _huffman_decode_loop(chunk: bytes, tables: list[dict[str, _Code]], n_max: int) -> np.ndarray | int:
-    """Decode one lead's Huffman bit stream code by code, as the standard describes it: at most ``n_max`` int64
-    values, or the bit position of an invalid code. Trailing bits that do not complete a code (byte padding) are
-    ignored. The reference for :func:`_huffman_decode_leads`, and its path for prefixes over 16 bits."""
-    bits = "".join(f"{b:08b}" for b in chunk)
-    n_bits = len(bits)
-    max_prefix = [max(len(code) for code in t) for t in tables]
-    out: list[int] = []
-    table = 0
-    pos = 0
-    while pos < n_bits and len(out) < n_max:
-        entry = None
-        for length in range(1, max_prefix[table] + 1):
-            if pos + length > n_bits:
-                break
-            entry = tables[table].get(bits[pos : pos + length])
-            if entry is not None:
-                pos += length
-                break
-        if entry is None:
-            if n_bits - pos < 8:
-                break  # padding of the last byte
-            return pos
-        if entry.switch_to is not None:
-            table = entry.switch_to
-            continue
-        if entry.extra_bits:
-            if pos + entry.extra_bits > n_bits:
-                break
-            raw = int(bits[pos : pos + entry.extra_bits], 2)
-            pos += entry.extra_bits
-            if raw >= 1 << (entry.extra_bits - 1):
-                raw -= 1 << entry.extra_bits
-            out.append(raw)
-        else:
-            out.append(entry.value)
-    return np.asarray(out, dtype=np.int64)
+def _default_table() -> dict[str, HuffmanCode]:
+    return {bits: HuffmanCode(extra, value) for bits, extra, value in _DEFAULT_TABLE_SPEC}
 
 
 def _undifference(values: np.ndarray, diff: int) -> np.ndarray | None:

@@ -2,12 +2,12 @@
 
 ``create_model("ecg-vit-tiny")`` builds any registered entry; ``save_pretrained(model, dir, metadata=...)`` writes
 ``config.json`` (model type, strict config, free-form metadata such as the preprocessing config and label names) and
-``model.safetensors``; ``from_pretrained(dir)`` rebuilds the model, rejecting unknown config keys.
+``model.safetensors``; ``from_pretrained(dir)`` rebuilds the model, rejecting unknown config keys. Where a saved
+model is expected, a training run directory stands for its ``best/`` (:func:`pretrained_dir`).
 """
 
 from __future__ import annotations
 
-import copy
 import importlib
 import json
 import logging
@@ -17,8 +17,8 @@ from typing import Any
 
 from torch import nn
 
+from cardiacnets.config import config_from_dict, config_to_dict, deep_merge
 from cardiacnets.errors import CheckpointError, ConfigError
-from cardiacnets.models._config import config_from_dict, config_to_dict
 from cardiacnets.models.alignment import AlignmentModel
 from cardiacnets.models.cmr_mim import CmrSslModel
 from cardiacnets.models.cmr_swin import CmrSwin
@@ -72,23 +72,13 @@ def list_models() -> list[str]:
     return sorted(REGISTRY)
 
 
-def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def model_config(name: str, **overrides: Any) -> Any:
     """Config dataclass of registered ``name`` with ``overrides`` (nested dicts merge) applied."""
     if name not in REGISTRY:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
     model_type, base = REGISTRY[name]
     cls = MODEL_TYPES[model_type]
-    return config_from_dict(cls.config_class, _merge(base, overrides), where=name)  # type: ignore[attr-defined]
+    return config_from_dict(cls.config_class, deep_merge(base, overrides), where=name)  # type: ignore[attr-defined]
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:
@@ -153,6 +143,15 @@ def save_pretrained(model: nn.Module, directory: str | Path, metadata: dict[str,
     return directory
 
 
+def pretrained_dir(path: str | Path) -> Path:
+    """The saved-model directory ``path`` stands for: ``path`` itself when it holds a ``config.json``, else the
+    ``best/`` of a training run directory when that holds one, else ``path`` unchanged (so errors name it)."""
+    path = Path(path)
+    if not (path / "config.json").is_file() and (path / "best" / "config.json").is_file():
+        return path / "best"
+    return path
+
+
 def _read_config_json(directory: Path) -> dict[str, Any]:
     path = directory / "config.json"
     if not path.is_file():
@@ -173,16 +172,19 @@ def _read_config_json(directory: Path) -> dict[str, Any]:
 
 
 def read_pretrained_metadata(directory: str | Path) -> dict[str, Any]:
-    """The ``metadata`` stored by :func:`save_pretrained`."""
-    return dict(_read_config_json(Path(directory)).get("metadata") or {})
+    """The ``metadata`` stored by :func:`save_pretrained` (``directory`` may be a training run: its ``best/``)."""
+    return dict(_read_config_json(pretrained_dir(directory)).get("metadata") or {})
 
 
 def from_pretrained(directory: str | Path) -> nn.Module:
-    """Rebuild a model saved by :func:`save_pretrained` (strict config and strict state dict), in eval mode."""
+    """Rebuild a model saved by :func:`save_pretrained` (strict config and strict state dict), in eval mode.
+
+    ``directory`` is a saved-model directory or a training run directory, which loads its ``best/``.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    directory = Path(directory)
+    directory = pretrained_dir(directory)
     payload = _read_config_json(directory)
     model = build_model(payload.get("model_type"), payload.get("config") or {})
     weights = directory / "model.safetensors"
@@ -206,6 +208,7 @@ __all__ = [
     "from_pretrained",
     "list_models",
     "model_config",
+    "pretrained_dir",
     "read_pretrained_metadata",
     "save_pretrained",
 ]

@@ -1,4 +1,4 @@
-"""Synthetic paired ECG / cine-CMR cohort (DESIGN section 6).
+"""Synthetic paired ECG / cine-CMR cohort (README, "Synthetic cohort").
 
 ``simulate(n, seed)`` returns subjects ``0..n-1`` of the cohort ``seed``; ``simulate_subjects(indices, seed)`` any
 subset. Subject ``i`` is a pure function of ``(seed, i)`` (counter-based randomness, see ``_random``), so a dataset

@@ -59,110 +59,103 @@ def _direction(frontal_deg: np.ndarray, posterior_deg: np.ndarray) -> np.ndarray
 
 
 def ecg_parameters(subj: Mapping[str, np.ndarray], geom: Mapping[str, np.ndarray], rnd: SubjectRandom) -> dict:
-    """Interval and lobe parameters per subject (all ``(n,)`` or ``(n, 3)``; seconds, mV)."""
-    n = rnd.n
+    """Interval and lobe parameters per subject (all ``(n,)`` or ``(n, 3)``; seconds, mV): intervals, then the QRS
+    loop (magnitude, axis, septal and infarct forces), then repolarisation (T, ST, atrial repolarisation) and P."""
     male = subj["sex"] == 1
     hr = np.clip(subj["heart_rate"] + 2.0 * rnd.normal("hr_ecg"), 35.0, 160.0)
-    rr = 60.0 / hr
-    pheno = geom["phenotypes"]
-    lvm = geom["lv_mass_true"]
-    edv = geom["lv_volume"][:, 0]
-    sub = subj["cm_subtype"]
-    _dcm, hcm, _rcm = sub == 1, sub == 2, sub == 0
-    amyloid = subj["amyloid"]
-    ph, _pc, cad = subj["ph"], subj["pc"], subj["cad"]
-    ph_sev = subj["ph_severity"]
-    lbbb, rbbb = subj["conduction"] == 1, subj["conduction"] == 2
-    af = subj["rhythm"] == 1
-    la_big = pheno[:, 10] > np.where(male, 100.0, 85.0)
+    p = {"hr": hr, "rr": 60.0 / hr, "lbbb": subj["conduction"] == 1, "rbbb": subj["conduction"] == 2,
+         "ph": subj["ph"], "af": subj["rhythm"] == 1,
+         "la_big": geom["phenotypes"][:, 10] > np.where(male, 100.0, 85.0)}  # fmt: skip
+    _intervals(p, subj, geom, rnd)
+    _qrs_loop(p, subj, geom, rnd)
+    _repolarisation_and_p(p, subj, geom, rnd)
+    return {key: p[key] for key in _ECG_PARAMETER_KEYS}
 
+
+_ECG_PARAMETER_KEYS = (
+    "hr", "rr", "qrs", "pr", "p_dur", "qt", "qtc", "mag", "axis", "main_dir", "septal", "septal_dir", "q_mag",
+    "q_dir", "t_mag", "t_dir", "st_mag", "st_dir", "ta_gain", "p_mag", "p_dir", "la_big", "lbbb", "rbbb", "ph",
+    "rvh", "af",
+)  # fmt: skip
+
+
+def _intervals(p: dict, subj: Mapping[str, np.ndarray], geom: Mapping[str, np.ndarray], rnd: SubjectRandom) -> None:
+    """QRS duration (mass, volume, bundle-branch blocks), PR (age, amyloid AV block), P duration, QT and QTc."""
+    male, lbbb, rbbb, amyloid = subj["sex"] == 1, p["lbbb"], p["rbbb"], subj["amyloid"]
+    lvm, edv = geom["lv_mass_true"], geom["lv_volume"][:, 0]
     qrs = 0.088 + 0.00005 * (lvm - 100.0) + 0.0001 * (edv - 150.0) + 0.005 * male + 0.008 * rnd.normal("qrsd")
     qrs = np.where(lbbb, 0.145 + 0.012 * rnd.normal("qrsd_lbbb"), qrs)
     qrs = np.where(rbbb, 0.135 + 0.01 * rnd.normal("qrsd_rbbb"), qrs)
-    qrs = np.clip(qrs, 0.065, 0.19)
+    p["qrs"] = qrs = np.clip(qrs, 0.065, 0.19)
     pr = 0.16 + 0.02 * rnd.normal("pr") + 0.0003 * (subj["age"] - 60.0)
     pr = pr + np.where(amyloid & rnd.bernoulli("avb1", 0.25), 0.06, 0.0)
-    pr = np.clip(pr, 0.11, 0.32)
-    p_dur = np.clip(0.1 + 0.01 * rnd.normal("pdur") + 0.02 * la_big, 0.07, 0.15)
-    qtc = 0.41 + 0.01 * ~male + 0.018 * rnd.normal("qtc") + 0.02 * (subj["hf"] | ph) + 0.5 * (qrs - 0.09)
-    qt = qtc * rr ** (1.0 / 3.0)
+    p["pr"] = np.clip(pr, 0.11, 0.32)
+    p["p_dur"] = np.clip(0.1 + 0.01 * rnd.normal("pdur") + 0.02 * p["la_big"], 0.07, 0.15)
+    p["qtc"] = qtc = (
+        0.41 + 0.01 * ~male + 0.018 * rnd.normal("qtc") + 0.02 * (subj["hf"] | p["ph"]) + 0.5 * (qrs - 0.09)
+    )
+    p["qt"] = qtc * p["rr"] ** (1.0 / 3.0)
 
-    # QRS magnitude: weak power of LV mass x body habitus x chest/lead-position factor (most of the variance).
+
+def _qrs_loop(p: dict, subj: Mapping[str, np.ndarray], geom: Mapping[str, np.ndarray], rnd: SubjectRandom) -> None:
+    """QRS magnitude (a weak power of LV mass x body habitus x chest/lead-position factor: most of the variance),
+    axis and elevation (PH rotates it), septal forces, and initial forces away from an old infarct."""
+    n, male, ph, lbbb, amyloid = rnd.n, subj["sex"] == 1, p["ph"], p["lbbb"], subj["amyloid"]
+    lvm = geom["lv_mass_true"]
+    hcm = subj["cm_subtype"] == 2
     chest = np.exp(0.3 * rnd.normal("chest"))
     habitus = np.exp(-0.025 * (subj["bmi"] - 26.0)) * np.where(male, 1.0, 0.88)
-    effusion = np.clip(1.0 - 0.035 * subj["pc_effusion_mm"], 0.45, 1.0)
+    p["effusion"] = effusion = np.clip(1.0 - 0.035 * subj["pc_effusion_mm"], 0.45, 1.0)
     infiltration = np.where(amyloid, 0.35 + 0.3 * rnd.uniform("amyloid_volt"), 1.0)
-    mag = 1.35 * (lvm / 100.0) ** 0.6 * chest * habitus * effusion * infiltration
+    p["mag"] = 1.35 * (lvm / 100.0) ** 0.6 * chest * habitus * effusion * infiltration
     axis = 45.0 + 18.0 * rnd.normal("axis") - 0.15 * (subj["age"] - 60.0) - 0.3 * (subj["bmi"] - 26.0)
     # PH: right-axis / anterior rotation grows with severity and RV hypertrophy, which varies a lot (often normal).
-    rvh = ph_sev * rnd.uniform("rvh")
-    axis = axis + np.where(ph, 55.0 * rvh, 0.0) - np.where(lbbb, 25.0, 0.0)
+    p["rvh"] = rvh = subj["ph_severity"] * rnd.uniform("rvh")
+    p["axis"] = axis = axis + np.where(ph, 55.0 * rvh, 0.0) - np.where(lbbb, 25.0, 0.0)
     elev = 28.0 + 10.0 * rnd.normal("elev") - np.where(ph, 40.0 * rvh, 0.0)
-    main_dir = _direction(axis, elev)
-
-    septal = 0.16 * np.ones(n) * np.where(lbbb | amyloid, 0.0, 1.0) * np.where(hcm, 3.0, 1.0)
-    septal_dir = _unit(-0.6 * np.ones(n), 0.35 * np.ones(n), -0.75 * np.ones(n))
+    p["main_dir"] = _direction(axis, elev)
+    p["septal"] = 0.16 * np.ones(n) * np.where(lbbb | amyloid, 0.0, 1.0) * np.where(hcm, 3.0, 1.0)
+    p["septal_dir"] = _unit(-0.6 * np.ones(n), 0.35 * np.ones(n), -0.75 * np.ones(n))
     # Old MI: initial forces point away from the infarct (pathological Q in the territory leads).
-    terr = subj["cad_territory"]
     away_table = np.array([[0.0, 0.0, 1.0], [0.1, 0.2, 1.0], [0.1, -1.0, 0.2], [-1.0, -0.2, 0.3]])
-    away = away_table[terr.astype(int) + 1]  # row 0: no territory
+    p["away"] = away = away_table[subj["cad_territory"].astype(int) + 1]  # row 0: no territory
     q_mag = np.where(subj["cad_q_waves"], 0.35 + 0.5 * subj["cad_severity"], 0.0)
-    q_mag = q_mag + np.where(amyloid & rnd.bernoulli("pseudo_q", 0.45), 0.3, 0.0)
+    p["q_mag"] = q_mag + np.where(amyloid & rnd.bernoulli("pseudo_q", 0.45), 0.3, 0.0)
+    p["q_dir"] = away / np.linalg.norm(away, axis=1, keepdims=True)
 
-    t_mag = 0.35 * np.exp(0.25 * rnd.normal("tmag")) * effusion * np.where(amyloid, 0.6, 1.0)
+
+def _repolarisation_and_p(
+    p: dict, subj: Mapping[str, np.ndarray], geom: Mapping[str, np.ndarray], rnd: SubjectRandom
+) -> None:
+    """T wave (strain, bundle-branch blocks, apical HCM, RV strain, infarcts, pericarditis stages), ST deviation,
+    atrial repolarisation gain, and the P wave (none in AF)."""
+    n, ph, rvh, main_dir = rnd.n, p["ph"], p["rvh"], p["main_dir"]
+    hcm, amyloid = subj["cm_subtype"] == 2, subj["amyloid"]
+    lvm = geom["lv_mass_true"]
+    t_mag = 0.35 * np.exp(0.25 * rnd.normal("tmag")) * p["effusion"] * np.where(amyloid, 0.6, 1.0)
     t_dir = _direction(40.0 + 12.0 * rnd.normal("taxis"), -20.0 + 10.0 * rnd.normal("telev"))
     strain = np.clip((lvm - 150.0) / 100.0, 0.0, 1.0) + 0.6 * (hcm & (subj["hcm_variant"] != 2))
     t_dir = _unit(*(t_dir - strain[:, None] * 1.2 * main_dir).T)
-    bbb = lbbb | rbbb
-    t_dir = np.where(bbb[:, None], -main_dir, t_dir)
+    t_dir = np.where((p["lbbb"] | p["rbbb"])[:, None], -main_dir, t_dir)
     apical = subj["hcm_variant"] == 2
     t_dir = np.where(apical[:, None], _unit(-0.4 * np.ones(n), -0.5 * np.ones(n), 0.75 * np.ones(n)), t_dir)
     t_mag = np.where(apical, 0.9 + 0.5 * rnd.uniform("giant_t"), t_mag)
     rv_strain = ph & (rvh > 0.4)
     t_dir = np.where(rv_strain[:, None], _unit(0.2 * np.ones(n), -0.6 * np.ones(n), 0.8 * np.ones(n)), t_dir)
-    t_dir = np.where((cad & subj["cad_mi"])[:, None], _unit(*(t_dir + 0.8 * away).T), t_dir)
+    t_dir = np.where((subj["cad"] & subj["cad_mi"])[:, None], _unit(*(t_dir + 0.8 * p["away"]).T), t_dir)
     stage = subj["pc_stage"]
-    t_mag = np.where(stage == 2, 0.08, t_mag)
-    t_dir = np.where((stage == 3)[:, None], -t_dir, t_dir)
+    p["t_mag"] = np.where(stage == 2, 0.08, t_mag)
+    p["t_dir"] = np.where((stage == 3)[:, None], -t_dir, t_dir)
 
     st_mag = np.where(stage == 1, 0.1 + 0.2 * subj["pc_severity"], 0.0)
     st_dir = _direction(np.full(n, 50.0), np.full(n, -15.0))
-    st_mag = st_mag + 0.12 * strain
-    st_dir = np.where((strain > 0)[:, None] & (stage != 1)[:, None], -main_dir, st_dir)
-    ta_gain = np.where(stage == 1, 3.5, 1.0)
+    p["st_mag"] = st_mag + 0.12 * strain
+    p["st_dir"] = np.where((strain > 0)[:, None] & (stage != 1)[:, None], -main_dir, st_dir)
+    p["ta_gain"] = np.where(stage == 1, 3.5, 1.0)
 
     p_mag = (0.12 + 0.02 * rnd.normal("pmag")) * np.where(ph, 1.0 + 0.6 * rvh, 1.0)
-    p_dir = _direction(55.0 + np.where(ph, 25.0 * rvh, 0.0) + 10.0 * rnd.normal("paxis"), np.full(n, 0.0))
-    p_mag = np.where(af, 0.0, p_mag)
-    return {
-        "hr": hr,
-        "rr": rr,
-        "qrs": qrs,
-        "pr": pr,
-        "p_dur": p_dur,
-        "qt": qt,
-        "qtc": qtc,
-        "mag": mag,
-        "axis": axis,
-        "main_dir": main_dir,
-        "septal": septal,
-        "septal_dir": septal_dir,
-        "q_mag": q_mag,
-        "q_dir": away / np.linalg.norm(away, axis=1, keepdims=True),
-        "t_mag": t_mag,
-        "t_dir": t_dir,
-        "st_mag": st_mag,
-        "st_dir": st_dir,
-        "ta_gain": ta_gain,
-        "p_mag": p_mag,
-        "p_dir": p_dir,
-        "la_big": la_big,
-        "lbbb": lbbb,
-        "rbbb": rbbb,
-        "ph": ph,
-        "rvh": rvh,
-        "af": af,
-    }
+    p["p_dir"] = _direction(55.0 + np.where(ph, 25.0 * rvh, 0.0) + 10.0 * rnd.normal("paxis"), np.full(n, 0.0))
+    p["p_mag"] = np.where(p["af"], 0.0, p_mag)
 
 
 def _gauss(tau: np.ndarray, centre: np.ndarray, width: np.ndarray) -> np.ndarray:

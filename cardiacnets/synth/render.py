@@ -18,6 +18,8 @@ output, which the caller may preallocate (no copy or concatenation of the cines)
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -228,10 +230,34 @@ def render_short_axis(
     Returns ``cine`` float32 ``(n, 50, 80, 80)`` in [0, 1] (frame 0 = ED; RV on the image left, anterior up; written
     into ``out`` when given) and ``lv_center`` ``(n, 2)`` (row, col) pixel position of the LV centre.
     """
+    scene = _short_axis_scene(geom, subj, rnd)
+    n, n_frames, hw = scene.n, scene.n_frames, SA_SIZE * SA_SIZE
+    x, y = scene.x, scene.y
+    offsets = _noise_offsets(rnd, "sa", 2 * n_frames * hw)
+    bank = noise_bank()
+    cine = _output(out, (n, n_frames, SA_SIZE, SA_SIZE))
+    scratch = np.empty(max(_BLOCK_ELEMS, hw), dtype=np.float32)
+    buffers = np.empty((2, max(_BLOCK_ELEMS, hw)), dtype=np.float32)
+    for i in range(n):
+        xi, yi = x[i, 0], y[i, 0]
+        rho_all = np.sqrt(xi * xi + yi * yi)
+        lv_reach = max(scene.r_epi_max[i] + scene.fat_reach[i], scene.blobs[0][3][i], scene.blobs[1][3][i])
+        mask = (rho_all < lv_reach) | _near_box(xi, yi, scene.rv_box[i], scene.rv_wall[i] + scene.fat_reach[i])
+        idx, runs = _row_runs(mask, SA_SIZE)
+        moving = _short_axis_moving(scene, i, idx, xi[idx], yi[idx], rho_all[idx], buffers)
+        window = bank[offsets[i] : offsets[i] + 2 * n_frames * hw]
+        static = scene.static[i, 0].reshape(SA_SIZE, SA_SIZE)
+        _finish_subject(cine[i], static, runs, moving, scene.sigma[i], window, scratch)
+    return {"cine": cine, "lv_center": scene.origin}
+
+
+def _short_axis_scene(geom: Mapping[str, np.ndarray], subj: Mapping[str, np.ndarray], rnd: SubjectRandom) -> Any:
+    """Everything the short-axis frames are painted from: the pixel grid, the LV contours' Fourier coefficients, the
+    RV ellipses, pericardium and papillary muscles, the static background, the noise level, and a conservative
+    bound of the moving region."""
     endo = geom["endo_radius"].astype(np.float32)  # (n, F, A)
     wall = geom["wall_thickness"].astype(np.float32)
     n, n_frames, n_angles = endo.shape
-    hw = SA_SIZE * SA_SIZE
     theta = geom["theta"]
     x, y, origin = _grid(rnd, SA_SIZE, "sa", 20.0, 4.0)
     proj = [np.full(n_angles, 1.0 / n_angles)]
@@ -249,14 +275,10 @@ def render_short_axis(
     a_rv = np.clip(0.45 * rv_area / (np.pi * b_rv), 5.0, None)
     cx_rv = -(epi_mean + 0.2 * a_rv)
     cy_rv = np.full_like(cx_rv, -3.0)
-    rv_params = [v.astype(np.float32) for v in (cx_rv, cy_rv, a_rv, b_rv)]  # (n, F) each
-    rv_wall = np.where(subj["ph"], 3.5 + 4.0 * subj["ph_severity"], 3.5).astype(np.float32)  # (n,)
     eff = subj["pc_effusion_mm"].astype(np.float32)
     peri = subj["pc_thickening_mm"].astype(np.float32)
-
     static_bg = _background(rnd, x, y, "sa", (62.0, 50.0))  # (n, 1, HW)
     bias = _bias(rnd, x, y, "sa")
-    static = static_bg * bias
     # Papillary muscles: two dark blobs against the anterolateral and inferolateral wall (inside the blood pool,
     # which the UK Biobank contours include).
     endo_mean = endo.mean(axis=2)
@@ -269,69 +291,67 @@ def render_short_axis(
         size = (2.2 + 1.2 * (1.0 - endo_mean / endo_mean[:, :1])) * np.exp(0.15 * rnd.normal(name + "_s"))[:, None]
         reach = (rad + _BLOB_REACH * size).max(axis=1)  # (n,) mm from the LV centre
         blobs.append((px_.astype(np.float32), py_.astype(np.float32), (2.0 * size**2).astype(np.float32), reach))
-    sigma = (0.02 + 0.03 * rnd.uniform("sa_sigma")).astype(np.float32)
-    offsets = _noise_offsets(rnd, "sa", 2 * n_frames * hw)
-    bank = noise_bank()
-
     # Conservative region of the moving layers: the epicardial contour never exceeds c0 + sum_k |c_k|, the RV stays
     # in its bounding box; the outermost layer (fat) lies eff + peri + 3 mm outside the heart.
     harm = coef_epi[..., 1:].astype(np.float64).reshape(n, n_frames, _HARMONICS, 2)
-    r_epi_max = (coef_epi[..., 0] + np.sqrt((harm**2).sum(axis=3)).sum(axis=2)).max(axis=1)  # (n,)
-    fat_reach = np.maximum(eff + peri + 3.0, 0.0) + _REACH_MM
-    rv_box = _ellipse_box(cx_rv, cy_rv, a_rv, b_rv)
+    return SimpleNamespace(
+        n=n, n_frames=n_frames, x=x, y=y, origin=origin, coef_endo=coef_endo, coef_epi=coef_epi,
+        rv_params=[v.astype(np.float32) for v in (cx_rv, cy_rv, a_rv, b_rv)],  # (n, F) each
+        rv_wall=np.where(subj["ph"], 3.5 + 4.0 * subj["ph_severity"], 3.5).astype(np.float32),  # (n,)
+        eff=eff, peri=peri, static_bg=static_bg, bias=bias, static=static_bg * bias, blobs=blobs,
+        sigma=(0.02 + 0.03 * rnd.uniform("sa_sigma")).astype(np.float32),
+        r_epi_max=(coef_epi[..., 0] + np.sqrt((harm**2).sum(axis=3)).sum(axis=2)).max(axis=1),  # (n,)
+        fat_reach=np.maximum(eff + peri + 3.0, 0.0) + _REACH_MM,
+        rv_box=_ellipse_box(cx_rv, cy_rv, a_rv, b_rv),
+    )  # fmt: skip
 
-    cine = _output(out, (n, n_frames, SA_SIZE, SA_SIZE))
-    scratch = np.empty(max(_BLOCK_ELEMS, hw), dtype=np.float32)
-    buf_a, buf_b = np.empty((2, max(_BLOCK_ELEMS, hw)), dtype=np.float32)
-    for i in range(n):
-        xi, yi = x[i, 0], y[i, 0]
-        rho_all = np.sqrt(xi * xi + yi * yi)
-        lv_reach = max(r_epi_max[i] + fat_reach[i], blobs[0][3][i], blobs[1][3][i])
-        mask = (rho_all < lv_reach) | _near_box(xi, yi, rv_box[i], rv_wall[i] + fat_reach[i])
-        idx, runs = _row_runs(mask, SA_SIZE)
-        xc, yc = xi[idx], yi[idx]  # (P,)
-        rho = rho_all[idx]
-        ang = np.arctan2(-xc, yc)  # counter-clockwise from anterior towards the septum
-        basis = [np.ones_like(ang)]
-        for k in range(1, _HARMONICS + 1):
-            basis += [np.cos(k * ang), np.sin(k * ang)]
-        basis = np.stack(basis, axis=0).astype(np.float32)  # (7, P)
-        bg_c, bias_c = static_bg[i, 0, idx], bias[i, 0, idx]
-        wall_i, off_fat, off_peri, eff_i = rv_wall[i], eff[i] + peri[i] + 3.0, eff[i] + peri[i], eff[i]
-        moving = np.empty((n_frames, idx.size), dtype=np.float32)
-        for fs in _frame_blocks(n_frames, idx.size):
-            d_epi = np.subtract(rho, coef_epi[i, fs] @ basis)  # (f, P)
-            d_endo = np.subtract(rho, coef_endo[i, fs] @ basis)
-            cx, cy, a_, b_ = (p[i, fs, None] for p in rv_params)
-            d_rv = _ellipse_distance(xc, yc, cx, cy, a_, b_)
-            d_heart = np.minimum(d_epi, d_rv - wall_i)
-            img = moving[fs]
-            img[:] = bg_c
-            scratch_f = (buf_a[: img.size].reshape(img.shape), buf_b[: img.size].reshape(img.shape))
-            for dist, offset, intensity in (
-                (d_heart, off_fat, I_FAT),
-                (d_heart, off_peri, I_PERICARDIUM),
-                (d_heart, eff_i, I_EFFUSION),
-                (d_rv, wall_i, I_MYO),
-                (d_rv, 0.0, I_BLOOD),
-                (d_epi, 0.0, I_MYO),
-                (d_endo, 0.0, I_BLOOD),
-            ):
-                _paint_layer(img, dist, offset, intensity, scratch_f)
-            for px_, py_, two_s2, _ in blobs:
-                dx = xc - px_[i, fs, None]
-                dy = yc - py_[i, fs, None]
-                dx *= dx
-                dy *= dy
-                dx += dy
-                blob = np.exp(np.divide(dx, -two_s2[i, fs, None], out=dx), out=dx)
-                blob *= 0.65
-                np.subtract(1.0, blob, out=blob)
-                img *= blob
-            img *= bias_c
-        window = bank[offsets[i] : offsets[i] + 2 * n_frames * hw]
-        _finish_subject(cine[i], static[i, 0].reshape(SA_SIZE, SA_SIZE), runs, moving, sigma[i], window, scratch)
-    return {"cine": cine, "lv_center": origin}
+
+def _short_axis_moving(
+    scene: Any, i: int, idx: np.ndarray, xc: np.ndarray, yc: np.ndarray, rho: np.ndarray, buffers: np.ndarray
+) -> np.ndarray:
+    """Subject ``i``'s moving pixels ``idx`` (at ``xc``, ``yc`` mm, ``rho`` from the LV centre) over the cycle:
+    ``(F, P)`` float32 layers of fat, pericardium, effusion, RV and LV walls and blood, papillary muscles, times the
+    coil bias."""
+    ang = np.arctan2(-xc, yc)  # counter-clockwise from anterior towards the septum
+    basis = [np.ones_like(ang)]
+    for k in range(1, _HARMONICS + 1):
+        basis += [np.cos(k * ang), np.sin(k * ang)]
+    basis = np.stack(basis, axis=0).astype(np.float32)  # (7, P)
+    bg_c, bias_c = scene.static_bg[i, 0, idx], scene.bias[i, 0, idx]
+    eff, peri = scene.eff, scene.peri
+    wall_i, off_fat, off_peri, eff_i = scene.rv_wall[i], eff[i] + peri[i] + 3.0, eff[i] + peri[i], eff[i]
+    moving = np.empty((scene.n_frames, idx.size), dtype=np.float32)
+    for fs in _frame_blocks(scene.n_frames, idx.size):
+        d_epi = np.subtract(rho, scene.coef_epi[i, fs] @ basis)  # (f, P)
+        d_endo = np.subtract(rho, scene.coef_endo[i, fs] @ basis)
+        cx, cy, a_, b_ = (p[i, fs, None] for p in scene.rv_params)
+        d_rv = _ellipse_distance(xc, yc, cx, cy, a_, b_)
+        d_heart = np.minimum(d_epi, d_rv - wall_i)
+        img = moving[fs]
+        img[:] = bg_c
+        scratch_f = (buffers[0][: img.size].reshape(img.shape), buffers[1][: img.size].reshape(img.shape))
+        for dist, offset, intensity in (
+            (d_heart, off_fat, I_FAT),
+            (d_heart, off_peri, I_PERICARDIUM),
+            (d_heart, eff_i, I_EFFUSION),
+            (d_rv, wall_i, I_MYO),
+            (d_rv, 0.0, I_BLOOD),
+            (d_epi, 0.0, I_MYO),
+            (d_endo, 0.0, I_BLOOD),
+        ):
+            _paint_layer(img, dist, offset, intensity, scratch_f)
+        for px_, py_, two_s2, _ in scene.blobs:
+            dx = xc - px_[i, fs, None]
+            dy = yc - py_[i, fs, None]
+            dx *= dx
+            dy *= dy
+            dx += dy
+            blob = np.exp(np.divide(dx, -two_s2[i, fs, None], out=dx), out=dx)
+            blob *= 0.65
+            np.subtract(1.0, blob, out=blob)
+            img *= blob
+        img *= bias_c
+    return moving
 
 
 def render_four_chamber(
@@ -342,11 +362,36 @@ def render_four_chamber(
 ) -> dict:
     """4-chamber long-axis cine ``(n, 50, 96, 96)`` float32 in [0, 1] (written into ``out`` when given): apex up,
     RV on the image left, atria below. The atrioventricular plane moves towards the fixed apex by MAPSE · s(t)."""
+    scene = _four_chamber_scene(geom, subj, rnd)
+    n, n_frames, hw = rnd.n, scene.n_frames, LA_SIZE * LA_SIZE
+    offsets = _noise_offsets(rnd, "la", 2 * n_frames * hw)
+    bank = noise_bank()
+    cine = _output(out, (n, n_frames, LA_SIZE, LA_SIZE))
+    scratch = np.empty(max(_BLOCK_ELEMS, hw), dtype=np.float32)
+    buffers = np.empty((2, max(_BLOCK_ELEMS, hw)), dtype=np.float32)
+    for i in range(n):
+        xi, yi = scene.x[i, 0], scene.y[i, 0]
+        mask = np.zeros(hw, dtype=bool)
+        for name, box in scene.boxes.items():
+            near = _near_box(xi, yi, box[i], scene.reach[name][i])
+            if name in scene.plane_min:
+                near &= yi > scene.plane_min[name][i] - scene.reach[name][i]
+            mask |= near
+        idx, runs = _row_runs(mask, LA_SIZE)
+        moving = _four_chamber_moving(scene, i, idx, xi[idx], yi[idx], buffers)
+        window = bank[offsets[i] : offsets[i] + 2 * n_frames * hw]
+        static = scene.static[i, 0].reshape(LA_SIZE, LA_SIZE)
+        _finish_subject(cine[i], static, runs, moving, scene.sigma[i], window, scratch)
+    return {"cine": cine}
+
+
+def _four_chamber_scene(geom: Mapping[str, np.ndarray], subj: Mapping[str, np.ndarray], rnd: SubjectRandom) -> Any:
+    """Everything the 4-chamber frames are painted from: the pixel grid, half ellipses of the LV (endo- and
+    epicardium), RV and atria with their base planes, the pericardium, the static background, the noise level, and a
+    conservative bound of each shape's moving region."""
     n = rnd.n
-    hw = LA_SIZE * LA_SIZE
     x, y, _ = _grid(rnd, LA_SIZE, "la", 12.0, 4.0)
     s = geom["s_curve"]  # (n, F)
-    n_frames = s.shape[1]
     length = geom["lv_length"]  # (n, F)
     length_ed = length[:, :1]
     r_b = geom["endo_radius"].mean(axis=2)  # (n, F)
@@ -360,9 +405,7 @@ def render_four_chamber(
     x_lv = 0.6 * r_b[:, :1] + 4.0 + 0.0 * s
     # LV: half ellipse above the base plane; epicardium offset by septal / lateral / apical thickness.
     lv = (x_lv, base_y, r_b, length)
-    epi_cx = x_lv + (t_lat - t_sep) / 2.0
-    epi_a = r_b + (t_lat + t_sep) / 2.0
-    lv_epi = (epi_cx, base_y, epi_a, length + t_apex)
+    lv_epi = (x_lv + (t_lat - t_sep) / 2.0, base_y, r_b + (t_lat + t_sep) / 2.0, length + t_apex)
     # RV: shorter half ellipse left of the septum, width from the RV volume.
     rv_len = 0.8 * length
     w_rv = np.sqrt(geom["rv_volume"] * 1000.0 / (2.2 * np.pi * rv_len))
@@ -376,71 +419,58 @@ def render_four_chamber(
     w_ra = geom["ra_area"] / (np.pi * ra_len / 2.0)
     la = (x_lv - 2.0, base_y - la_len / 2.0 - 1.0, w_la, la_len / 2.0)
     ra = (x_rv + 2.0, rv_base - ra_len / 2.0 - 1.0, w_ra, ra_len / 2.0)
-    f32 = lambda v: np.asarray(v, dtype=np.float32)  # noqa: E731
-    shapes = {name: [f32(v) for v in p] for name, p in (("lv", lv), ("lv_epi", lv_epi), ("rv", rv), ("la", la))}
-    shapes["ra"] = [f32(v) for v in ra]
-    planes = {"lv": f32(base_y), "lv_epi": f32(base_y - 2.0), "rv": f32(rv_base)}  # (n, F) half-plane y levels
+    shapes = {name: [np.asarray(v, dtype=np.float32) for v in p]
+              for name, p in (("lv", lv), ("lv_epi", lv_epi), ("rv", rv), ("la", la), ("ra", ra))}  # fmt: skip
     eff = subj["pc_effusion_mm"].astype(np.float32)
     peri = subj["pc_thickening_mm"].astype(np.float32)
-
     static_bg = _background(rnd, x, y, "la", (80.0, 75.0))  # (n, 1, HW)
     bias = _bias(rnd, x, y, "la")
-    static = static_bg * bias
-    sigma = (0.02 + 0.03 * rnd.uniform("la_sigma")).astype(np.float32)
-    offsets = _noise_offsets(rnd, "la", 2 * n_frames * hw)
-    bank = noise_bank()
-
     # Conservative region of the moving layers: each shape's bounding box over the cycle, widened by its outermost
     # layer offset (fat: eff + peri + 3 mm outside the heart, 2 mm more outside the atria), cut by its base plane.
     fat_reach = np.maximum(eff + peri + 3.0, 0.0) + _REACH_MM  # (n,)
-    boxes = {name: _ellipse_box(*p) for name, p in (("lv", lv), ("lv_epi", lv_epi), ("rv", rv), ("la", la), ("ra", ra))}
-    reach = {
-        "lv": np.full(n, _REACH_MM),
-        "lv_epi": fat_reach,
-        "rv": rv_wall + fat_reach,
-        "la": 2.0 + fat_reach,
-        "ra": 2.0 + fat_reach,
-    }
-    plane_min = {"lv": base_y.min(axis=1), "lv_epi": (base_y - 2.0).min(axis=1), "rv": rv_base.min(axis=1)}
+    return SimpleNamespace(
+        n_frames=s.shape[1], x=x, y=y, shapes=shapes, rv_wall=rv_wall, eff=eff, peri=peri,
+        planes={name: np.asarray(v, dtype=np.float32) for name, v in
+                (("lv", base_y), ("lv_epi", base_y - 2.0), ("rv", rv_base))},  # (n, F) half-plane y levels
+        static_bg=static_bg, bias=bias, static=static_bg * bias,
+        sigma=(0.02 + 0.03 * rnd.uniform("la_sigma")).astype(np.float32),
+        boxes={name: _ellipse_box(*p) for name, p in (("lv", lv), ("lv_epi", lv_epi), ("rv", rv), ("la", la),
+                                                       ("ra", ra))},
+        reach={"lv": np.full(n, _REACH_MM), "lv_epi": fat_reach, "rv": rv_wall + fat_reach, "la": 2.0 + fat_reach,
+               "ra": 2.0 + fat_reach},
+        plane_min={"lv": base_y.min(axis=1), "lv_epi": (base_y - 2.0).min(axis=1), "rv": rv_base.min(axis=1)},
+    )  # fmt: skip
 
-    cine = _output(out, (n, n_frames, LA_SIZE, LA_SIZE))
-    scratch = np.empty(max(_BLOCK_ELEMS, hw), dtype=np.float32)
-    buf_a, buf_b = np.empty((2, max(_BLOCK_ELEMS, hw)), dtype=np.float32)
-    for i in range(n):
-        xi, yi = x[i, 0], y[i, 0]
-        mask = np.zeros(hw, dtype=bool)
-        for name, box in boxes.items():
-            near = _near_box(xi, yi, box[i], reach[name][i])
-            if name in plane_min:
-                near &= yi > plane_min[name][i] - reach[name][i]
-            mask |= near
-        idx, runs = _row_runs(mask, LA_SIZE)
-        xc, yc = xi[idx], yi[idx]  # (P,)
-        bg_c, bias_c = static_bg[i, 0, idx], bias[i, 0, idx]
-        wall_i, off_fat, off_peri, eff_i = rv_wall[i], eff[i] + peri[i] + 3.0, eff[i] + peri[i], eff[i]
-        moving = np.empty((n_frames, idx.size), dtype=np.float32)
-        for fs in _frame_blocks(n_frames, idx.size):
-            d = {name: _ellipse_distance(xc, yc, *(p[i, fs, None] for p in par)) for name, par in shapes.items()}
-            for name, level in planes.items():
-                np.maximum(d[name], level[i, fs, None] - yc, out=d[name])
-            d_heart = np.minimum(d["lv_epi"], d["rv"] - wall_i)
-            d_atria = np.minimum(d["la"], d["ra"])
-            img = moving[fs]
-            img[:] = bg_c
-            scratch_f = (buf_a[: img.size].reshape(img.shape), buf_b[: img.size].reshape(img.shape))
-            for dist, offset, intensity in (
-                (np.minimum(d_heart, d_atria - 2.0), off_fat, I_FAT),
-                (d_heart, off_peri, I_PERICARDIUM),
-                (d_heart, eff_i, I_EFFUSION),
-                (d_atria, 2.0, I_MYO),
-                (d_atria, 0.0, I_BLOOD),
-                (d["rv"], wall_i, I_MYO),
-                (d["rv"], 0.0, I_BLOOD),
-                (d["lv_epi"], 0.0, I_MYO),
-                (d["lv"], 0.0, I_BLOOD),
-            ):
-                _paint_layer(img, dist, offset, intensity, scratch_f)
-            img *= bias_c
-        window = bank[offsets[i] : offsets[i] + 2 * n_frames * hw]
-        _finish_subject(cine[i], static[i, 0].reshape(LA_SIZE, LA_SIZE), runs, moving, sigma[i], window, scratch)
-    return {"cine": cine}
+
+def _four_chamber_moving(
+    scene: Any, i: int, idx: np.ndarray, xc: np.ndarray, yc: np.ndarray, buffers: np.ndarray
+) -> np.ndarray:
+    """Subject ``i``'s moving pixels ``idx`` (at ``xc``, ``yc`` mm) over the cycle: ``(F, P)`` float32 layers of fat,
+    pericardium, effusion, atrial and ventricular walls and blood, times the coil bias."""
+    bg_c, bias_c = scene.static_bg[i, 0, idx], scene.bias[i, 0, idx]
+    eff, peri = scene.eff, scene.peri
+    wall_i, off_fat, off_peri, eff_i = scene.rv_wall[i], eff[i] + peri[i] + 3.0, eff[i] + peri[i], eff[i]
+    moving = np.empty((scene.n_frames, idx.size), dtype=np.float32)
+    for fs in _frame_blocks(scene.n_frames, idx.size):
+        d = {name: _ellipse_distance(xc, yc, *(p[i, fs, None] for p in par)) for name, par in scene.shapes.items()}
+        for name, level in scene.planes.items():
+            np.maximum(d[name], level[i, fs, None] - yc, out=d[name])
+        d_heart = np.minimum(d["lv_epi"], d["rv"] - wall_i)
+        d_atria = np.minimum(d["la"], d["ra"])
+        img = moving[fs]
+        img[:] = bg_c
+        scratch_f = (buffers[0][: img.size].reshape(img.shape), buffers[1][: img.size].reshape(img.shape))
+        for dist, offset, intensity in (
+            (np.minimum(d_heart, d_atria - 2.0), off_fat, I_FAT),
+            (d_heart, off_peri, I_PERICARDIUM),
+            (d_heart, eff_i, I_EFFUSION),
+            (d_atria, 2.0, I_MYO),
+            (d_atria, 0.0, I_BLOOD),
+            (d["rv"], wall_i, I_MYO),
+            (d["rv"], 0.0, I_BLOOD),
+            (d["lv_epi"], 0.0, I_MYO),
+            (d["lv"], 0.0, I_BLOOD),
+        ):
+            _paint_layer(img, dist, offset, intensity, scratch_f)
+        img *= bias_c
+    return moving

@@ -14,7 +14,7 @@ import numpy as np
 from cardiacnets.errors import InputError
 from cardiacnets.synth._random import SubjectRandom
 
-#: Label order of ``labels`` (DESIGN section 3).
+#: Label order of ``labels`` (docs/architecture.md, "Data contracts").
 LABELS: tuple[str, ...] = ("CAD", "PH", "PC", "CM", "HF")
 #: ``cm_subtype`` values 0, 1, 2 (-1 = no cardiomyopathy).
 CM_SUBTYPES: tuple[str, ...] = ("RCM", "DCM", "HCM")
@@ -55,16 +55,30 @@ def sample_subjects(
     """
     if mode not in ("population", "balanced"):
         raise InputError(f"mode must be 'population' or 'balanced', got {mode!r}")
-    prev = _check_prevalence(prevalence)
+    d = _disease_assignment(rnd, mode, _check_prevalence(prevalence))
+    for step in (_body, _disease_states, _rhythm_and_haemodynamics):
+        step(d, rnd)
+    casts = {"sex": np.int8, "cm_subtype": np.int8, "cad_territory": np.int8, "hf_type": np.int8,
+             "hcm_variant": np.int8, "pc_stage": np.int8, "rhythm": np.int8, "conduction": np.int8}  # fmt: skip
+    return {key: d[key].astype(casts[key]) if key in casts else d[key] for key in _SUBJECT_KEYS}
 
-    # Disease assignment.
+
+#: The latents :func:`sample_subjects` returns, in order.
+_SUBJECT_KEYS = (
+    "sex", "age", "height", "weight", "bmi", "bsa", "heart_rate", "pulse_pressure", "hypertension",
+    "cad", "ph", "pc", "cm", "hf", "cm_subtype", "cad_severity", "ph_severity", "pc_severity", "cm_severity",
+    "hf_severity", "cad_territory", "cad_mi", "cad_transmural", "cad_q_waves", "cad_hibernation", "hf_type",
+    "hcm_variant", "amyloid", "pc_effusion_mm", "pc_thickening_mm", "pc_stage", "pc_constrictive", "rhythm",
+    "conduction",
+)  # fmt: skip
+
+
+def _disease_assignment(rnd: SubjectRandom, mode: str, prev: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Disease flags (balanced: one group each; population: independent draws at ``prev``) and the comorbidity of
+    heart failure with cardiomyopathies and large infarcts."""
     if mode == "balanced":
         group = rnd.choice("group", np.ones(len(BALANCED_GROUPS)))
-        cad = group == 1
-        ph = group == 2
-        pc = group == 3
-        hf = group == 4
-        cm = group >= 5
+        cad, ph, pc, hf, cm = group == 1, group == 2, group == 3, group == 4, group >= 5
         subtype = np.where(cm, group - 5, -1)
     else:
         cad = rnd.bernoulli("cad", prev["CAD"])
@@ -73,104 +87,86 @@ def sample_subjects(
         cm = rnd.bernoulli("cm", prev["CM"])
         hf = rnd.bernoulli("hf", prev["HF"])
         subtype = np.where(cm, rnd.choice("cm_subtype", [0.2, 0.5, 0.3]), -1)
-    dcm, hcm, rcm = subtype == 1, subtype == 2, subtype == 0
-
-    # Comorbidity: cardiomyopathies and large infarcts often carry heart failure.
+    dcm, rcm = subtype == 1, subtype == 0
     cad_mi = cad & rnd.bernoulli("cad_mi", 0.5)
     cad_sev = np.where(cad, rnd.uniform("cad_sev") ** 0.8, 0.0)
     hf = hf | (dcm & rnd.bernoulli("hf_dcm", 0.5)) | (rcm & rnd.bernoulli("hf_rcm", 0.35))
     hf = hf | (cad_mi & (cad_sev > 0.6) & rnd.bernoulli("hf_cad", 0.4))
+    return {"cad": cad, "ph": ph, "pc": pc, "cm": cm, "hf": hf, "cm_subtype": subtype, "cad_mi": cad_mi,
+            "cad_severity": cad_sev}  # fmt: skip
 
-    sex = rnd.bernoulli("sex", np.where(cad | hf, 0.65, np.where(hcm | dcm, 0.6, 0.48))).astype(np.int8)
+
+def _body(d: dict[str, np.ndarray], rnd: SubjectRandom) -> None:
+    """Sex, age, height, weight, BMI, body surface area (Mosteller) and hypertension."""
+    subtype = d["cm_subtype"]
+    hcm, dcm, rcm = subtype == 2, subtype == 1, subtype == 0
+    cad, hf = d["cad"], d["hf"]
+    d["sex"] = sex = rnd.bernoulli("sex", np.where(cad | hf, 0.65, np.where(hcm | dcm, 0.6, 0.48))).astype(np.int8)
     male = sex == 1
     age = 63.0 + 7.5 * rnd.normal("age") + np.where(hf | cad | rcm, 5.0, 0.0)
-    age = np.clip(age, 40.0, 85.0)
-    height = np.where(male, 176.0, 163.0) + np.where(male, 7.0, 6.5) * rnd.normal("height")
-    bmi = np.clip(np.exp(np.log(26.5) + 0.15 * rnd.normal("bmi")) + np.where(hf, 2.0, 0.0), 16.0, 50.0)
-    weight = bmi * (height / 100.0) ** 2
-    bsa = np.sqrt(height * weight / 3600.0)
+    d["age"] = age = np.clip(age, 40.0, 85.0)
+    d["height"] = height = np.where(male, 176.0, 163.0) + np.where(male, 7.0, 6.5) * rnd.normal("height")
+    d["bmi"] = bmi = np.clip(np.exp(np.log(26.5) + 0.15 * rnd.normal("bmi")) + np.where(hf, 2.0, 0.0), 16.0, 50.0)
+    d["weight"] = weight = bmi * (height / 100.0) ** 2
+    d["bsa"] = np.sqrt(height * weight / 3600.0)
+    d["hypertension"] = rnd.bernoulli("htn", np.clip(0.15 + 0.012 * (age - 45.0) + 0.01 * (bmi - 26.0), 0.05, 0.8))
 
-    hypertension = rnd.bernoulli("htn", np.clip(0.15 + 0.012 * (age - 45.0) + 0.01 * (bmi - 26.0), 0.05, 0.8))
 
-    # Severity of each disease in [0, 1].
-    ph_sev = np.where(ph, rnd.uniform("ph_sev"), 0.0)
-    cm_sev = np.where(cm, 0.3 + 0.7 * rnd.uniform("cm_sev"), 0.0)
-    hf_sev = np.where(hf, rnd.uniform("hf_sev"), 0.0)
-    pc_sev = np.where(pc, rnd.uniform("pc_sev"), 0.0)
+def _disease_states(d: dict[str, np.ndarray], rnd: SubjectRandom) -> None:
+    """Severities in [0, 1] and each disease's sub-states (territory, infarct, HF type, HCM variant, amyloid,
+    pericardial effusion, thickening, stage, constriction)."""
+    cad, ph, pc, cm, hf, cad_mi = d["cad"], d["ph"], d["pc"], d["cm"], d["hf"], d["cad_mi"]
+    subtype = d["cm_subtype"]
+    dcm, hcm, rcm = subtype == 1, subtype == 2, subtype == 0
+    d["ph_severity"] = np.where(ph, rnd.uniform("ph_sev"), 0.0)
+    d["cm_severity"] = np.where(cm, 0.3 + 0.7 * rnd.uniform("cm_sev"), 0.0)
+    d["hf_severity"] = np.where(hf, rnd.uniform("hf_sev"), 0.0)
+    d["pc_severity"] = np.where(pc, rnd.uniform("pc_sev"), 0.0)
 
-    cad_territory = np.where(cad, rnd.choice("cad_territory", [0.5, 0.3, 0.2]), -1)
-    cad_transmural = cad_mi & rnd.bernoulli("cad_transmural", 0.6)
-    cad_q_waves = cad_mi & rnd.bernoulli("cad_q", 0.6)
-    cad_hibernation = cad & ~cad_mi & rnd.bernoulli("cad_hib", 0.3)
+    d["cad_territory"] = np.where(cad, rnd.choice("cad_territory", [0.5, 0.3, 0.2]), -1)
+    d["cad_transmural"] = cad_mi & rnd.bernoulli("cad_transmural", 0.6)
+    d["cad_q_waves"] = cad_mi & rnd.bernoulli("cad_q", 0.6)
+    d["cad_hibernation"] = cad & ~cad_mi & rnd.bernoulli("cad_hib", 0.3)
 
     hf_type = np.where(hf, 1 + rnd.choice("hf_type", [0.5, 0.15, 0.35]), 0)
-    hf_type = np.where(hf & (dcm | (cad_mi & (cad_sev > 0.6))), 1, hf_type)  # dilated/ischaemic HF has reduced EF
-    hcm_variant = np.where(hcm, 1 + rnd.choice("hcm_variant", [0.7, 0.1, 0.2]), 0)
-    amyloid = rcm & rnd.bernoulli("amyloid", 0.6)
+    # Dilated and ischaemic HF has a reduced EF.
+    d["hf_type"] = np.where(hf & (dcm | (cad_mi & (d["cad_severity"] > 0.6))), 1, hf_type)
+    d["hcm_variant"] = np.where(hcm, 1 + rnd.choice("hcm_variant", [0.7, 0.1, 0.2]), 0)
+    d["amyloid"] = amyloid = rcm & rnd.bernoulli("amyloid", 0.6)
 
     effusion_present = pc & rnd.bernoulli("pc_effusion", 0.6)
     pc_effusion_mm = np.where(effusion_present, 3.0 + 12.0 * rnd.uniform("pc_eff_mm") ** 1.5, 0.0)
-    pc_effusion_mm = np.where(
+    d["pc_effusion_mm"] = np.where(
         amyloid & rnd.bernoulli("amyloid_eff", 0.4), np.maximum(pc_effusion_mm, 3.0), pc_effusion_mm
     )
-    pc_thickening_mm = np.where(pc & rnd.bernoulli("pc_thick", 0.5), 4.0 + 2.0 * rnd.uniform("pc_thick_mm"), 2.0)
-    pc_stage = np.where(pc, 1 + rnd.choice("pc_stage", [0.55, 0.15, 0.15, 0.15]), 0)  # 1..4
-    pc_constrictive = pc & rnd.bernoulli("pc_constrictive", 0.1)
+    d["pc_thickening_mm"] = np.where(pc & rnd.bernoulli("pc_thick", 0.5), 4.0 + 2.0 * rnd.uniform("pc_thick_mm"), 2.0)
+    d["pc_stage"] = np.where(pc, 1 + rnd.choice("pc_stage", [0.55, 0.15, 0.15, 0.15]), 0)  # 1..4
+    d["pc_constrictive"] = pc & rnd.bernoulli("pc_constrictive", 0.1)
 
+
+def _rhythm_and_haemodynamics(d: dict[str, np.ndarray], rnd: SubjectRandom) -> None:
+    """Rhythm (AF risk by age and disease), conduction (LBBB, RBBB), heart rate and central pulse pressure."""
+    age, ph, pc, hf, hf_type = d["age"], d["ph"], d["pc"], d["hf"], d["hf_type"]
+    subtype = d["cm_subtype"]
+    dcm, hcm, rcm = subtype == 1, subtype == 2, subtype == 0
     p_af = 0.02 + 0.002 * np.clip(age - 60.0, 0.0, None)
     p_af = p_af + np.where(hf, np.where(hf_type == 3, 0.35, 0.25), 0.0) + np.where(rcm, 0.35, 0.0)
     p_af = p_af + np.where(dcm, 0.2, 0.0) + np.where(hcm, 0.08, 0.0) + np.where(ph, 0.1, 0.0)
-    rhythm = rnd.bernoulli("af", np.clip(p_af, 0.0, 0.7)).astype(np.int8)
+    d["rhythm"] = rhythm = rnd.bernoulli("af", np.clip(p_af, 0.0, 0.7)).astype(np.int8)
 
-    p_lbbb = 0.01 + np.where(dcm | (hf_type == 1), 0.22, 0.0) + np.where(hcm, 0.02, 0.0) + np.where(cad_mi, 0.03, 0.0)
+    p_lbbb = 0.01 + np.where(dcm | (hf_type == 1), 0.22, 0.0) + np.where(hcm, 0.02, 0.0)
+    p_lbbb = p_lbbb + np.where(d["cad_mi"], 0.03, 0.0)
     p_rbbb = 0.02 + np.where(ph, 0.2, 0.0) + np.where(hcm, 0.05, 0.0) + np.where(hf, 0.05, 0.0)
     u = rnd.uniform("conduction")
-    conduction = np.where(u < p_lbbb, 1, np.where(u < p_lbbb + p_rbbb, 2, 0)).astype(np.int8)
+    d["conduction"] = np.where(u < p_lbbb, 1, np.where(u < p_lbbb + p_rbbb, 2, 0)).astype(np.int8)
 
-    heart_rate = 64.0 + 9.0 * rnd.normal("hr") - 2.0 * male
-    heart_rate = heart_rate + 12.0 * hf_sev * hf + 10.0 * ph_sev + 8.0 * (pc & (pc_stage == 1)) + 6.0 * dcm
-    heart_rate = heart_rate + np.where(rhythm == 1, 14.0 + 8.0 * rnd.normal("af_rate"), 0.0)
-    heart_rate = np.clip(heart_rate, 42.0, 130.0)
+    heart_rate = 64.0 + 9.0 * rnd.normal("hr") - 2.0 * (d["sex"] == 1)
+    heart_rate = heart_rate + 12.0 * d["hf_severity"] * hf + 10.0 * d["ph_severity"] + 8.0 * (pc & (d["pc_stage"] == 1))
+    heart_rate = heart_rate + 6.0 * dcm + np.where(rhythm == 1, 14.0 + 8.0 * rnd.normal("af_rate"), 0.0)
+    d["heart_rate"] = np.clip(heart_rate, 42.0, 130.0)
 
-    pulse_pressure = 38.0 + 0.5 * (age - 60.0) + 7.0 * hypertension + 7.0 * rnd.normal("pp")
-    pulse_pressure = np.clip(pulse_pressure, 20.0, 90.0)
-
-    return {
-        "sex": sex,
-        "age": age,
-        "height": height,
-        "weight": weight,
-        "bmi": bmi,
-        "bsa": bsa,
-        "heart_rate": heart_rate,
-        "pulse_pressure": pulse_pressure,
-        "hypertension": hypertension,
-        "cad": cad,
-        "ph": ph,
-        "pc": pc,
-        "cm": cm,
-        "hf": hf,
-        "cm_subtype": subtype.astype(np.int8),
-        "cad_severity": cad_sev,
-        "ph_severity": ph_sev,
-        "pc_severity": pc_sev,
-        "cm_severity": cm_sev,
-        "hf_severity": hf_sev,
-        "cad_territory": cad_territory.astype(np.int8),
-        "cad_mi": cad_mi,
-        "cad_transmural": cad_transmural,
-        "cad_q_waves": cad_q_waves,
-        "cad_hibernation": cad_hibernation,
-        "hf_type": hf_type.astype(np.int8),
-        "hcm_variant": hcm_variant.astype(np.int8),
-        "amyloid": amyloid,
-        "pc_effusion_mm": pc_effusion_mm,
-        "pc_thickening_mm": pc_thickening_mm,
-        "pc_stage": pc_stage.astype(np.int8),
-        "pc_constrictive": pc_constrictive,
-        "rhythm": rhythm,
-        "conduction": conduction,
-    }
+    pulse_pressure = 38.0 + 0.5 * (age - 60.0) + 7.0 * d["hypertension"] + 7.0 * rnd.normal("pp")
+    d["pulse_pressure"] = np.clip(pulse_pressure, 20.0, 90.0)
 
 
 def labels_of(subj: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -42,6 +42,64 @@ def _csv_block(counts: np.ndarray, per_line: int = 500) -> str:
     return "\n\t\t\t".join(lines)
 
 
+#: GE CardioSoft ``CardiologyXML`` as UK Biobank field 20205 stores it (the writer fills the fields).
+_CARDIOSOFT_TEMPLATE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<CardiologyXML>
+\t<ObservationType>RestECG</ObservationType>
+\t<ObservationDateTime>
+\t\t<Hour>9</Hour>
+\t\t<Minute>0</Minute>
+\t\t<Second>0</Second>
+\t\t<Day>1</Day>
+\t\t<Month>1</Month>
+\t\t<Year>2000</Year>
+\t</ObservationDateTime>
+\t<ClinicalInfo>
+\t\t<DeviceInfo>
+\t\t\t<Desc>CardioSoft</Desc>
+\t\t\t<SoftwareVer>cardiacnets synthetic</SoftwareVer>
+\t\t</DeviceInfo>
+\t</ClinicalInfo>
+\t<PatientInfo>
+\t\t<PID>{pid}</PID>
+\t\t<Name>
+\t\t\t<FamilyName>SYNTHETIC</FamilyName>
+\t\t\t<GivenName>SUBJECT</GivenName>
+\t\t</Name>
+\t\t<Age units="YEARS">{age}</Age>
+\t\t<Gender>{gender}</Gender>
+\t\t<PaceMaker>no</PaceMaker>
+\t</PatientInfo>
+\t<FilterSetting>
+\t\t<CubicSpline>No</CubicSpline>
+\t\t<Filter50Hz>Yes</Filter50Hz>
+\t\t<Filter60Hz>No</Filter60Hz>
+\t\t<LowPass units="Hz">100</LowPass>
+\t\t<HighPass units="Hz">0.01</HighPass>
+\t</FilterSetting>
+\t<RestingECGMeasurements>
+\t\t<VentricularRate units="BPM">{rate}</VentricularRate>
+\t\t<MedianSamples>
+\t\t\t<NumberOfLeads>12</NumberOfLeads>
+\t\t\t<SampleRate units="Hz">{fs}</SampleRate>
+\t\t\t<ChannelSampleCountTotal>{median_samples}</ChannelSampleCountTotal>
+\t\t\t<Resolution units="uVperLsb">5</Resolution>
+\t\t\t<FirstValid units="Sample">0</FirstValid>
+\t\t\t<LastValid units="Sample">{median_last}</LastValid>
+{median_waveforms}
+\t\t</MedianSamples>
+\t</RestingECGMeasurements>
+\t<StripData>
+\t\t<NumberOfLeads>12</NumberOfLeads>
+\t\t<SampleRate units="Hz">{fs}</SampleRate>
+\t\t<ChannelSampleCountTotal>{strip_samples}</ChannelSampleCountTotal>
+\t\t<Resolution units="uVperLsb">5</Resolution>
+{strip_waveforms}
+\t</StripData>
+</CardiologyXML>
+"""
+
+
 def write_cardiosoft_xml(
     path: str | Path,
     signal: np.ndarray,
@@ -66,61 +124,18 @@ def write_cardiosoft_xml(
             for k, lead in enumerate(LEADS)
         )
 
-    xml = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<CardiologyXML>
-\t<ObservationType>RestECG</ObservationType>
-\t<ObservationDateTime>
-\t\t<Hour>9</Hour>
-\t\t<Minute>0</Minute>
-\t\t<Second>0</Second>
-\t\t<Day>1</Day>
-\t\t<Month>1</Month>
-\t\t<Year>2000</Year>
-\t</ObservationDateTime>
-\t<ClinicalInfo>
-\t\t<DeviceInfo>
-\t\t\t<Desc>CardioSoft</Desc>
-\t\t\t<SoftwareVer>cardiacnets synthetic</SoftwareVer>
-\t\t</DeviceInfo>
-\t</ClinicalInfo>
-\t<PatientInfo>
-\t\t<PID>{escape(subject_id)}</PID>
-\t\t<Name>
-\t\t\t<FamilyName>SYNTHETIC</FamilyName>
-\t\t\t<GivenName>SUBJECT</GivenName>
-\t\t</Name>
-\t\t<Age units="YEARS">{int(age)}</Age>
-\t\t<Gender>{gender}</Gender>
-\t\t<PaceMaker>no</PaceMaker>
-\t</PatientInfo>
-\t<FilterSetting>
-\t\t<CubicSpline>No</CubicSpline>
-\t\t<Filter50Hz>Yes</Filter50Hz>
-\t\t<Filter60Hz>No</Filter60Hz>
-\t\t<LowPass units="Hz">100</LowPass>
-\t\t<HighPass units="Hz">0.01</HighPass>
-\t</FilterSetting>
-\t<RestingECGMeasurements>
-\t\t<VentricularRate units="BPM">{rate}</VentricularRate>
-\t\t<MedianSamples>
-\t\t\t<NumberOfLeads>12</NumberOfLeads>
-\t\t\t<SampleRate units="Hz">{FS}</SampleRate>
-\t\t\t<ChannelSampleCountTotal>{median.shape[1]}</ChannelSampleCountTotal>
-\t\t\t<Resolution units="uVperLsb">5</Resolution>
-\t\t\t<FirstValid units="Sample">0</FirstValid>
-\t\t\t<LastValid units="Sample">{median.shape[1] - 1}</LastValid>
-{waveforms(median, chr(9) * 3)}
-\t\t</MedianSamples>
-\t</RestingECGMeasurements>
-\t<StripData>
-\t\t<NumberOfLeads>12</NumberOfLeads>
-\t\t<SampleRate units="Hz">{FS}</SampleRate>
-\t\t<ChannelSampleCountTotal>{counts.shape[1]}</ChannelSampleCountTotal>
-\t\t<Resolution units="uVperLsb">5</Resolution>
-{waveforms(counts, chr(9) * 2)}
-\t</StripData>
-</CardiologyXML>
-"""
+    xml = _CARDIOSOFT_TEMPLATE.format(
+        pid=escape(subject_id),
+        age=int(age),
+        gender=gender,
+        rate=rate,
+        fs=FS,
+        median_samples=median.shape[1],
+        median_last=median.shape[1] - 1,
+        median_waveforms=waveforms(median, chr(9) * 3),
+        strip_samples=counts.shape[1],
+        strip_waveforms=waveforms(counts, chr(9) * 2),
+    )
     path = Path(path)
     path.write_text(xml, encoding="iso-8859-1")
     return path

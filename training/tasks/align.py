@@ -15,15 +15,15 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import Dataset
 
+from cardiacnets.config import config_from_dict
 from cardiacnets.errors import CheckpointError, ConfigError
-from cardiacnets.models._config import config_from_dict
 from cardiacnets.models.alignment import AlignmentConfig, AlignmentModel
 from cardiacnets.models.cmr_mim import CmrSslModel
 from cardiacnets.models.ecg_vit import EcgViTConfig
-from cardiacnets.models.registry import from_pretrained, model_config, read_pretrained_metadata
+from cardiacnets.models.registry import from_pretrained, model_config, pretrained_dir, read_pretrained_metadata
 from cardiacnets.training.config import RunConfig
 from cardiacnets.training.data import StageDataset, augment_ecg_batch, ecg_transform, open_split, preprocess_config_dict
-from cardiacnets.training.loop import Task
+from cardiacnets.training.task import Task
 from cardiacnets.training.tasks._common import resolve_model_name, retrieval_metrics
 
 logger = logging.getLogger(__name__)
@@ -51,8 +51,7 @@ class AlignTaskConfig:
 
 def load_cmr_ssl(run_dir: str | Path) -> CmrSslModel:
     """The best CMR self-supervised model of a cmr-ssl run directory (or a saved model directory)."""
-    path = Path(run_dir)
-    candidate = path / "best" if (path / "best" / "config.json").is_file() else path
+    candidate = pretrained_dir(run_dir)
     model = from_pretrained(candidate)
     if not isinstance(model, CmrSslModel):
         raise CheckpointError(f"{candidate} holds a {type(model).__name__}, not a cmr-ssl model")
@@ -109,11 +108,9 @@ class AlignTask(Task):
         self.model.load_cmr_towers(ssl)
         self.forward_model = self.model
         self.ecg = ecg_transform(self.options.ecg_preprocess)
-        self.cmr_metadata = (
-            read_pretrained_metadata(Path(self.options.cmr) / "best")
-            if (Path(self.options.cmr) / "best" / "config.json").is_file()
-            else {}
-        )
+        cmr_dir = pretrained_dir(self.options.cmr)
+        # a cmr-ssl run's best/ carries the run's metadata; a bare saved model is recorded without it
+        self.cmr_metadata = read_pretrained_metadata(cmr_dir) if cmr_dir != Path(self.options.cmr) else {}
 
     def _split(self, split: str) -> Dataset:
         base = open_split(self.cfg.data, split, ["ecg", "cine_sa", "cine_la"])

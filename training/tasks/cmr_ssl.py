@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from cardiacnets.models._config import config_from_dict
+from cardiacnets.config import config_from_dict
 from cardiacnets.models.cmr_mim import CmrSslModel
 from cardiacnets.models.registry import create_model
 from cardiacnets.training.config import RunConfig
 from cardiacnets.training.data import StageDataset, open_split
-from cardiacnets.training.loop import Task
+from cardiacnets.training.task import Task
 from cardiacnets.training.tasks._common import resolve_model_name, retrieval_metrics
 
 logger = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,36 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from cardiacnets.config import config_from_dict
 from cardiacnets.datasets import open_dataset
 from cardiacnets.diffusion.data import resample_cine
 from cardiacnets.diffusion.schedulers import make_training_scheduler
 from cardiacnets.diffusion.unet import Ecg2CmrConfig, EcgConditionedUNet3D
 from cardiacnets.diffusion.vae import encode_cine
 from cardiacnets.errors import ConfigError
-from cardiacnets.training.loop import Task
+from cardiacnets.training.config import RunConfig
+from cardiacnets.training.task import Task
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DiffusionTaskConfig:
+    """``task:`` section of a diffusion config (see :class:`DiffusionTask`). ``vae`` (a ``cntrain vae`` run or a local
+    AutoencoderKL directory) and ``ecg_encoder`` (a ``cntrain align`` run or a saved ECG ViT) are required;
+    ``num_frames``, ``height`` and ``width`` override the view's preset (the CPU recipe trains on fewer, smaller
+    frames)."""
+
+    view: str = "sa"
+    vae: str | None = None
+    ecg_encoder: str | None = None
+    num_frames: int | None = None
+    height: int | None = None
+    width: int | None = None
+    condition_dropout: float = 0.1
+    ema_decay: float = 0.999
+    preprocess_ecg: bool = True
+    sample_every_eval: bool = True
 
 
 class DenoiserWithEma(nn.Module):
@@ -151,6 +173,33 @@ class DiffusionTask(Task):
         self.model = DenoiserWithEma(EcgConditionedUNet3D(config), ema_decay)
         self.forward_model = self.model
         self._sample_batch: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def from_run_config(cls, cfg: RunConfig) -> DiffusionTask:
+        """The task of a ``cntrain diffusion`` run: the frozen autoencoder and ECG encoder loaded from the run
+        directories (their ``best/``) or model directories of ``task:``, the denoiser from the ``model`` preset."""
+        from cardiacnets.diffusion.pipeline import load_ecg_encoder
+        from cardiacnets.diffusion.vae import downsample_factor, load_vae
+        from cardiacnets.models.registry import pretrained_dir
+
+        opts = config_from_dict(DiffusionTaskConfig, cfg.task, where="task")
+        for key in ("vae", "ecg_encoder"):
+            if not getattr(opts, key):
+                raise ConfigError(f"cntrain diffusion needs --{key.replace('_', '-')} DIR")
+        vae = load_vae(pretrained_dir(opts.vae))  # type: ignore[arg-type]
+        encoder = load_ecg_encoder(pretrained_dir(opts.ecg_encoder))  # type: ignore[arg-type]
+        overrides: dict[str, Any] = {"latent_downsample": downsample_factor(vae), "condition_dim": encoder.embed_dim,
+                                     "latent_channels": vae.config.latent_channels}  # fmt: skip
+        for key in ("num_frames", "height", "width"):  # the CPU recipe trains on fewer frames / smaller frames
+            value = getattr(opts, key)
+            if value:
+                overrides[key] = int(value)
+        config = Ecg2CmrConfig.from_preset(cfg.model, opts.view, **overrides)
+        d = cfg.data
+        return cls(vae=vae, ecg_encoder=encoder, config=config, source=d.source, n_subjects=d.n_subjects, seed=d.seed,
+                   train_split=d.train_split, val_split=d.val_split, cache=d.cache,
+                   condition_dropout=opts.condition_dropout, ema_decay=opts.ema_decay,
+                   preprocess_ecg=opts.preprocess_ecg, sample_every_eval=opts.sample_every_eval)  # fmt: skip
 
     # ----------------------------------------------------------------------------------------------- data
     def _dataset(self, split: str) -> Dataset:

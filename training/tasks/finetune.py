@@ -28,6 +28,10 @@ on the validation predictions of the checkpoint being saved and stored in its me
 After training, :func:`run_finetune` reloads ``best/`` and writes ``evaluation.json`` (validation and test: AUROC with
 DeLong intervals, metrics at the stored thresholds with Wilson intervals, reliability curve and ECE, subtype confusion,
 phenotype r with bootstrap intervals) and ``predictions_<split>.npz``.
+
+This module owns the task object, model construction, prediction and the run end to end; the cohort in memory and the
+training-row draw live in :mod:`cardiacnets.training.tasks.finetune_cohort`, the scoring (pure numpy) in
+:mod:`cardiacnets.metrics.screening`.
 """
 
 from __future__ import annotations
@@ -46,21 +50,38 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from cardiacnets import metrics
+from cardiacnets.config import config_from_dict
 from cardiacnets.errors import CheckpointError, ConfigError, DatasetError
-from cardiacnets.models._config import config_from_dict
+from cardiacnets.metrics.screening import (
+    TASKS,
+    evaluate_predictions,
+    quick_scores,
+    task_spec,
+    thresholds_from_predictions,
+)
 from cardiacnets.models.alignment import AlignmentModel
-from cardiacnets.models.registry import REGISTRY, from_pretrained, model_config, read_pretrained_metadata
+from cardiacnets.models.registry import (
+    REGISTRY,
+    from_pretrained,
+    model_config,
+    pretrained_dir,
+    read_pretrained_metadata,
+)
 from cardiacnets.models.screening import ScreeningConfig, ScreeningModel
-from cardiacnets.targets import DISEASES, SUBTYPES, phenotype_names
-from cardiacnets.training.config import DataConfig, RunConfig
-from cardiacnets.training.data import ecg_transform
+from cardiacnets.reporting import json_default
+from cardiacnets.targets import DISEASES, SUBTYPES
+from cardiacnets.training.config import RunConfig
 from cardiacnets.training.loop import Task, TrainResult, run_training
+from cardiacnets.training.tasks.finetune_cohort import (
+    CohortRows,
+    CohortSplit,
+    eligible_rows,
+    load_cohort_split,
+    select_training_rows,
+    task_strata,
+)
 
 logger = logging.getLogger(__name__)
-
-BINARY_TASKS: dict[str, int] = {name.lower(): k for k, name in enumerate(DISEASES)}
-TASKS: tuple[str, ...] = (*BINARY_TASKS, "subtype", "phenotypes", "all")
 
 
 @dataclass
@@ -104,214 +125,11 @@ class FinetuneTaskConfig:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Cohort in memory
-
-
-@dataclass
-class CohortSplit:
-    """One split converted for fine-tuning, all in memory, one row per dataset row.
-
-    ``x``: ECG ``(n, 12, 5000)`` float32 in [-1, 1], or for CMR input a pair of uint8 cines ``(n, 50, 80, 80)`` and
-    ``(n, 50, 96, 96)`` (0..255). ``labels`` ``(n, 5)`` 0/1/NaN; ``subtype`` ``(n,)`` -1 none; ``phenotypes``
-    ``(n, 82)`` original units, NaN missing; ``covariates`` / ``covariate_mask`` ``(n, 3)``; ``groups`` ``(n,)``
-    subject keys (rows of one subject share a key).
-    """
-
-    x: Any
-    labels: np.ndarray
-    subtype: np.ndarray
-    phenotypes: np.ndarray
-    covariates: np.ndarray
-    covariate_mask: np.ndarray
-    groups: np.ndarray
-    description: str
-    synthetic: bool = False  # the data is simulated (synthetic source, or a written synthetic dataset)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-_COHORT_CACHE: dict[tuple, CohortSplit] = {}
-
-
-def load_cohort_split(
-    data: DataConfig, split: str, *, input: str, ecg_preprocess: str, synthetic_mode: str, cache: bool = True
-) -> CohortSplit:
-    """Read and convert a whole split (kept per process when ``cache``: the experiment's arms share it)."""
-    key = (str(data.source), data.n_subjects, data.seed, split, input, ecg_preprocess, synthetic_mode)
-    if cache and key in _COHORT_CACHE:
-        return _COHORT_CACHE[key]
-    from cardiacnets.datasets import open_dataset, read_manifest
-
-    wanted = ["ecg"] if input == "ecg" else ["cine_sa", "cine_la"]
-    wanted += ["phenotypes", "labels"]
-    if data.source != "synthetic":
-        available = set(read_manifest(data.source).get("modalities", []))
-        missing = [m for m in wanted[:-2] if m not in available]
-        if missing:
-            raise DatasetError(f"{data.source} has no {', '.join(missing)}; input={input!r} needs them")
-        wanted = [m for m in wanted if m in available]
-    base = open_dataset(
-        data.source, split, n_subjects=data.n_subjects, seed=data.seed, modalities=wanted, mode=synthetic_mode
-    )
-    n = len(base)
-    if n == 0:
-        raise DatasetError(f"the {split!r} split of {data.source} is empty")
-    transform = ecg_transform(ecg_preprocess) if input == "ecg" else None
-    xs: list[Any] = []
-    labels = np.full((n, len(DISEASES)), np.nan, np.float32)
-    subtype = np.full(n, -1, np.int64)
-    phenotypes = np.full((n, len(phenotype_names())), np.nan, np.float32)
-    cov = np.zeros((n, 3), np.float32)
-    cov_mask = np.zeros((n, 3), np.float32)
-    for i in range(n):
-        item = base[i]
-        if transform is not None:
-            xs.append(np.asarray(transform(np.asarray(item["ecg"], np.float32)), np.float32))
-        else:
-            xs.append(
-                tuple(
-                    np.round(np.asarray(item[k], np.float32) * 255.0).astype(np.uint8) for k in ("cine_sa", "cine_la")
-                )
-            )
-        if "labels" in item:
-            labels[i] = np.asarray(item["labels"], np.float32)
-            subtype[i] = int(item.get("cm_subtype", -1))
-        if "phenotypes" in item:
-            phenotypes[i] = np.asarray(item["phenotypes"], np.float32)
-        c = np.asarray(item["covariates"], np.float32)
-        m = np.asarray(item["covariate_mask"], np.float32)
-        cov[i] = np.where(m > 0, np.nan_to_num(c), 0.0)
-        cov_mask[i] = m
-    groups = np.asarray(getattr(base, "subject_ids", np.arange(n))).astype(str)
-    if input == "ecg":
-        x: Any = np.stack(xs)
-    else:
-        x = (np.stack([a for a, _ in xs]), np.stack([b for _, b in xs]))
-    kind = (getattr(base, "manifest", {}) or {}).get("source", {})
-    description = (
-        f"synthetic cohort (seed {data.seed}, {synthetic_mode}, {data.n_subjects} subjects)"
-        if data.source == "synthetic"
-        else f"dataset {data.source} ({kind.get('kind', 'converted') if isinstance(kind, dict) else kind})"
-    )
-    synthetic = data.source == "synthetic" or (isinstance(kind, dict) and kind.get("kind") == "synthetic")
-    out = CohortSplit(x, labels, subtype, phenotypes, cov, cov_mask, groups, description, synthetic)
-    if cache:
-        _COHORT_CACHE[key] = out
-    return out
-
-
-def clear_cohort_cache() -> None:
-    """Drop the in-memory converted splits."""
-    _COHORT_CACHE.clear()
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Which training rows a run uses
-
-
-def task_strata(task: str, labels: np.ndarray, subtype: np.ndarray) -> np.ndarray:
-    """Per-row stratum for the label-fraction draw: the task's label (-1 unknown); for ``all`` / ``phenotypes`` the
-    disease pattern (unknown treated as negative)."""
-    if task in BINARY_TASKS:
-        y = labels[:, BINARY_TASKS[task]]
-        return np.where(np.isfinite(y), y, -1).astype(np.int64)
-    if task == "subtype":
-        return subtype.astype(np.int64)
-    known = np.nan_to_num(labels, nan=0.0).astype(np.int64)
-    return known @ (1 << np.arange(labels.shape[1]))
-
-
-def eligible_rows(task: str, cohort: CohortSplit) -> np.ndarray:
-    """Rows that carry the task's target."""
-    if task in BINARY_TASKS:
-        return np.flatnonzero(np.isfinite(cohort.labels[:, BINARY_TASKS[task]]))
-    if task == "subtype":
-        return np.flatnonzero(cohort.subtype >= 0)
-    if task == "phenotypes":
-        return np.flatnonzero(np.isfinite(cohort.phenotypes).any(axis=1))
-    return np.arange(len(cohort))
-
-
-def select_training_rows(
-    task: str,
-    strata: np.ndarray,
-    groups: np.ndarray,
-    eligible: np.ndarray,
-    *,
-    fraction: float,
-    seed: int,
-    case_control: bool,
-) -> np.ndarray:
-    """Sorted row indices of the training subset.
-
-    Subjects (``groups``) among ``eligible`` rows are drawn per stratum (a subject's stratum: its first eligible row's)
-    with ``round(fraction * n_stratum)`` subjects, at least one per non-empty stratum; all rows of a drawn subject are
-    kept. For binary tasks with ``case_control`` every drawn case is kept with as many controls, drawn without
-    replacement (all controls when there are fewer).
-    """
-    rng = np.random.default_rng([int(seed), 1_234_567])
-    eligible = np.asarray(eligible, np.int64)
-    subject_keys, first = np.unique(groups[eligible], return_index=True)
-    subject_stratum = strata[eligible[first]]
-    chosen_subjects: list[np.ndarray] = []
-    for s in np.unique(subject_stratum):
-        members = subject_keys[subject_stratum == s]
-        k = max(1, int(round(fraction * len(members))))
-        chosen_subjects.append(rng.choice(members, size=min(k, len(members)), replace=False))
-    chosen = np.concatenate(chosen_subjects) if chosen_subjects else np.empty(0, subject_keys.dtype)
-    rows = eligible[np.isin(groups[eligible], chosen)]
-    if task in BINARY_TASKS and case_control:
-        cases, controls = rows[strata[rows] == 1], rows[strata[rows] == 0]
-        if len(cases) and len(controls) > len(cases):
-            controls = rng.choice(controls, size=len(cases), replace=False)
-        rows = np.concatenate([cases, controls])
-    return np.sort(rows)
-
-
-def balanced_eval_rows(y: np.ndarray, seed: int = 0) -> np.ndarray:
-    """All positives of 0/1 ``y`` and as many negatives drawn without replacement (the 1:1 evaluation option)."""
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    if len(neg) > len(pos) > 0:
-        neg = np.random.default_rng(seed).choice(neg, size=len(pos), replace=False)
-    return np.sort(np.concatenate([pos, neg]))
-
-
-class CohortRows(Dataset):
-    """Map-style view of ``rows`` of a :class:`CohortSplit`; items are tensors (cines converted to [-1, 1])."""
-
-    def __init__(self, cohort: CohortSplit, rows: np.ndarray) -> None:
-        self.cohort, self.rows = cohort, np.asarray(rows, np.int64)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        r = int(self.rows[i])
-        c = self.cohort
-        item: dict[str, torch.Tensor] = {
-            "labels": torch.from_numpy(c.labels[r]),
-            "subtype": torch.tensor(int(c.subtype[r])),
-            "phenotypes": torch.from_numpy(c.phenotypes[r]),
-            "covariates": torch.from_numpy(c.covariates[r]),
-            "covariate_mask": torch.from_numpy(c.covariate_mask[r]),
-            "row": torch.tensor(r),
-        }
-        if isinstance(c.x, tuple):
-            item["cine_sa"] = torch.from_numpy(c.x[0][r]).float().div_(127.5).sub_(1.0)
-            item["cine_la"] = torch.from_numpy(c.x[1][r]).float().div_(127.5).sub_(1.0)
-        else:
-            item["ecg"] = torch.from_numpy(c.x[r])
-        return item
-
-
-# ----------------------------------------------------------------------------------------------------------------------
 # Model construction
 
 
 def _alignment_model(init: str) -> tuple[AlignmentModel, dict[str, Any]]:
-    path = Path(init)
-    candidate = path / "best" if (path / "best" / "config.json").is_file() else path
+    candidate = pretrained_dir(init)
     if not (candidate / "config.json").is_file():
         raise ConfigError(f"--init {init!r} is neither 'random' nor an alignment run directory (no best/config.json)")
     model = from_pretrained(candidate)
@@ -349,7 +167,7 @@ def _model_input(batch: dict[str, Any]) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Predictions and their statistics
+# Predictions
 
 
 @torch.no_grad()
@@ -378,146 +196,6 @@ def predict_rows(model: ScreeningModel, cohort: CohortSplit, rows: np.ndarray, b
     return result
 
 
-def _binary_target(pred: dict[str, Any], k: int, balanced: bool) -> tuple[np.ndarray, np.ndarray] | None:
-    y = pred["labels"][:, k]
-    keep = np.flatnonzero(np.isfinite(y))
-    yk, pk = y[keep].astype(np.int64), pred["disease_prob"][keep, k].astype(np.float64)
-    if balanced:
-        sel = balanced_eval_rows(yk)
-        yk, pk = yk[sel], pk[sel]
-    if yk.sum() < 1 or (1 - yk).sum() < 1:
-        return None
-    return yk, pk
-
-
-def quick_scores(pred: dict[str, Any], task: str, balanced: bool = False) -> dict[str, float]:
-    """Point metrics for model selection: per-disease AUROC, subtype macro one-vs-rest AUROC and accuracy, mean r."""
-    scores: dict[str, float] = {}
-    for k, name in enumerate(DISEASES):
-        if task in BINARY_TASKS and BINARY_TASKS[task] != k or task in ("subtype", "phenotypes"):
-            continue
-        target = _binary_target(pred, k, balanced)
-        scores[f"val_auroc_{name}"] = metrics.auroc(*target) if target else float("nan")
-    if task in ("subtype", "all"):
-        has = pred["subtype"] >= 0
-        y, p = pred["subtype"][has], pred["subtype_prob"][has]
-        aucs = [metrics.auroc(y == c, p[:, c]) for c in range(len(SUBTYPES)) if 0 < (y == c).sum() < len(y)]
-        scores["val_subtype_macro_auroc"] = float(np.mean(aucs)) if aucs else float("nan")
-        scores["val_subtype_accuracy"] = float(np.mean(p.argmax(1) == y)) if len(y) else float("nan")
-    if task in ("phenotypes", "all"):
-        scores["val_mean_r"] = mean_r_point(pred["phenotypes_true"], pred["phenotypes"])
-    return scores
-
-
-def _phenotype_matrix(true: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Complete-case rows and the targets that vary there (a constant target has no correlation)."""
-    rows = np.isfinite(true).all(axis=1)
-    t, p = true[rows].astype(np.float64), predicted[rows].astype(np.float64)
-    cols = (t.std(axis=0) > 0) & (p.std(axis=0) > 0) if len(t) > 2 else np.zeros(true.shape[1], bool)
-    return t[:, cols], p[:, cols], cols
-
-
-def mean_r_point(true: np.ndarray, predicted: np.ndarray) -> float:
-    """Mean Pearson r over the phenotypes with a defined correlation (NaN when none)."""
-    t, p, _ = _phenotype_matrix(true, predicted)
-    if t.shape[1] == 0:
-        return float("nan")
-    ts = (t - t.mean(0)) / t.std(0)
-    ps = (p - p.mean(0)) / p.std(0)
-    return float(np.mean(np.mean(ts * ps, axis=0)))
-
-
-def thresholds_from_predictions(pred: dict[str, Any], task: str, min_specificity: float) -> dict[str, Any]:
-    """``{disease: {"youden", "high_specificity", "default": "youden", "min_specificity"}}`` for the task's diseases
-    whose validation labels have both classes."""
-    out: dict[str, Any] = {}
-    for k, name in enumerate(DISEASES):
-        if task in BINARY_TASKS and BINARY_TASKS[task] != k or task in ("subtype", "phenotypes"):
-            continue
-        target = _binary_target(pred, k, False)
-        if target is None:
-            logger.warning("no threshold for %s: the validation split lacks cases or controls", name)
-            continue
-        chosen = metrics.select_thresholds(*target, min_specificity=min_specificity)
-        out[name] = {
-            "youden": float(chosen["youden"]),
-            "high_specificity": float(chosen["high_specificity"]),
-            "default": "youden",
-            "min_specificity": float(min_specificity),
-        }
-    return out
-
-
-def evaluate_predictions(
-    pred: dict[str, Any],
-    task: str,
-    thresholds: dict[str, Any],
-    *,
-    balanced: bool = False,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Full statistics of one split's predictions (strict-JSON-ready): per disease AUROC (DeLong interval), metrics at
-    each stored threshold (Wilson intervals), reliability curve and ECE; subtype confusion, accuracy and one-vs-rest
-    AUROC; phenotype mean r with a subject bootstrap interval. Undefined quantities are reported as ``None`` with the
-    reason."""
-    report: dict[str, Any] = {"n": int(len(pred["rows"])), "balanced": balanced, "diseases": {}}
-    for k, name in enumerate(DISEASES):
-        if task in BINARY_TASKS and BINARY_TASKS[task] != k or task in ("subtype", "phenotypes"):
-            continue
-        target = _binary_target(pred, k, balanced)
-        if target is None:
-            report["diseases"][name] = {"auc": None, "reason": "the split lacks cases or controls"}
-            continue
-        y, p = target
-        entry: dict[str, Any] = {"n": int(len(y)), "n_positive": int(y.sum()), "prevalence": float(y.mean())}
-        entry["auc"] = (
-            metrics.auroc_ci(y, p).as_dict()
-            if min(y.sum(), len(y) - y.sum()) >= 2
-            else {"value": metrics.auroc(y, p), "ci": None}
-        )
-        for point in ("youden", "high_specificity"):
-            t = (thresholds.get(name) or {}).get(point)
-            if t is not None:
-                entry[point] = metrics.binary_report(y, p, float(t)).as_dict()
-        entry["calibration"] = {
-            "ece": metrics.expected_calibration_error(y, p),
-            "brier": metrics.brier_score(y, p),
-            "reliability": metrics.reliability_curve(y, p, n_bins=10).as_dict(),
-            "note": "binary tasks train on a 1:1 case-control sample, so probabilities are calibrated to 50 % "
-            "prevalence, not to this split's",
-        }
-        report["diseases"][name] = entry
-    if task in ("subtype", "all"):
-        has = pred["subtype"] >= 0
-        y, p = pred["subtype"][has], pred["subtype_prob"][has].astype(np.float64)
-        sub: dict[str, Any] = {"n": int(has.sum())}
-        if has.sum():
-            counts = metrics.confusion_matrix(y, p.argmax(1), len(SUBTYPES))
-            sub["class_names"] = list(SUBTYPES)
-            sub["confusion"] = counts.tolist()
-            sub["accuracy"] = metrics.proportion(int(np.trace(counts)), int(counts.sum())).as_dict()
-            sub["auc"] = {}
-            for c, name in enumerate(SUBTYPES):
-                member = y == c
-                if member.sum() >= 2 and (~member).sum() >= 2:
-                    sub["auc"][name] = metrics.auroc_ci(member, p[:, c]).as_dict()
-                else:
-                    sub["auc"][name] = {"value": None, "ci": None}
-        report["subtype"] = sub
-    if task in ("phenotypes", "all"):
-        t, pp, cols = _phenotype_matrix(pred["phenotypes_true"], pred["phenotypes"])
-        if t.shape[1] and len(t) >= 4:
-            names = [n for n, keep in zip(phenotype_names(), cols, strict=True) if keep]
-            corr = metrics.mean_pearson_r(
-                t, pp, method="percentile", n_bootstrap=n_bootstrap, rng=seed, target_names=names
-            )
-            report["phenotypes"] = {"n": int(len(t)), "n_targets": int(t.shape[1]), **corr.as_dict()}
-        else:
-            report["phenotypes"] = {"value": None, "ci": None, "reason": "too few complete-case subjects"}
-    return report
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # The task
 
@@ -533,6 +211,7 @@ class FinetuneTask(Task):
         self.cfg = cfg
         self.options = config_from_dict(FinetuneTaskConfig, cfg.task, where="task")
         opts = self.options
+        self.spec = task_spec(opts.task)
         self.model, self.init_info = build_screening_model(opts, cfg.model)
         self.forward_model = self.model
         load = {"input": opts.input, "ecg_preprocess": opts.ecg_preprocess, "synthetic_mode": opts.synthetic_mode}
@@ -604,22 +283,23 @@ class FinetuneTask(Task):
 
     def losses(self, out: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Named losses; unknown targets (NaN label, subtype -1, NaN phenotype) are masked out."""
-        task = self.options.task
+        spec = self.spec
         zero = out["disease_logits"].sum() * 0.0
         losses: dict[str, torch.Tensor] = {}
-        if task in BINARY_TASKS or task == "all":
-            cols = [BINARY_TASKS[task]] if task in BINARY_TASKS else list(range(len(DISEASES)))
+        if spec.diseases:
+            cols = list(spec.diseases)
             logits, y = out["disease_logits"][:, cols].float(), batch["labels"][:, cols]
             known = torch.isfinite(y)
-            weight = self.pos_weight.to(y.device)[cols] if task == "all" else None
+            # only ``all`` keeps every training subject (no 1:1 sample), so it weights each disease's positives
+            weight = None if spec.is_binary else self.pos_weight.to(y.device)[cols]
             per = F.binary_cross_entropy_with_logits(logits, torch.nan_to_num(y), reduction="none", pos_weight=weight)
             losses["loss_disease"] = (per * known).sum() / known.sum().clamp(min=1) if known.any() else zero
-        if task in ("subtype", "all"):
+        if spec.subtype:
             has = batch["subtype"] >= 0
             losses["loss_subtype"] = (
                 F.cross_entropy(out["subtype_logits"][has].float(), batch["subtype"][has]) if has.any() else zero
             )
-        if task in ("phenotypes", "all"):
+        if spec.phenotypes:
             z_true = (batch["phenotypes"] - self.model.phenotype_mean) / self.model.phenotype_std
             known = torch.isfinite(z_true)
             err = (out["phenotypes_z"].float() - torch.nan_to_num(z_true)) ** 2
@@ -769,29 +449,17 @@ def run_finetune(
         evaluation["splits"][split] = evaluate_predictions(
             pred, opts.task, evaluation["thresholds"], balanced=opts.eval_balanced, seed=cfg.train.seed
         )
-    (run_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2, allow_nan=False, default=_json) + "\n")
+    (run_dir / "evaluation.json").write_text(
+        json.dumps(evaluation, indent=2, allow_nan=False, default=json_default) + "\n"
+    )
     return FinetuneResult(result, evaluation, evaluation["best_epoch"], predictions)
 
 
-def _json(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
-
-
 __all__ = [
-    "TASKS",
-    "CohortSplit",
     "FinetuneResult",
     "FinetuneTask",
     "FinetuneTaskConfig",
     "build_screening_model",
-    "evaluate_predictions",
-    "load_cohort_split",
     "predict_rows",
     "run_finetune",
-    "select_training_rows",
-    "thresholds_from_predictions",
 ]

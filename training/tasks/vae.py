@@ -7,6 +7,7 @@ The best model (lowest validation MSE) is saved with its latent shift/scale meas
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +17,31 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from cardiacnets.config import config_from_dict
 from cardiacnets.datasets import open_dataset
 from cardiacnets.diffusion.data import resample_cine
 from cardiacnets.diffusion.vae import FrameAutoencoder, FrameAutoencoderConfig, measure_latent_scaling
 from cardiacnets.errors import ConfigError
-from cardiacnets.training.loop import Task
+from cardiacnets.training.config import RunConfig
+from cardiacnets.training.task import Task
 
 logger = logging.getLogger(__name__)
 
 
 IMAGE_SIZES = {"sa": 80, "la": 96}
+PRESETS = ("tiny", "small", "base")
+
+
+@dataclass
+class VaeTaskConfig:
+    """``task:`` section of a vae config (see :class:`VaeTask`). ``preset`` defaults to the run's ``model`` when that
+    is a preset name (tiny, small, base), else ``small``; ``image_size`` to the view's native side (80 / 96)."""
+
+    view: str = "sa"
+    preset: str | None = None
+    frames_per_item: int = 4
+    kl_weight: float = 1e-4
+    image_size: int | None = None
 
 
 class _AutoencoderModule(FrameAutoencoder):
@@ -74,6 +90,16 @@ class VaeTask(Task):
         self.model = _AutoencoderModule(FrameAutoencoderConfig(preset=preset, image_size=self.image_size))
         self.forward_model = self.model
         self._scaling_sample: torch.Tensor | None = None
+
+    @classmethod
+    def from_run_config(cls, cfg: RunConfig) -> VaeTask:
+        """The task of a ``cntrain vae`` run: the cohort from ``data:``, the options from ``task:``."""
+        opts = config_from_dict(VaeTaskConfig, cfg.task, where="task")
+        preset = opts.preset or (cfg.model if cfg.model in PRESETS else "small")
+        d = cfg.data
+        return cls(source=d.source, n_subjects=d.n_subjects, seed=d.seed, train_split=d.train_split,
+                   val_split=d.val_split, view=opts.view, preset=preset, frames_per_item=opts.frames_per_item,
+                   kl_weight=opts.kl_weight, image_size=opts.image_size)  # fmt: skip
 
     def _dataset(self, split: str) -> Dataset:
         return open_dataset(self.source, split, n_subjects=self.n_subjects, seed=self.seed, modalities=[self.key])
