@@ -17,14 +17,17 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.common import machine_info, report_header  # noqa: E402
 from cardiacnets.synth import simulate  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = REPO / "benchmarks" / "results"
 
 
 def _time(n: int, with_cines: bool, seed: int) -> dict:
@@ -40,16 +43,6 @@ def _time(n: int, with_cines: bool, seed: int) -> dict:
     }
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-ecg", type=int, default=2000)
@@ -60,12 +53,7 @@ def main() -> None:
     result = {
         "command": "OMP_NUM_THREADS=1 " + " ".join([Path(sys.executable).name, *sys.argv]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "cpu": _cpu_name(),
-            "logical_cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_average_1min": os.getloadavg()[0],
-        },  # fmt: skip
+        "machine": {**machine_info(), "load_average_1min": os.getloadavg()[0]},
         "ecg_only": _time(args.n_ecg, False, 1),
         "ecg_and_cines": _time(args.n_full, True, 2),
         "target_subjects_per_second_per_core": 50,
@@ -74,12 +62,8 @@ def main() -> None:
     (args.out / "synth.json").write_text(json.dumps(result, indent=2) + "\n")
     e, f = result["ecg_only"], result["ecg_and_cines"]
     md = [
-        "# Synthetic cohort generation speed",
-        "",
-        f"Command: `{result['command']}`  ",
-        f"Date: {result['date']}  ",
-        f"Machine: {result['machine']['cpu']}, {result['machine']['logical_cpus']} logical CPUs, Python "
-        f"{result['machine']['python']}, 1-min load average at start {result['machine']['load_average_1min']:.1f}",
+        *report_header("Synthetic cohort generation speed", result),
+        f"- 1-min load average at start: {result['machine']['load_average_1min']:.1f}",
         "",
         "| workload | subjects | subjects / CPU s (per core) | subjects / wall s |",
         "|---|---|---|---|",

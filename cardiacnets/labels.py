@@ -16,6 +16,7 @@ Codes are accepted as written by UK Biobank HES (``I420``), MIMIC (``I5022``) or
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,19 +27,41 @@ LABEL_NAMES: tuple[str, ...] = DISEASES
 CM_SUBTYPE_NAMES: tuple[str, ...] = SUBTYPES
 RCM, DCM, HCM = 0, 1, 2
 
-# ICD-10 three-character category -> label index.
-_ICD10_CATEGORY = {
-    **{f"I2{d}": 0 for d in range(0, 6)},
-    "I27": 1,
-    "I30": 2,
-    "I31": 2,
-    "I32": 2,
-    "I42": 3,
-    "I43": 3,
-    "I50": 4,
+
+@dataclass(frozen=True)
+class _Coding:
+    """How one ICD version maps to labels: category -> label index, subtype code prefixes (first match wins), and the
+    amyloidosis rule (a cardiomyopathy code ``amyloid_cm`` with any ``amyloid`` code present is restrictive)."""
+
+    categories: dict[str, int]
+    subtypes: tuple[tuple[tuple[str, ...], int], ...]
+    amyloid: str
+    amyloid_cm: str
+
+
+_CODINGS = {
+    10: _Coding(
+        categories={
+            **{f"I2{d}": 0 for d in range(0, 6)},
+            "I27": 1,
+            "I30": 2,
+            "I31": 2,
+            "I32": 2,
+            "I42": 3,
+            "I43": 3,
+            "I50": 4,
+        },  # fmt: skip
+        subtypes=((("I420",), DCM), (("I421", "I422"), HCM), (("I423", "I424", "I425"), RCM)),
+        amyloid="E85",
+        amyloid_cm="I43",
+    ),
+    9: _Coding(
+        categories={"410": 0, "411": 0, "412": 0, "413": 0, "414": 0, "416": 1, "420": 2, "423": 2, "425": 3, "428": 4},
+        subtypes=((("4251",), HCM),),
+        amyloid="2773",
+        amyloid_cm="425",
+    ),
 }
-# ICD-9 three-digit category -> label index.
-_ICD9_CATEGORY = {"410": 0, "411": 0, "412": 0, "413": 0, "414": 0, "416": 1, "420": 2, "423": 2, "425": 3, "428": 4}
 
 
 def normalise_icd(code: str) -> str:
@@ -61,33 +84,20 @@ def labels_from_icd(codes: Iterable[str], version: int = 10) -> tuple[np.ndarray
     """
     if version not in (9, 10):
         raise InputError(f"ICD version must be 9 or 10, got {version!r}")
+    coding = _CODINGS[version]
     labels = np.zeros(len(LABEL_NAMES), dtype=np.int8)
     normalised = [normalise_icd(c) for c in codes if isinstance(c, str) and c.strip()]
+    has_amyloid = any(c.startswith(coding.amyloid) for c in normalised)
     subtypes: set[int] = set()
-    if version == 10:
-        has_amyloid = any(c.startswith("E85") for c in normalised)
-        for code in normalised:
-            index = _ICD10_CATEGORY.get(code[:3])
-            if index is not None:
-                labels[index] = 1
-            if code.startswith("I420"):
-                subtypes.add(DCM)
-            elif code.startswith(("I421", "I422")):
-                subtypes.add(HCM)
-            elif code.startswith(("I423", "I424", "I425")):
-                subtypes.add(RCM)
-            elif code.startswith("I43") and has_amyloid:
-                subtypes.add(RCM)
-    else:
-        has_amyloid = any(c.startswith("2773") for c in normalised)
-        for code in normalised:
-            index = _ICD9_CATEGORY.get(code[:3])
-            if index is not None:
-                labels[index] = 1
-            if code.startswith("4251"):
-                subtypes.add(HCM)
-            elif code.startswith("425") and has_amyloid:
-                subtypes.add(RCM)
+    for code in normalised:
+        index = coding.categories.get(code[:3])
+        if index is not None:
+            labels[index] = 1
+        found = next((subtype for prefixes, subtype in coding.subtypes if code.startswith(prefixes)), None)
+        if found is None and has_amyloid and code.startswith(coding.amyloid_cm):
+            found = RCM
+        if found is not None:
+            subtypes.add(found)
     subtype = -1
     if labels[3]:
         for candidate in (RCM, HCM, DCM):

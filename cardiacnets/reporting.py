@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["format_estimate", "format_value", "json_default", "json_ready"]
+__all__ = ["format_estimate", "format_value", "json_default", "json_ready", "report_opening"]
 
 
 def format_estimate(estimate: Mapping[str, Any] | None, digits: int = 3) -> str:
@@ -28,6 +28,22 @@ def format_estimate(estimate: Mapping[str, Any] | None, digits: int = 3) -> str:
     text = f"{estimate['value']:.{digits}f}"
     ci = estimate.get("ci")
     return f"{text} ({ci[0]:.{digits}f}-{ci[1]:.{digits}f})" if ci else text
+
+
+def report_opening(title: str, synthetic: bool, setting: str, synthetic_note: str, command: str) -> list[str]:
+    """The opening lines of a Markdown evaluation report: the title (``on the SYNTHETIC cohort`` appended when the
+    cohort is synthetic), the setting paragraph (followed by ``synthetic_note`` when synthetic) and the command line.
+
+    One place decides how a synthetic result is labelled, so that no report can forget it.
+    """
+    return [
+        f"# {title}" + (" on the SYNTHETIC cohort" if synthetic else ""),
+        "",
+        setting + (f" {synthetic_note}" if synthetic else ""),
+        "",
+        command,
+        "",
+    ]
 
 
 def format_value(value: Any, unit: str = "") -> str:

@@ -535,3 +535,19 @@ def test_random_bit_flips_and_truncation_raise_only_typed_errors(tmp_path: Path,
         except CardiacNetsError:
             continue
         assert record.signal.shape[0] == 12 and record.signal.dtype == np.float32
+
+
+def test_voltage_units_read_the_same_in_every_spelling():
+    from cardiacnets.io._units import channel_factor, millivolts_per_unit
+
+    assert millivolts_per_unit(" mV ") == 1.0
+    assert millivolts_per_unit("\u00b5V") == millivolts_per_unit("\u03bcV") == millivolts_per_unit("UV") == 1e-3
+    assert millivolts_per_unit("nV") == 1e-6 and millivolts_per_unit("V") == 1e3
+    assert millivolts_per_unit("mmHg") is None
+    warnings: list[str] = []
+    assert channel_factor("mmHg", "signal 'ABP'", "has no unit", warnings) is None
+    assert channel_factor("", "signal 'II'", "has no unit", warnings) == 1e-3
+    assert warnings == [
+        "signal 'ABP' in unit 'mmHg' is not an ECG voltage; ignored",
+        "signal 'II' has no unit; assumed uV",
+    ]

@@ -39,13 +39,18 @@ def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
-def _run(action: Callable[[], dict[str, Any]]) -> None:
+def _run(action: Callable[[], dict[str, Any]], out: Path | None = None) -> None:
     manifest = action()
     counts = manifest.get("split_counts", {})
     typer.echo(
         f"{manifest['n_subjects']} subjects ({', '.join(f'{k} {v}' for k, v in counts.items())}), "
         f"modalities {', '.join(manifest['modalities'])}, {len(manifest['shards'])} shards"
     )
+    skipped = (manifest.get("source") or {}).get("skipped") or {}
+    if skipped:
+        typer.echo("skipped: " + ", ".join(f"{n} ({reason})" for reason, n in sorted(skipped.items())))
+    if out is not None and (out / "conversion_report.md").is_file():
+        typer.echo(f"report: {out / 'conversion_report.md'}")
 
 
 def generate(
@@ -90,8 +95,9 @@ def convert_ukb(
     tabular: list[Path] = typer.Option(
         ...,
         "--tabular",
-        help="Showcase CSV(s) with eid, 31-0.0, 21003-2.0, 53-2.0, "
-        "41270-0.*, 41280-0.*, 24100-2.0..24181-2.0 (repeat the option to merge).",
+        help="Tabular CSV(s), merged on the participant (repeat the option): legacy names (eid, 31-0.0, 21003-2.0,"
+        " 53-2.0, 41270-0.*, 41280-0.*, 24100-2.0..24181-2.0) or Research Analysis Platform names (participant.eid,"
+        " p31, p21003_i2, p53_i2, p41270, p41280_a*, p24100_i2..p24181_i2), raw codes or meanings; .csv or .csv.gz.",
     ),
     cmr_dir: Path | None = typer.Option(
         None,
@@ -107,7 +113,11 @@ def convert_ukb(
     seed: int = typer.Option(0, "--seed", help="Seed of the stratified split."),
     overwrite: bool = typer.Option(False, "--overwrite"),
 ) -> None:
-    """Convert UK Biobank ECG XML, CMR DICOM zips and showcase CSVs into a sharded dataset.
+    """Convert UK Biobank ECG XML, CMR DICOM zips and tabular exports into a sharded dataset.
+
+    A participant whose files cannot be read is skipped with the reason and the run goes on; conversion_report.md
+    beside the dataset lists counts, skips, known labels and assumptions. Compressed CMR pixel data (JPEG, JPEG-LS,
+    JPEG 2000) needs the decoders: pip install 'cardiacnets[dicom]'.
 
     Example:
 
@@ -129,7 +139,8 @@ def convert_ukb(
                 seed=seed,
                 overwrite=overwrite,
                 progress=update,
-            )
+            ),
+            out,
         )
 
 
@@ -171,7 +182,8 @@ def convert_mimic(
                 seed=seed,
                 overwrite=overwrite,
                 progress=update,
-            )
+            ),
+            out,
         )
 
 

@@ -21,7 +21,7 @@ from cardiacnets.diffusion.evaluate import PHENOTYPES, StudySettings, faithfulne
 from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
 from cardiacnets.errors import InputError
 from cardiacnets.preprocess import PreprocessConfig, preprocess_ecg
-from cardiacnets.reporting import format_estimate, json_ready
+from cardiacnets.reporting import format_estimate, json_ready, report_opening
 
 
 def ecg2cmr_report(
@@ -108,14 +108,15 @@ def _above_zero(entry: dict[str, Any]) -> bool:
 
 def _markdown(r: dict[str, Any], pipeline_dir: str | Path) -> str:
     lines = [
-        "# ECG2CMR faithfulness" + (" on the SYNTHETIC cohort" if r["synthetic"] else ""),
-        "",
-        f"Pipeline `{pipeline_dir}` ({r['view']} view, cines {r['cine_shape']} frames x H x W), cohort `{r['cohort']}`,"
-        f" {r['n_subjects']} held-out test subjects, guidance {r['guidance_scale']}, seed {r['seed']}."
-        + (" Generated images of simulated subjects: not patient data." if r["synthetic"] else ""),
-        "",
-        f"Command: `{r.get('command')}`; wall time {r['wall_time_s']:.0f} s.",
-        "",
+        *report_opening(
+            "ECG2CMR faithfulness",
+            r["synthetic"],
+            f"Pipeline `{pipeline_dir}` ({r['view']} view, cines {r['cine_shape']} frames x H x W), cohort"
+            f" `{r['cohort']}`, {r['n_subjects']} held-out test subjects, guidance {r['guidance_scale']}, seed"
+            f" {r['seed']}.",
+            "Generated images of simulated subjects: not patient data.",
+            f"Command: `{r.get('command')}`; wall time {r['wall_time_s']:.0f} s.",
+        ),
         "Generated-vs-real Pearson r of phenotypes measured the same way on both cines (95% bootstrap CI),",
         f"DPM-Solver++ {next(iter(r['seconds_per_cine']))[3:]} steps:",
         "",

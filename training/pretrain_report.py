@@ -27,7 +27,7 @@ from cardiacnets.models.alignment import AlignmentModel
 from cardiacnets.models.ecg_vit import EcgViT
 from cardiacnets.models.registry import from_pretrained, pretrained_dir
 from cardiacnets.preprocess import PreprocessConfig, preprocess_ecg
-from cardiacnets.reporting import format_estimate
+from cardiacnets.reporting import format_estimate, report_opening
 from cardiacnets.targets import phenotype_names
 
 logger = logging.getLogger(__name__)
@@ -150,15 +150,15 @@ def _markdown(r: dict[str, Any], align_dir: Path) -> str:
     keys = ("retrieval_top1", "retrieval_top5", "probe_mean_r_aligned", "probe_mean_r_random_init", "probe_mean_r_cmr")
     est = {key: format_estimate(r[key]) for key in keys}  # "0.812 (0.774-0.845)"
     lines = [
-        "# Pretraining evaluation" + (" on the SYNTHETIC cohort" if r["synthetic"] else ""),
-        "",
-        f"Cohort: `{r['cohort']}`; held-out test split, {r['n_test']} subjects ({r['n_train']} train subjects for the"
-        f" probes). Alignment run: `{align_dir}`."
-        + (" All numbers are on simulated subjects, not patients." if r["synthetic"] else ""),
-        "",
-        f"Command: `{r.get('command')}`"
-        + (f"; recipe wall time {r['recipe_wall_time_s']:.0f} s" if r.get("recipe_wall_time_s") else ""),
-        "",
+        *report_opening(
+            "Pretraining evaluation",
+            r["synthetic"],
+            f"Cohort: `{r['cohort']}`; held-out test split, {r['n_test']} subjects ({r['n_train']} train subjects for"
+            f" the probes). Alignment run: `{align_dir}`.",
+            "All numbers are on simulated subjects, not patients.",
+            f"Command: `{r.get('command')}`"
+            + (f"; recipe wall time {r['recipe_wall_time_s']:.0f} s" if r.get("recipe_wall_time_s") else ""),
+        ),
         "| measure | value (95% CI) | chance / reference |",
         "|---|---|---|",
         f"| ECG -> CMR retrieval top-1 | {est['retrieval_top1']} | {r['retrieval_chance_top1']:.3f} |",

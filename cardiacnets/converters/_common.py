@@ -51,6 +51,21 @@ def read_rows(path: Path, required: tuple[str, ...] = ()) -> Iterator[dict[str, 
         yield from reader
 
 
+def read_columns(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Stream a CSV keeping only the named columns: one tuple per row, ``required`` then ``optional`` (``""`` where an
+    optional column is absent or a row is short). Memory stays flat however many columns and rows the file has."""
+    with open_text(path) as handle:
+        reader = csv.reader(handle)
+        header = [h.strip() for h in next(reader, [])]
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise DatasetError(f"{path}: missing columns {missing}")
+        index = [header.index(c) if c in header else -1 for c in (*required, *optional)]
+        for cells in reader:
+            if cells:
+                yield tuple(cells[k] if 0 <= k < len(cells) else "" for k in index)
+
+
 def to_float(text: str | None) -> float:
     """CSV cell -> float, NaN when empty or not a number."""
     if text is None:

@@ -39,8 +39,12 @@ def write_report(
     assumptions: Sequence[str],
     *,
     title: str,
+    label_flags: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Write the report of a finished conversion into ``out_dir`` and return it."""
+    """Write the report of a finished conversion into ``out_dir`` and return it.
+
+    ``label_flags`` counts the subjects by the reason their labels are unknown (``no_imaging_date``,
+    ``no_linked_stay``, ...)."""
     from cardiacnets.datasets import open_dataset
 
     out = Path(out_dir)
@@ -51,6 +55,7 @@ def write_report(
         "splits": manifest.get("split_counts"),
         "skipped": dict(skipped),
         "skip_examples": source.get("skip_examples", {}),
+        "label_flags": dict(label_flags or {}),
         "assumptions": list(assumptions),
         "source": {k: v for k, v in source.items() if k not in ("skipped", "skip_examples")},
     }
@@ -76,6 +81,9 @@ def _markdown(report: Mapping[str, Any]) -> str:
         lines += [
             f"| {name} | {c['known']} | {c['positive']} | {c['unknown']} |" for name, c in report["labels"].items()
         ]
+    if report["label_flags"]:
+        reasons = ", ".join(f"{flag} ({count})" for flag, count in sorted(report["label_flags"].items()))
+        lines += ["", f"Labels unknown because: {reasons}."]
     lines += ["", "## Assumptions (not checkable without the data)", ""]
     lines += [f"- {a}" for a in report["assumptions"]] or ["- none"]
     return "\n".join(lines) + "\n"

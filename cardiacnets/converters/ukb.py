@@ -49,6 +49,7 @@ import math
 import os
 import re
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -412,7 +413,8 @@ def convert_ukb(
                                             sax_files.get(eid), lax_files.get(eid))) for eid in candidates)  # fmt: skip
     manifest = write_subjects(ShardWriter(out_dir, spec, overwrite=overwrite), items, len(candidates), skipped,
                               shard_size, progress)  # fmt: skip
-    write_report(out_dir, manifest, skipped, ASSUMPTIONS, title="UK Biobank conversion")
+    label_flags = Counter(flag for eid in candidates for flag in labels[eid][2])
+    write_report(out_dir, manifest, skipped, ASSUMPTIONS, title="UK Biobank conversion", label_flags=label_flags)
     return manifest
 
 

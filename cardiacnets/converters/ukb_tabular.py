@@ -87,14 +87,15 @@ class UkbHeader:
     def parse(cls, path: Path, names: Sequence[str]) -> UkbHeader:
         names = [n.strip() for n in names]
         eid = next((k for k, n in enumerate(names) if n in _EID_NAMES), None)
-        if eid is None:
-            raise DatasetError(f"{path}: no participant column (eid or participant.eid); found {names[:5]}...")
         keys = {k: key for k, n in enumerate(names) if (key := column_key(n)) is not None}
-        if not keys and len(names) > 1:
+        others = [n for n in names if n not in _EID_NAMES]
+        if not keys and others:
             raise DatasetError(
-                f"{path}: no UK Biobank field columns: the header looks like field titles ({names[1][:40]!r}, ...);"
+                f"{path}: no UK Biobank field columns: the header looks like field titles ({others[0][:40]!r}, ...);"
                 " export with the field-name header style (p31, p21003_i2, ...) or the legacy names (31-0.0)"
             )
+        if eid is None:
+            raise DatasetError(f"{path}: no participant column (eid or participant.eid); found {names[:5]}...")
         return cls(path=path, names=names, eid_index=eid, keys=keys)
 
     def wanted(self, fields: Iterable[int], instance: int) -> dict[int, ColumnKey]:

@@ -40,49 +40,32 @@ FORMAT_VERSION = 1
 #: View -> (frames, height, width) of the training cines (docs/architecture.md, "Data contracts").
 VIEW_SHAPES: dict[str, tuple[int, int, int]] = {"sa": (50, 80, 80), "la": (50, 96, 96)}
 
+
+def _preset(channels: tuple[int, ...], attention_levels: int, heads: int, cross_dim: int, groups: int, **extra) -> dict:
+    """A UNet size: the first ``attention_levels`` levels cross-attend to the ECG (mirrored on the way up)."""
+    plain = len(channels) - attention_levels
+    down = ("CrossAttnDownBlock3D",) * attention_levels + ("DownBlock3D",) * plain
+    return {
+        "block_out_channels": channels,
+        "down_block_types": down,
+        "up_block_types": ("UpBlock3D",) * plain + ("CrossAttnUpBlock3D",) * attention_levels,
+        "layers_per_block": extra.pop("layers_per_block", 1),
+        "attention_head_dim": heads,
+        "cross_attention_dim": cross_dim,
+        "norm_num_groups": groups,
+        **extra,
+    }
+
+
 #: Named UNet sizes. ``attention_head_dim`` is the NUMBER of heads in diffusers' UNet3D (an API quirk).
 UNET_PRESETS: dict[str, dict] = {
-    "tiny": {
-        "block_out_channels": (32, 32),
-        "down_block_types": ("CrossAttnDownBlock3D", "DownBlock3D"),
-        "up_block_types": ("UpBlock3D", "CrossAttnUpBlock3D"),
-        "layers_per_block": 1,
-        "attention_head_dim": 4,
-        "cross_attention_dim": 32,
-        "norm_num_groups": 8,
-    },
+    "tiny": _preset((32, 32), 1, heads=4, cross_dim=32, groups=8),
     # The CPU recipe's denoiser: wider channels than tiny, 2 attention heads per block (16 and 32 wide; many narrow
     # heads made CPU attention the bottleneck), ECG tokens pooled per lead, and the ECG in the timestep embedding.
-    "cpu": {
-        "block_out_channels": (32, 64),
-        "down_block_types": ("CrossAttnDownBlock3D", "DownBlock3D"),
-        "up_block_types": ("UpBlock3D", "CrossAttnUpBlock3D"),
-        "layers_per_block": 1,
-        "attention_head_dim": 2,
-        "cross_attention_dim": 64,
-        "norm_num_groups": 8,
-        "condition_tokens": 12,
-        "global_condition": True,
-    },
-    "small": {
-        "block_out_channels": (64, 128, 128),
-        "down_block_types": ("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
-        "up_block_types": ("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
-        "layers_per_block": 1,
-        "attention_head_dim": 8,
-        "cross_attention_dim": 256,
-        "norm_num_groups": 32,
-    },
+    "cpu": _preset((32, 64), 1, heads=2, cross_dim=64, groups=8, condition_tokens=12, global_condition=True),
+    "small": _preset((64, 128, 128), 2, heads=8, cross_dim=256, groups=32),
     # ModelScope text-to-video 1.7B topology (~1.4 B parameters)
-    "modelscope": {
-        "block_out_channels": (320, 640, 1280, 1280),
-        "down_block_types": ("CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"),
-        "up_block_types": ("UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"),
-        "layers_per_block": 2,
-        "attention_head_dim": 64,
-        "cross_attention_dim": 1024,
-        "norm_num_groups": 32,
-    },
+    "modelscope": _preset((320, 640, 1280, 1280), 3, heads=64, cross_dim=1024, groups=32, layers_per_block=2),
 }
 
 

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from cardiacnets.errors import CorruptFileError, FileTooLargeError, UnsupportedFormatError
+from cardiacnets.io._units import millivolts_per_unit
 from cardiacnets.record import LEADS, EcgRecord, assemble_record
 
 logger = logging.getLogger(__name__)
@@ -49,14 +50,13 @@ logger = logging.getLogger(__name__)
 MAX_ARRAY_BYTES = 256 * 1024 * 1024
 #: Largest compression ratio accepted for an NPZ member (ECG int/float data compresses ~2-10x).
 MAX_COMPRESSION_RATIO = 200
-_UNITS_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3}
 
 
 def _units_factor(units: Any, where: str) -> float:
-    text = str(units).strip().lower()
-    if text not in _UNITS_TO_MV:
+    factor = millivolts_per_unit(units)
+    if factor is None:
         raise CorruptFileError(f"{where}: unknown units {units!r} (use mV or uV)")
-    return _UNITS_TO_MV[text]
+    return factor
 
 
 def _check_fs(fs: Any, where: str) -> float:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from cardiacnets.errors import CardiacNetsError, CorruptFileError, UnsupportedFormatError
+from cardiacnets.io._units import channel_factor
 from cardiacnets.io.scp import LEAD_CODES
 from cardiacnets.record import EcgRecord, assemble_record, canonical_lead_name
 
@@ -40,7 +41,6 @@ ECG_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.9.2.1": "Hemodynamic",
 }
 
-_UNITS_TO_MV = {"nv": 1e-6, "uv": 1e-3, "mv": 1.0, "v": 1e3}
 _DTYPES = {
     (8, "SB"): "i1",
     (8, "UB"): "u1",
@@ -127,13 +127,9 @@ def _scaled_channels(group: Any, big_endian: bool, what: str, warnings: list[str
         baseline = float(channel.get("ChannelBaseline", 0.0) or 0.0)
         units_seq = channel.get("ChannelSensitivityUnitsSequence")
         unit = str(units_seq[0].get("CodeValue", "") or "").strip() if units_seq else ""
-        factor = _UNITS_TO_MV.get(unit.lower().replace("µ", "u"))
+        factor = channel_factor(unit, f"{what}: channel {name!r}", "has no sensitivity unit", warnings)
         if factor is None:
-            if unit:
-                warnings.append(f"{what}: channel {name!r} in unit {unit!r} is not an ECG voltage; ignored")
-                continue
-            factor = 1e-3
-            warnings.append(f"{what}: channel {name!r} has no sensitivity unit; assumed uV")
+            continue
         if not (np.isfinite(sensitivity) and np.isfinite(correction) and np.isfinite(baseline)) or sensitivity == 0:
             raise CorruptFileError(f"{what}: channel {name!r} has an unusable sensitivity {sensitivity!r}")
         if name in channels:

@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 
 from cardiacnets.errors import CardiacNetsError, CorruptFileError, UnsupportedFormatError
+from cardiacnets.io._units import channel_factor
 from cardiacnets.record import EcgRecord, assemble_record, canonical_lead_name
 
 logger = logging.getLogger(__name__)
 
-_UNITS_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nv": 1e-6}
 _MAX_SIGNALS = 512
 _ANNOTATION_LABEL = "EDF Annotations"
 
@@ -170,13 +170,9 @@ def read(path: Path, data: bytes) -> EcgRecord:
         if label == _ANNOTATION_LABEL:
             continue
         unit = str(signal.physical_dimension or "").strip()
-        factor = _UNITS_TO_MV.get(unit.lower())
+        factor = channel_factor(unit, f"EDF signal {label!r}", "has no physical dimension", warnings)
         if factor is None:
-            if unit:
-                warnings.append(f"EDF signal {label!r} in unit {unit!r} is not an ECG voltage; ignored")
-                continue
-            factor = 1e-3
-            warnings.append(f"EDF signal {label!r} has no physical dimension; assumed uV")
+            continue
         candidates.append((label, factor, signal))
     lead_rates = [float(s.sampling_frequency) for label, _, s in candidates if canonical_lead_name(_lead_label(label))]
     if not lead_rates:

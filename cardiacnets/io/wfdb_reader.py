@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from cardiacnets.errors import CardiacNetsError, CorruptFileError, FileTooLargeError, UnsupportedFormatError
+from cardiacnets.io._units import millivolts_per_unit
 from cardiacnets.record import EcgRecord, assemble_record
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,6 @@ _BYTES_PER_SAMPLE = {
     "310": 4.0 / 3.0,
     "311": 4.0 / 3.0,
 }
-_UNITS_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3, "nv": 1e-6}
 _MAX_HEADER_BYTES = 1 << 20
 _MAX_SIGNALS = 256
 
@@ -237,7 +237,7 @@ def read(path: Path, data: bytes) -> EcgRecord:
     for k, raw_name in enumerate(record.sig_name or []):
         name = str(raw_name).strip() if raw_name else f"signal {k + 1}"
         unit = str((record.units[k] if record.units and k < len(record.units) else "mV") or "mV")
-        factor = _UNITS_TO_MV.get(unit.strip().lower())
+        factor = millivolts_per_unit(unit)
         gain = record.adc_gain[k] if record.adc_gain and k < len(record.adc_gain) else None
         if gain == 0:
             warnings.append(f"WFDB signal {name!r} is uncalibrated (gain 0); read with WFDB's default gain")
