@@ -9,7 +9,8 @@ checkpoint and bundle.
 Every function is pure numpy on arrays shaped ``(..., leads, samples)`` in millivolts and is vectorised over leads
 AND records: a batch ``(B, 12, n)`` goes through in one call. ``tests/reference_preprocess.py`` holds a slow per-lead
 implementation built on ``statsmodels.tsa.seasonal.seasonal_decompose``, ``pywt`` and ``scipy`` that the tests and
-``benchmarks/bench_preprocess.py`` compare against (equal to 1e-5).
+``benchmarks/bench_preprocess.py`` compare against (equal to 1e-5). :func:`clean_ecg` is the cleaning alone (steps 1,
+3-5 on the whole record, in mV: the denoised ECG that ``cnscreen denoise`` writes).
 
 Pipeline of :func:`preprocess_ecg` (``(..., 12, n)`` mV at ``fs`` Hz -> ``(..., 12, 5000)`` float32 in [-1, 1]):
 
@@ -45,6 +46,8 @@ __all__ = [
     "PREPROCESS_VERSION",
     "PreprocessConfig",
     "center_crop_or_pad",
+    "clean_ecg",
+    "clean_record",
     "estimate_heart_rate",
     "minmax_scale",
     "period_from_heart_rate",
@@ -52,6 +55,7 @@ __all__ = [
     "preprocess_record",
     "rational_ratio",
     "remove_baseline_seasonal",
+    "reported_heart_rate",
     "resample_to",
     "savgol_smooth",
     "wavelet_denoise",
@@ -475,6 +479,24 @@ def _heart_rates(
     return np.clip(hr, config.hr_min, config.hr_max)
 
 
+def _clean_at_target_rate(
+    x: np.ndarray, config: PreprocessConfig, heart_rate: float | np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 3-5 (baseline, wavelet, Savitzky-Golay) on ``(..., 12, m)`` mV at ``config.target_fs``: the one cleaning
+    that :func:`preprocess_ecg` and :func:`clean_ecg` share. Returns ``(float64 mV, heart rates, periods)``."""
+    hr = _heart_rates(x, config.target_fs, config, heart_rate)
+    periods = np.array(
+        [period_from_heart_rate(h, config.target_fs, x.shape[-1]) for h in np.ravel(hr)], dtype=np.int64
+    ).reshape(np.shape(hr))
+    if config.baseline == "seasonal":
+        if x.shape[-1] < 4:
+            raise InputError(f"record too short for baseline removal: {x.shape[-1]} samples at {config.target_fs} Hz")
+        x = remove_baseline_seasonal(x, periods)
+    if x.shape[-1] >= 2 * pywt.Wavelet(config.wavelet).dec_len:
+        x = wavelet_denoise(x, config.wavelet, config.wavelet_level, config.threshold_mode)
+    return savgol_smooth(x, config.savgol_window, config.savgol_order), hr, periods
+
+
 def preprocess_ecg(
     signal: np.ndarray,
     fs: float,
@@ -504,17 +526,7 @@ def preprocess_ecg(
     cropped = length > config.target_samples
     x, _ = center_crop_or_pad(x, config.target_samples) if cropped else (x, False)
     window = x if keep_window else None
-    hr = _heart_rates(x, config.target_fs, config, heart_rate)
-    periods = np.array(
-        [period_from_heart_rate(h, config.target_fs, x.shape[-1]) for h in np.ravel(hr)], dtype=np.int64
-    ).reshape(np.shape(hr))
-    if config.baseline == "seasonal":
-        if x.shape[-1] < 4:
-            raise InputError(f"record too short for baseline removal: {x.shape[-1]} samples at {config.target_fs} Hz")
-        x = remove_baseline_seasonal(x, periods)
-    if x.shape[-1] >= 2 * pywt.Wavelet(config.wavelet).dec_len:
-        x = wavelet_denoise(x, config.wavelet, config.wavelet_level, config.threshold_mode)
-    x = savgol_smooth(x, config.savgol_window, config.savgol_order)
+    x, hr, periods = _clean_at_target_rate(x, config, heart_rate)
     x = minmax_scale(x, *config.scale_range)
     x, padded = center_crop_or_pad(x, config.target_samples)
     out = x.astype(np.float32)
@@ -543,8 +555,7 @@ def preprocess_record(
     used, and the preprocessing config version (and with ``keep_window`` the raw window, see :func:`preprocess_ecg`).
     """
     config = config or PreprocessConfig()
-    reported = (record.meta or {}).get("heart_rate")
-    heart_rate = float(reported) if _is_number(reported) and config.hr_min <= reported <= config.hr_max else None
+    heart_rate = reported_heart_rate(record, config)
     out, info = preprocess_ecg(record.signal, record.fs, config, heart_rate, return_info=True, keep_window=keep_window)
     info.update(
         heart_rate=float(info["heart_rate"]),
@@ -555,3 +566,34 @@ def preprocess_record(
         version=config.version,
     )
     return out, info
+
+
+def reported_heart_rate(record: Any, config: PreprocessConfig) -> float | None:
+    """The heart rate the record's file reports (beats/min) if it is a number in ``[hr_min, hr_max]``, else None."""
+    reported = (record.meta or {}).get("heart_rate")
+    return float(reported) if _is_number(reported) and config.hr_min <= reported <= config.hr_max else None
+
+
+def clean_ecg(signal: np.ndarray, fs: float, config: PreprocessConfig | None = None,
+              heart_rate: float | np.ndarray | None = None, *, out_fs: float | None = None) -> np.ndarray:  # fmt: skip
+    """The model's versioned cleaning of the whole record, kept in mV: ``(..., 12, n)`` mV at ``fs`` Hz -> ``(..., 12,
+    m)`` float64 mV at ``out_fs`` Hz (default ``fs``; ``m = ceil(n * out_fs / fs)``), leads in the input's order: steps
+    1 and 3-5 of :func:`preprocess_ecg` (no crop, scaling or padding; cleaned at ``target_fs``, where the filters are
+    defined), then resampled to ``out_fs``. Inside the model's centre window the values differ slightly from the model
+    input's, whose heart rate, wavelet threshold and filter edges come from that window alone."""
+    config = config or PreprocessConfig()
+    x, fs = _as_signal(signal), _check_fs(fs)
+    out_fs = fs if out_fs is None else _check_fs(out_fs)
+    up, down = rational_ratio(fs, out_fs)
+    n_out = -(-x.shape[-1] * up // down)  # ceil: resample_to's length for fs -> out_fs directly
+    cleaned, _, _ = _clean_at_target_rate(resample_to(x, fs, config.target_fs), config, heart_rate)
+    out = resample_to(cleaned, config.target_fs, out_fs)[..., :n_out]  # the round trip's ceil may add one sample
+    # ... or, where rational_ratio approximates a rate ratio, leave it one short
+    return np.pad(out, [(0, 0)] * (out.ndim - 1) + [(0, n_out - out.shape[-1])], mode="edge")
+
+
+def clean_record(record: Any, config: PreprocessConfig | None = None, *, out_fs: float | None = None) -> np.ndarray:
+    """:func:`clean_ecg` of an :class:`~cardiacnets.record.EcgRecord` with its file's heart rate (as
+    :func:`preprocess_record` uses it): ``(12, m)`` float64 mV at ``out_fs`` (default the record's rate)."""
+    config = config or PreprocessConfig()
+    return clean_ecg(record.signal, record.fs, config, reported_heart_rate(record, config), out_fs=out_fs)

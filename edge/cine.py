@@ -111,14 +111,15 @@ def generate_cines(
     bundle: Bundle,
     prepared: Any,
     *,
-    out_dir: Path,
+    out_dir: Path | None,
     stem: str,
     device: str = "auto",
     seed: int = 0,
     steps: int | None = None,
     scheduler: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """Generate every view the bundle has; write GIF, MP4, NIfTI and NumPy files. Returns (info, GIF bytes by view)."""
+    """Generate every view the bundle has. Returns (info, GIF bytes by view); with ``out_dir`` also writes each view as
+    GIF, MP4, NIfTI and NumPy files there (listed in ``info["views"][view]["files"]``). Nothing is written elsewhere."""
     try:
         from cardiacnets.diffusion.io import save_cine
     except ImportError as exc:
@@ -139,14 +140,15 @@ def generate_cines(
         if step == 1:
             console.print(f"{view}: ~{seconds * total:.0f} s estimated for {total} steps")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
     info: dict[str, Any] = {"label": "AI-generated from ECG - synthetic imagery", "views": {}}
     gifs: dict[str, bytes] = {}
     for view in views:
         cine, sample_info = sample_view(bundle, view, prepared.ecg, providers=providers, steps=steps,
                                         scheduler=scheduler, seed=seed, progress=progress)  # fmt: skip
         files = {}
-        for suffix in (".gif", ".mp4", ".nii.gz", ".npy"):
+        for suffix in (".gif", ".mp4", ".nii.gz", ".npy") if out_dir is not None else ():
             path = out_dir / f"{stem}.cine_{view}{suffix}"
             try:
                 save_cine(cine, path, metadata=sample_info)

@@ -77,15 +77,30 @@ def screen(
     bundle: BundleOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON to stdout."),
     out: Path | None = typer.Option(None, "--out", help="Also write the JSON result to this file ('-' = stdout)."),
-    report: Path | None = typer.Option(None, "--report", help="Write a self-contained HTML report."),
-    cine: bool = typer.Option(False, "--cine", help="Generate short- and long-axis cines (GPU recommended)."),
+    report: Path | None = typer.Option(
+        None, "--report", help="Write a report: self-contained HTML (.html) or a one-page printable PDF (.pdf)."
+    ),
+    report_signal: str = typer.Option(
+        "raw", "--report-signal", help="ECG drawn in the report: raw (as recorded) or cleaned (the model's filtering)."
+    ),
+    cine: bool = typer.Option(
+        False, "--cine", help="Generate short- and long-axis cines (GPU recommended): into the HTML report, --cine-dir."
+    ),
+    cine_dir: Path | None = typer.Option(
+        None, "--cine-dir", help="Also write the cines as GIF, MP4, NIfTI and NumPy files into this folder."
+    ),
+    cine_steps: int | None = typer.Option(
+        None, "--cine-steps", min=1, help="Diffusion sampling steps per cine (default: the bundle's scheduler default)."
+    ),
     device: DeviceOption = "auto",
     operating_point: OperatingPointOption = None,
     trusted_key: list[Path] = typer.Option([], "--trusted-key", help=_TRUSTED_KEY_HELP),
-    include_phi: bool = typer.Option(False, "--include-phi", help="Include patient identifiers in the output."),
+    include_phi: bool = typer.Option(
+        False, "--include-phi", help="Include patient identifiers (and the full path in the report) in the output."
+    ),
 ) -> None:
     """Screen one ECG: calibrated disease probabilities with decisions, phenotypes with intervals, whether the ECG is
-    like the model's training data, QC.
+    like the model's training data, rhythm and intervals, QC.
 
     Exit codes: 0 screened (also when QC fails or the ECG is out of distribution: the output says so); 1 user error;
     3 the file could not be read; 4 an output could not be written; 5 the bundle failed verification.
@@ -96,37 +111,55 @@ def screen(
 
       cnscreen ecg.xml --json --out result.json --report report.html
 
+      cnscreen ecg.xml --report printout.pdf --report-signal cleaned
+
+      cnscreen ecg.xml --cine --report report.html --cine-dir cines/
+
       cnscreen ecg.xml --operating-point high-specificity --trusted-key team.pub
     """
     from cardiacnets.edge.screen import Screener
     from cardiacnets.edge.summary import render_result
 
+    if report_signal not in ("raw", "cleaned"):
+        raise typer.BadParameter(f"{report_signal!r}: choose raw or cleaned", param_hint="--report-signal")
+    if report is not None and report.suffix.lower() not in (".html", ".htm", ".pdf"):
+        raise typer.BadParameter(f"{report.name}: use a .html or .pdf file name", param_hint="--report")
+    html_report = report is not None and report.suffix.lower() in (".html", ".htm")
+    if cine and not (html_report or cine_dir):
+        raise typer.BadParameter(
+            "say where the cines go: an HTML --report, --cine-dir DIR or both", param_hint="--cine"
+        )
     screener = Screener(bundle, device=device, operating_point=_operating_point(operating_point),
                         trusted_keys=trusted_key)  # fmt: skip
     result, prepared = screener.screen_file(file, include_phi=include_phi, keep_signal=report is not None)
+    written: list[str] = []
     cine_gifs = None
     if cine:
         from cardiacnets.edge.cine import generate_cines
 
-        cine_info, cine_gifs = generate_cines(
-            screener.bundle, prepared, out_dir=(report or out or file).parent, stem=file.stem, device=device
-        )
+        cine_info, cine_gifs = generate_cines(screener.bundle, prepared, out_dir=cine_dir, stem=file.stem,
+                                              device=device, steps=cine_steps)  # fmt: skip
         result["cine"] = cine_info
+        written += [p for view in cine_info["views"].values() for p in view.get("files", {}).values()]
     if report is not None:
         from cardiacnets.edge.report import write_report
 
         try:
-            write_report(result, prepared, report, cine_gifs)
+            write_report(result, prepared, report, cine_gifs if html_report else None, signal=report_signal,
+                         include_phi=include_phi)  # fmt: skip
         except OSError as exc:
             raise OutputError(f"cannot write {report}: {exc.strerror or exc}") from None
-        err.print(f"report written to {report}", highlight=False)
+        written.append(str(report))
     text = json.dumps(result, indent=2, default=str) + "\n"
     if out is not None and str(out) != "-":
         _write_text(out, text)
+        written.append(str(out))
     if as_json or (out is not None and str(out) == "-"):
         sys.stdout.write(text)
     else:
         Console().print(render_result(result), highlight=False)
+    for path in written:
+        err.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
 
 @app.command("batch")
@@ -148,8 +181,15 @@ def batch(
     trusted_key: list[Path] = typer.Option([], "--trusted-key", help=_TRUSTED_KEY_HELP),
     include_phi: bool = typer.Option(False, "--include-phi", help="Add patient identifier columns to the output."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    include: list[str] = typer.Option(
+        [], "--include", help="Only inputs matching this shell pattern (file name, or path with '/'); repeatable."
+    ),
+    exclude: list[str] = typer.Option([], "--exclude", help="Leave out inputs matching this pattern; repeatable."),
 ) -> None:
     """Screen every ECG in an archive; one output row per input file, errors included. Resumable.
+
+    Files that are plainly not ECGs (images, PDFs and office documents, README and other text) are counted as skipped,
+    not screened, and do not change the exit code.
 
     Exit codes: 0 every file screened (QC failures and out-of-distribution ECGs are rows that say so); 3 some files
     could not be read (rows with status error, in this run or an earlier interrupted run of the same job); 1 a user
@@ -162,6 +202,8 @@ def batch(
       cnscreen batch /archive/ecg --out results.csv
 
       cnscreen batch ecgs.zip --out results.parquet --workers 4
+
+      cnscreen batch /archive --out results.csv --include '*.xml' --exclude 'test/*'
     """
     from cardiacnets.edge.batch import run_batch, summary_dict
 
@@ -177,18 +219,75 @@ def batch(
         progress=not quiet,
         operating_point=_operating_point(operating_point),
         trusted_keys=trusted_key,
+        include=include,
+        exclude=exclude,
     )
     info = summary_dict(summary)
     err.print(
         f"{info['inputs']} inputs: {info['ok']} ok, {info['qc_failed']} qc_failed, {info['error']} error"
         f" ({info['already_done']} already in {out}); {info['seconds']} s, {info['files_per_second']} files/s",
         highlight=False,
+        soft_wrap=True,
     )
+    skipped = [f"{n} {kind} file{'s' if n > 1 else ''} (not an ECG)" for kind, n in info["not_ecg"].items()]
+    skipped += [f"{info['excluded']} by --include/--exclude"] if info["excluded"] else []
+    if skipped:
+        err.print("skipped: " + ", ".join(skipped), highlight=False, soft_wrap=True)
     if summary.error or summary.errors_before:  # the job's output, resumed runs included, holds error rows
         raise typer.Exit(EXIT_INPUT)
 
 
-_SUBCOMMANDS = {"inspect", "batch", "screen"}
+@app.command("denoise")
+def denoise(
+    source: Path = typer.Argument(..., help="ECG file (any supported format), directory tree or .zip archive."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="Output file: .hea (WFDB), .csv, .edf or .xml (HL7 aECG); '-' = CSV on stdout. For a directory or zip"
+        " source: a folder (the inputs' relative paths, plus denoise-log.csv; rerun to resume).",
+    ),
+    fs: float | None = typer.Option(None, "--fs", help="Resample the cleaned ECG to this rate, Hz (default: its own)."),
+    fmt: str | None = typer.Option(
+        None, "--format", help="wfdb, csv, edf or aecg: the files written for a directory or zip source (default csv)."
+    ),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="Also draw raw above cleaned on ECG paper: .png, .pdf or .svg (one file only)."
+    ),
+    bundle: BundleOption = None,
+    force: bool = typer.Option(False, "--force", help="Replace existing output files."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Write the cleaned ECG in millivolts: the bundle's versioned cleaning (baseline removal, wavelet denoising,
+    smoothing, as the model's preprocessing does, without its scaling) of the whole record, at its own rate or --fs.
+    Patient identifiers are not written.
+
+    Exit codes: 0 written; 1 user error (unknown extension or format, bad --fs); 3 the file could not be read, or some
+    inputs of a folder or zip (their rows in denoise-log.csv say why); 4 an output exists (--force replaces it) or
+    cannot be written; 5 the bundle failed verification.
+
+    Examples:
+
+      cnscreen denoise ecg.xml --out clean.csv
+
+      cnscreen denoise ecg.xml --out clean.hea --fs 500 --plot clean.pdf
+
+      cnscreen denoise /archive/ecg --out /archive/clean-edf --format edf
+    """
+    from cardiacnets.edge.denoise import DenoiseSummary, denoise, file_line, load_job, summary_line
+
+    result = denoise(source, out, load_job(bundle, fs), fmt=fmt, plot=plot, force=force, progress=not quiet)
+    if isinstance(result, DenoiseSummary):
+        err.print(summary_line(result, out), highlight=False, soft_wrap=True)
+        if result.error or result.errors_before:  # the job's log, resumed runs included, holds error rows
+            raise typer.Exit(EXIT_INPUT)
+        return
+    if result.data is not None:
+        sys.stdout.buffer.write(result.data)
+        sys.stdout.flush()
+    err.print(file_line(result), highlight=False, soft_wrap=True)
+
+
+_SUBCOMMANDS = {"inspect", "batch", "screen", "denoise"}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,6 +1,9 @@
-"""Self-contained HTML report of one screening: ECG on paper with saliency, risks, phenotypes, QC, optional cines.
+"""Self-contained HTML report of one screening: the ECG printout with saliency, rhythm and intervals, risks,
+phenotypes, QC, optional cines.
 
-Everything is inlined (CSS, PNG and GIF as data URIs), so the file can be mailed or archived alone. Text from the ECG
+The ECG is the 10-s window the model saw, drawn as vector graphics (:mod:`cardiacnets.ecgpaper`) with the evidence
+aligned to it. The header names the file only; patient identifiers and the full path appear only with ``include_phi``.
+Everything is inlined (CSS, SVG, GIF as data URIs), so the file can be mailed or archived alone. Text from the ECG
 file is escaped. Generated cines are labelled as AI-generated imagery.
 """
 
@@ -13,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from cardiacnets.ecgpaper import EcgPage, layout_page, page_svg
 from cardiacnets.errors import InputError
-from cardiacnets.plotting import figure_png, plot_ecg_paper
 from cardiacnets.targets import DISEASES
 
 _CSS = """
@@ -25,7 +28,9 @@ table{border-collapse:collapse;font-size:13px}td,th{padding:4px 10px;border-bott
 .warn{color:#b45309;font-weight:600}
 .note{background:#fef3c7;border:1px solid #f59e0b;padding:8px 12px;border-radius:6px;margin:10px 0}
 .fail{background:#fee2e2;border:1px solid #ef4444;padding:8px 12px;border-radius:6px;margin:10px 0}
-img.ecg{width:100%;height:auto;border:1px solid #e5e7eb}.cines{display:flex;gap:24px}
+div.paper svg{width:100%;height:auto;border:1px solid #e5e7eb}
+table.facts th{color:#6b7280;font-weight:400;padding:1px 10px 1px 0}table.facts td{padding:1px 10px}
+.cines{display:flex;gap:24px}
 .cines figure{margin:0}.cines img{width:240px;image-rendering:pixelated;border:1px solid #e5e7eb}
 .ai{font-size:12px;color:#92400e;font-weight:600}.meta{color:#6b7280;font-size:13px}
 """
@@ -48,27 +53,128 @@ def flagged_saliency(result: dict[str, Any], saliency: np.ndarray | None) -> tup
     return np.clip(saliency[flagged], 0, None).sum(axis=0), why
 
 
-def render_report(result: dict[str, Any], prepared: Any, cine_gifs: dict[str, bytes] | None = None) -> str:
-    """The report as one HTML string."""
+MEASUREMENT_ROWS = (  # key, label, unit
+    ("heart_rate_bpm", "heart rate", "bpm"),
+    ("pr_ms", "PR", "ms"),
+    ("qrs_ms", "QRS", "ms"),
+    ("qt_ms", "QT", "ms"),
+    ("qtc_bazett_ms", "QTc (Bazett)", "ms"),
+    ("qtc_fridericia_ms", "QTc (Fridericia)", "ms"),
+    ("p_axis_deg", "P axis", "\u00b0"),
+    ("qrs_axis_deg", "QRS axis", "\u00b0"),
+    ("t_axis_deg", "T axis", "\u00b0"),
+)
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        value = f"{value:.0f}"
+    return f"{value} {unit}".strip() if unit not in ("\u00b0",) else f"{value}{unit}"
+
+
+def header_facts(result: dict[str, Any], *, include_phi: bool = False) -> list[tuple[str, str]]:
+    """What the printout's header says, as (label, text) pairs: the file name only (full path, patient name and ID
+    only with ``include_phi``), acquisition, patient age/sex when known, and the ECG measurements with the rhythm."""
+    record = result.get("record") or {}
+    path = str(result.get("path") or "")
+    facts = [("file", path if include_phi else Path(path).name)]
+    patient = result.get("patient") or {}
+    if include_phi:
+        for key, value in patient.items():  # the identifiers the reader found (name, ID, ... or header comments)
+            if value not in (None, "", []):
+                text = "; ".join(map(str, value)) if isinstance(value, list) else str(value)
+                facts.append((key.replace("_", " "), text))
+    for key, label in (("acquired", "acquired"), ("sex", "sex"), ("age", "age")):
+        if record.get(key) not in (None, ""):
+            facts.append((label, str(record[key])))
+    recording = f"{record.get('format')}, {record.get('sampling_rate_hz')} Hz, {record.get('duration_s')} s"
+    facts.append(("recording", recording))
+    measured = result.get("measurements") or {}
+    if measured:
+        paced = " (pacemaker spikes)" if measured.get("paced") else ""
+        facts.append(("rhythm", str(measured.get("rhythm") or "-") + paced))
+        facts += [(label, _fmt(measured.get(key), unit)) for key, label, unit in MEASUREMENT_ROWS]
+    return facts
+
+
+def window_note(result: dict[str, Any], page: EcgPage, signal: str) -> str:
+    record = result.get("record") or {}
+    window = record.get("model_window_s") or [0.0, 10.0]
+    shown = "cleaned (the model's filtering, in mV)" if signal == "cleaned" else "raw"
+    return (
+        f"The 10-s window the model saw: {window[0]:.2f}-{window[1]:.2f} s of a {record.get('duration_s')}-s record;"
+        f" {shown} signal; {page.gain_note}." + (" Some peaks are cut at the row's edge." if page.any_clipped else "")
+    )
+
+
+def report_page(result: dict[str, Any], prepared: Any, signal: str = "raw") -> tuple[EcgPage, str]:
+    """The laid-out ECG page of a screened record (the model's window, saliency aligned to it) and its evidence note."""
     if prepared.signal_mv is None or prepared.fs is None:
         raise InputError("the report needs the ECG signal (screen with keep_signal=True)")
-    esc = html.escape
+    if signal not in ("raw", "cleaned"):
+        raise InputError(f"report signal must be raw or cleaned, not {signal!r}")
+    samples, fs = prepared.signal_mv, prepared.fs
+    if signal == "cleaned":
+        samples, fs = cleaned_signal(prepared)
     saliency, saliency_note = flagged_saliency(result, getattr(prepared, "saliency", None))
-    png = figure_png(plot_ecg_paper(prepared.signal_mv, prepared.fs, saliency=saliency))
-    record = result["record"]
+    page = layout_page(samples, fs, start_s=prepared.window_start_s, saliency=saliency)
+    return page, saliency_note
+
+
+def cleaned_signal(prepared: Any) -> tuple[np.ndarray, float]:
+    """The record cleaned as the model's preprocessing cleans it (mV, at the record's rate, with the heart rate the
+    model was given)."""
+    from cardiacnets.preprocess import PreprocessConfig, clean_ecg
+
+    config = prepared.preprocess_config or PreprocessConfig()
+    cleaned = clean_ecg(prepared.signal_mv, prepared.fs, config, heart_rate=prepared.heart_rate)
+    return cleaned, float(prepared.fs)
+
+
+def render_report(
+    result: dict[str, Any], prepared: Any, cine_gifs: dict[str, bytes] | None = None, *, signal: str = "raw",
+    include_phi: bool = False,
+) -> str:  # fmt: skip
+    """The report as one HTML string: header, the ECG printout as inline SVG, risks, phenotypes, QC, cines."""
+    esc = html.escape
+    page, saliency_note = report_page(result, prepared, signal)
     model = result["model"]
+    facts = header_facts(result, include_phi=include_phi)
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<title>CardiacNets screening report</title><style>{_CSS}</style></head><body>",
         "<h1>CardiacNets ECG screening report</h1>",
-        f"<div class='meta'>{esc(str(result['path']))} &middot; {esc(str(record.get('format')))} &middot; "
-        f"{esc(str(record.get('sampling_rate_hz')))} Hz &middot; {esc(str(record.get('duration_s')))} s</div>",
+        "<table class='facts'>"
+        + "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts)
+        + "</table>",
         f"<div class='meta'>model {esc(str(model.get('name')))} {esc(str(model.get('version')))} &middot; digest "
         f"<code>{esc(str(model.get('digest'))[:16])}</code>"
         + (" &middot; trained on synthetic data" if model.get("trained_on_synthetic") else "")
         + "</div>",
     ]
+    parts += _notes(result)
+    parts.append("<h2>12-lead ECG</h2><div class='paper'>")
+    parts.append(page_svg(page, title="12-lead ECG on standard paper"))
+    parts.append(f"</div><div class='meta'>{esc(window_note(result, page, signal))}</div>")
+    parts.append(
+        f"<div class='meta'>Blue strips under the traces: where the model found evidence ({esc(saliency_note)}).</div>"
+    )
+    parts += _measurement_section(result)
+    parts += _screening_section(result) + _phenotype_section(result) + _qc_section(result)
+    parts += _cine_section(cine_gifs) if cine_gifs else []
+    parts.append(
+        "<p class='meta'>Screening aid only. Probabilities and phenotype estimates come from a model; they are"
+        " not a diagnosis.</p></body></html>"
+    )
+    return "\n".join(parts)
+
+
+def _notes(result: dict[str, Any]) -> list[str]:
+    esc = html.escape
+    parts = []
     if result.get("note"):
         parts.append(f"<div class='note'>{esc(result['note'])}</div>")
     if result.get("note_ood"):
@@ -77,19 +183,26 @@ def render_report(result: dict[str, Any], prepared: Any, cine_gifs: dict[str, by
         parts.append(f"<div class='note'>{esc(result['note_trust'])}</div>")
     if not result["qc"].get("reliable", True):
         parts.append("<div class='fail'>Signal quality control failed: the results are not reliable.</div>")
-    parts.append("<h2>12-lead ECG</h2>")
-    parts.append(
-        f"<img class='ecg' alt='12-lead ECG on standard paper, 25 mm/s, 10 mm/mV' src='{_data_uri(png, 'image/png')}'>"
-    )
-    parts.append(f"<div class='meta'>Blue shading: where the model found evidence ({esc(saliency_note)}).</div>")
+    return parts
 
-    parts += _screening_section(result) + _phenotype_section(result) + _qc_section(result)
-    parts += _cine_section(cine_gifs) if cine_gifs else []
-    parts.append(
-        "<p class='meta'>Screening aid only. Probabilities and phenotype estimates come from a model; they are"
-        " not a diagnosis.</p></body></html>"
-    )
-    return "\n".join(parts)
+
+def _measurement_section(result: dict[str, Any]) -> list[str]:
+    """Our measurements beside the cart's own, where the file carries them."""
+    measured = result.get("measurements")
+    if not measured:
+        return []
+    cart = result.get("cart_measurements") or {}
+    esc = html.escape
+    parts = ["<h2>Rhythm and intervals</h2><table><tr><th></th><th class='num'>measured</th>"
+             + ("<th class='num'>cart</th>" if cart else "") + "</tr>"]  # fmt: skip
+    rows = [("rhythm", "rhythm", "")] + list(MEASUREMENT_ROWS)
+    for key, label, unit in rows:
+        cart_cell = f"<td class='num'>{esc(_fmt(cart.get(key), unit))}</td>" if cart else ""
+        parts.append(
+            f"<tr><td>{esc(label)}</td><td class='num'>{esc(_fmt(measured.get(key), unit))}</td>{cart_cell}</tr>"
+        )
+    parts.append("</table>")
+    return parts
 
 
 def _screening_section(result: dict[str, Any]) -> list[str]:
@@ -187,11 +300,24 @@ def _cine_section(cine_gifs: dict[str, bytes]) -> list[str]:
 
 
 def write_report(
-    result: dict[str, Any], prepared: Any, path: str | Path, cine_gifs: dict[str, bytes] | None = None
-) -> Path:
+    result: dict[str, Any], prepared: Any, path: str | Path, cine_gifs: dict[str, bytes] | None = None, *,
+    signal: str = "raw", include_phi: bool = False,
+) -> Path:  # fmt: skip
+    """Write the report as HTML (``.html``/``.htm``) or as a one-page printable PDF (``.pdf``), atomically."""
     path = Path(path)
-    text = render_report(result, prepared, cine_gifs)
+    suffix = path.suffix.lower()
+    if suffix == ".pdf":
+        from cardiacnets.edge.report_pdf import render_pdf
+
+        data = render_pdf(result, prepared, signal=signal, include_phi=include_phi)
+    elif suffix in (".html", ".htm"):
+        data = render_report(result, prepared, cine_gifs, signal=signal, include_phi=include_phi).encode("utf-8")
+    else:
+        raise InputError(f"report {path.name}: use a .html or .pdf file name")
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

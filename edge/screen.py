@@ -75,6 +75,8 @@ class PreparedEcg:
     signal_mv: np.ndarray | None = None  # (12, n) for reports; dropped in batch mode
     fs: float | None = None
     saliency: np.ndarray | None = None  # (5, 12, 50) when the graph provides it
+    preprocess_config: PreprocessConfig | None = None  # kept with the signal, for the report's cleaned view
+    window_start_s: float = 0.0  # where the model's 10-s input starts in the record (s; < 0 when zero-padded)
 
     @property
     def heart_rate(self) -> float:
@@ -102,6 +104,7 @@ def prepare_record(record: EcgRecord, config: PreprocessConfig, *, keep_signal: 
     window = info.pop("window")
     covariates, mask = covariates_from_record(record, info.get("heart_rate"))
     meta = record.without_phi()
+    start_s = model_window_start(info, config)
     record_info = {
         "format": meta.get("format"),
         "device": meta.get("device"),
@@ -114,7 +117,9 @@ def prepare_record(record: EcgRecord, config: PreprocessConfig, *, keep_signal: 
         "warnings": list(meta.get("warnings") or []),
         "sex": meta.get("sex"),
         "age": meta.get("age"),
-    }
+        "model_window_s": [round(max(start_s, 0.0), 3), round(min(start_s + config.target_samples / config.target_fs,
+                                                                  record.duration_s), 3)],
+    }  # fmt: skip
     return PreparedEcg(
         path=str(meta.get("path") or ""),
         ecg=ecg,
@@ -127,7 +132,18 @@ def prepare_record(record: EcgRecord, config: PreprocessConfig, *, keep_signal: 
         phi=dict(record.meta.get("phi") or {}),
         signal_mv=record.signal if keep_signal else None,
         fs=record.fs,
+        preprocess_config=config if keep_signal else None,
+        window_start_s=start_s,
     )
+
+
+def model_window_start(info: dict[str, Any], config: PreprocessConfig) -> float:
+    """Seconds from the record's first sample to the first sample of the model's input (negative when the record was
+    shorter than the input and zero-padded on both sides), from :func:`~cardiacnets.preprocess.preprocess_record`'s
+    info: the centre crop of :func:`~cardiacnets.preprocess.center_crop_or_pad` at the model's rate."""
+    length, n = int(info["n_samples_resampled"]), config.target_samples
+    offset = (length - n) // 2 if length >= n else -((n - length) // 2)
+    return offset / config.target_fs
 
 
 def prepare_file(path: str | os.PathLike[str], config: PreprocessConfig, *, keep_signal: bool = False) -> PreparedEcg:

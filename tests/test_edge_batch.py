@@ -388,3 +388,50 @@ def test_a_full_disk_stops_with_one_line_keeps_the_rows_and_resumes(tiny_bundle:
     paths = [r["path"] for r in rows]
     assert sorted(paths) == sorted(good | broken)  # exactly once each
     assert out.read_bytes().startswith(kept[: kept.rfind(b"\n") + 1])  # the rows written before the stop are kept
+
+
+def _non_ecg_files(root: Path) -> None:
+    """What archives hold beside ECGs: a README, a scanned image, a PDF, notes, a PNG without an extension."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "README.md").write_text("# ECG export from ward 7\n")
+    (root / "notes.txt").write_text("exported on Monday\nsee the index\n")
+    (root / "scan.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)
+    (root / "printout.pdf").write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    (root / "thumbnail").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+
+
+def test_plain_non_ecg_files_are_skipped_not_errors(tiny_bundle: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    ecgs = {str(write_wfdb_ecg(archive / "ecg", f"rec{i}")) for i in range(2)}
+    (archive / "ecg" / "samples.txt").write_text("I,II,III\n" + "0.1,0.2,0.1\n" * 10)  # a text file that may be an ECG
+    _non_ecg_files(archive / "docs")
+    out = tmp_path / "rows.jsonl"
+    proc = _batch_cli(archive, out, tiny_bundle)
+    rows = {r["path"]: r for r in read_rows(out)}
+    assert set(rows) == ecgs | {str(archive / "ecg" / "samples.txt")}  # the .txt of samples is tried: not skipped
+    assert proc.returncode == 3  # its row is an error (too short to screen): the exit code says so ...
+    assert "1 image file" not in proc.stderr and "2 image files (not an ECG)" in proc.stderr
+    assert "2 text files (not an ECG)" in proc.stderr and "1 document file (not an ECG)" in proc.stderr
+    (archive / "ecg" / "samples.txt").unlink()
+    out2 = tmp_path / "rows2.jsonl"
+    clean = _batch_cli(archive, out2, tiny_bundle)
+    assert clean.returncode == 0, clean.stderr  # ... while the non-ECG files never change it
+    assert {r["status"] for r in read_rows(out2)} == {"ok"} and len(read_rows(out2)) == 2
+
+
+def test_include_and_exclude_patterns_select_the_inputs(tiny_bundle: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    for folder in ("ward", "ward/test", "clinic"):
+        for i in range(2):
+            write_wfdb_ecg(archive / folder, f"rec{i}")
+    out = tmp_path / "rows.jsonl"
+    proc = _batch_cli(archive, out, tiny_bundle, "--include", "ward/*", "--exclude", "ward/test/*", "--exclude", "rec1*")
+    assert proc.returncode == 0, proc.stderr
+    assert [Path(r["path"]).relative_to(archive).as_posix() for r in read_rows(out)] == ["ward/rec0.hea"]
+    assert "5 by --include/--exclude" in proc.stderr
+
+
+def test_column_names_have_no_spaces() -> None:
+    columns = output_columns(include_phi=True)
+    assert all(c.replace("_", "").isalnum() for c in columns) and len(set(columns)) == len(columns)
+    assert "pheno_LAV_max" in columns and "pheno_AAo_distensibility_high" in columns

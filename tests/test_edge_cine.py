@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +54,32 @@ def test_generate_writes_every_format_labelled_as_ai_generated(prepared, tmp_pat
             assert "AI-generated" in json.dumps(sidecar)
         cine = np.load(entry["files"]["npy"])
         assert cine.shape == tuple(bundle.manifest["cine"]["views"][view]["cine_shape"])
+
+
+def _cnscreen(*args: str) -> subprocess.CompletedProcess:
+    code = "import sys; from cardiacnets.edge.cli import main; main(sys.argv[1:])"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+
+
+def test_cines_go_where_the_user_asked_never_beside_the_input(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for suffix in (".hea", ".dat"):
+        shutil.copy(EXAMPLE.with_suffix(suffix), inputs / EXAMPLE.with_suffix(suffix).name)
+    ecg = inputs / EXAMPLE.name
+    before = sorted(p.name for p in inputs.iterdir())
+    refused = _cnscreen(str(ecg), "--cine", "--device", "cpu")
+    assert refused.returncode == 2 and "--cine-dir" in refused.stderr
+    cines = tmp_path / "cines"
+    report = tmp_path / "report.html"
+    done = _cnscreen(str(ecg), "--cine", "--cine-steps", "2", "--cine-dir", str(cines), "--report", str(report),
+                     "--out", str(tmp_path / "result.json"), "--device", "cpu")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in inputs.iterdir()) == before  # nothing written beside the input
+    written = {line.removeprefix("wrote ").strip() for line in done.stderr.splitlines() if line.startswith("wrote ")}
+    on_disk = {str(p) for p in cines.iterdir() if not p.name.endswith(".json")} | {
+        str(report),
+        str(tmp_path / "result.json"),
+    }
+    assert on_disk <= written and len(on_disk) >= 8  # every file written is listed (GIF/NIfTI/NumPy per view at least)
+    assert report.read_text().count("data:image/gif;base64,") == 2

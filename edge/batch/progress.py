@@ -1,5 +1,5 @@
-"""The progress bar of a batch run (rich, on stderr): files done out of the total, files per second and the time
-left; a no-op when progress is off."""
+"""The progress bar of a batch run (rich, on stderr): what is being done, files done out of the total, files per
+second and the time left; a no-op when progress is off."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 
 
 class _progress:
-    def __init__(self, enabled: bool, total: int) -> None:
+    def __init__(self, enabled: bool, total: int, label: str = "screening") -> None:
         self.enabled = enabled
         self.total = total
+        self.label = label
 
     def __enter__(self) -> Any:
         if not self.enabled:
@@ -19,7 +20,7 @@ class _progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(
-            TextColumn("screening"),
+            TextColumn(self.label),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[rate]:.1f} files/s"),
@@ -28,7 +29,7 @@ class _progress:
             transient=False,
         )
         self.bar.start()
-        self.task = self.bar.add_task("screening", total=self.total, rate=0.0)
+        self.task = self.bar.add_task(self.label, total=self.total, rate=0.0)
         self.t0 = time.perf_counter()
         self.count = 0
 

@@ -3,6 +3,7 @@ row of an input that could not be screened, and the three statuses a row can hav
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from cardiacnets.targets import DISEASES, SUBTYPES, phenotype_names
@@ -10,11 +11,16 @@ from cardiacnets.targets import DISEASES, SUBTYPES, phenotype_names
 STATUS_OK, STATUS_QC, STATUS_ERROR = "ok", "qc_failed", "error"
 
 
+def column_name(name: str) -> str:
+    """A column name without spaces or punctuation (``LAV max`` -> ``LAV_max``), for tools that need identifiers."""
+    return re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
+
+
 def output_columns(include_phi: bool) -> list[str]:
     cols = ["path", "status", "reason", "reliable", "in_distribution", "ood_score", "qc_findings", "format",
             "sampling_rate_hz", "duration_s"]  # fmt: skip
     cols += [f"p_{d}" for d in DISEASES] + [f"decision_{d}" for d in DISEASES] + [f"p_{s}" for s in SUBTYPES]
-    for name in phenotype_names():
+    for name in map(column_name, phenotype_names()):
         cols += [f"pheno_{name}", f"pheno_{name}_low", f"pheno_{name}_high"]
     cols += ["bundle_name", "bundle_version", "bundle_digest", "preprocess_version"]
     if include_phi:
@@ -47,6 +53,7 @@ def result_row(result: dict[str, Any], include_phi: bool) -> dict[str, Any]:
     for s in SUBTYPES:
         row[f"p_{s}"] = result["subtype"]["probabilities"][s]
     for name, entry in result["phenotypes"].items():
+        name = column_name(name)
         interval = entry["interval"] or (None, None)
         row[f"pheno_{name}"], row[f"pheno_{name}_low"], row[f"pheno_{name}_high"] = entry["value"], *interval
     row.update(_model_columns(result["model"]), preprocess_version=result["preprocess"].get("version"))

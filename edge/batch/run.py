@@ -7,14 +7,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cardiacnets.edge.batch.inference import _InferenceStreams, usable_cores
-from cardiacnets.edge.batch.inputs import InputItem, enumerate_inputs
+from cardiacnets.edge.batch.inputs import InputItem, select_inputs
 from cardiacnets.edge.batch.progress import _progress
 from cardiacnets.edge.batch.readers import _iterate_prepared, _PreparedStream
 from cardiacnets.edge.batch.rows import STATUS_OK, STATUS_QC, _model_columns, error_row, output_columns, result_row
@@ -31,6 +31,8 @@ class BatchSummary:
     error: int = 0
     errors_before: int = 0  # error rows written by earlier (interrupted) runs of the same job
     seconds: float = 0.0
+    excluded: int = 0  # left out by --include/--exclude
+    not_ecg: dict[str, int] = field(default_factory=dict)  # files set aside as plainly not ECGs, by kind
 
     @property
     def processed(self) -> int:
@@ -50,6 +52,8 @@ def run_batch(
     progress: bool = True,
     operating_point: str | None = None,
     trusted_keys: Sequence[str | os.PathLike[str]] = (),
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> BatchSummary:
     """Screen every input of ``source`` into ``out``; resumes when ``out`` already holds rows.
 
@@ -61,18 +65,22 @@ def run_batch(
     its result is the same as screening the file by itself; 32 on a GPU): whenever the readers have nothing ready,
     what is pending goes to a free stream at once rather than waiting for a full batch. Every row names the bundle
     (digest and version) and the preprocessing version; resuming an output written with others is refused, as is a
-    second run on the same output while one is running."""
+    second run on the same output while one is running. ``include``/``exclude``: shell patterns selecting the inputs
+    (:func:`~cardiacnets.edge.batch.inputs.select_inputs`); files that are plainly not ECGs (images, documents, text)
+    are counted in the summary, not screened and not rows."""
     from cardiacnets.bundle import default_bundle_path, load_bundle
 
     started = time.perf_counter()
     out = Path(out)
-    items = enumerate_inputs(source)
+    selection = select_inputs(source, include=include, exclude=exclude)
+    items = selection.items
     loaded = load_bundle(bundle or default_bundle_path(), check_hashes="on_use", trusted_keys=trusted_keys)
     config = (PreprocessConfig.from_dict(loaded.preprocess) if loaded.preprocess else PreprocessConfig()).to_dict()
     job = {**_model_columns(loaded.identity), "preprocess_version": config.get("version")}
     store = RowStore(out, output_columns(include_phi), job)
     todo = [item for item in items if item.key not in store.done]
-    summary = BatchSummary(total=len(items), skipped_done=len(items) - len(todo), errors_before=store.errors_before)
+    summary = BatchSummary(total=len(items), skipped_done=len(items) - len(todo), errors_before=store.errors_before,
+                           excluded=selection.excluded, not_ecg=dict(selection.not_ecg))  # fmt: skip
     workers = max(1, workers if workers is not None else usable_cores())
     complete = False
     prepared_stream: _PreparedStream | None = None
@@ -187,6 +195,8 @@ def summary_dict(summary: BatchSummary) -> dict[str, Any]:
         "qc_failed": summary.qc_failed,
         "error": summary.error,
         "errors_in_output": summary.error + summary.errors_before,
+        "excluded": summary.excluded,
+        "not_ecg": dict(sorted(summary.not_ecg.items())),
         "seconds": round(summary.seconds, 2),
         "files_per_second": round(rate, 2) if np.isfinite(rate) else None,
     }
