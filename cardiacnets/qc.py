@@ -5,10 +5,13 @@ as soon as one finding has severity ``"fail"``; every finding names its check (`
 one, and a message for the clinician. A record that fails QC is still reported with the reasons, never silently
 scored. Thresholds are fields of :class:`QcThresholds` (documented there).
 
-Checks: sampling rate, duration and padding, missing and flat leads, clipping (runs at the lead's extreme value),
-baseline wander, mains interference (Welch PSD), implausible amplitude (unit and scale errors), LA/RA electrode
-reversal. Each is one function over a context computed once per record (:class:`_QcContext`), run in report order
-from one registry; the signal measurements they use live in :mod:`cardiacnets.qc_signal`.
+Checks: the file's own integrity (CRC failures and sampling-rate contradictions the reader found, from
+``meta["integrity"]``), sampling rate, duration and padding, missing and flat leads, the calibration pulse (one
+finding; its samples are left out of every signal check), clipping (runs at the lead's extreme value), duplicated
+leads, baseline wander, mains interference (Welch PSD, each lead once at the stronger of 50 and 60 Hz), implausible
+amplitude (unit and scale errors), LA/RA electrode reversal. Each is one function over a context computed once per
+record (:class:`_QcContext`), run in report order from one registry; the signal measurements they use live in
+:mod:`cardiacnets.qc_signal`. docs/qc.md lists every finding.
 """
 
 from __future__ import annotations
@@ -80,11 +83,20 @@ class QcThresholds:
         wander_warn_mV, wander_fail_mV: peak-to-peak of the < 0.5 Hz component (respiration, electrode drift). Over
             2 mV the wander is excessive (preprocessing removes it, but it signals poor electrode contact); over 5 mV
             the electrode has lost contact.
-        calibration_max_s: a plateau at exactly +-1 mV no longer than this is a calibration pulse (warn), not
-            clipping.
-        mains_warn_db, mains_fail_db: power within +-1 Hz of 50 or 60 Hz relative to the 0.5-40 Hz ECG band.
-            A clean ECG is below -30 dB there; -20 dB is visible interference; at -6 dB the mains hum carries a
-            quarter of the ECG's power.
+        calibration_max_s, calibration_min_leads: a flat top ``clip_run_s``-``calibration_max_s`` long, 1 mV
+            (+-20 %) above the samples beside it, within 2 s of the record's start or end, at the same samples in at
+            least ``calibration_min_leads`` leads is the device's 1-mV calibration pulse (Philips carts end every
+            record with one): one finding, and its samples are left out of every signal check (it is not the
+            patient's signal, and on an offset baseline its flat segments would read as clipping).
+        mains_warn_db, mains_fail_db: power within +-1 Hz of 50 or 60 Hz relative to the 0.5-40 Hz ECG band, per
+            lead at the stronger of the two. A clean ECG is below -30 dB there; -20 dB is visible interference; at
+            -6 dB the mains hum carries a quarter of the ECG's power.
+        duplicate_corr, duplicate_amp_tol: two independently recorded leads (not two limb leads other than I and
+            II: III, aVR, aVL and aVF are combinations of I and II by construction) whose 0.5-Hz high-passed
+            signals correlate above ``duplicate_corr`` with standard deviations within ``duplicate_amp_tol`` of each
+            other are copies (monitor and defibrillator exports fill missing chest leads so); no two electrodes on
+            a body record the same signal to 0.1 %. One copy warns; two or more (three leads alike, or two pairs)
+            fail.
         amp_high_fail_mV, amp_high_warn_mV: record amplitude = median over leads of the robust lead peak-to-peak
             (median over 2-s windows). Normal adults: 0.5-2 mV; marked LVH rarely lifts the median lead above 3 mV.
             Over 4 mV is a scale error (e.g. the 5x integer-uV-as-5-uV bug, or uV read as mV).
@@ -105,6 +117,7 @@ class QcThresholds:
     wander_warn_mV: float = 2.0
     wander_fail_mV: float = 5.0
     calibration_max_s: float = 0.5
+    calibration_min_leads: int = 3
     mains_warn_db: float = -20.0
     mains_fail_db: float = -6.0
     amp_high_fail_mV: float = 4.0
@@ -112,16 +125,20 @@ class QcThresholds:
     amp_lead_fail_mV: float = 15.0
     amp_low_fail_mV: float = 0.1
     amp_low_warn_mV: float = 0.3
+    duplicate_corr: float = 0.999
+    duplicate_amp_tol: float = 0.02
 
 
 @dataclass
 class _QcContext:
     """What several checks share, computed once per record.
 
-    ``x``: the record ``(12, n)`` in mV, float64, non-finite samples zeroed; ``fs`` in Hz; ``hp`` and ``baseline``:
-    the 0.5-Hz high-pass of ``x`` and the baseline under it, both ``(12, n)`` mV. The lead states (extremes, missing,
-    flat and live leads) are worked out when a check first asks for them, so a record too coarse to examine never
-    pays for them.
+    ``x``: the samples the signal checks examine, ``(12, n)`` mV, float64, non-finite samples zeroed: the record less
+    any calibration pulse at its start or end (``pulses``, found by
+    :func:`~cardiacnets.qc_signal.find_calibration_pulses`); ``n_total``: the record's own length in samples; ``fs``
+    in Hz; ``hp`` and ``baseline``: the 0.5-Hz high-pass of ``x`` and the baseline under it, both ``(12, n)`` mV. The
+    lead states (extremes, missing, flat and live leads) are worked out when a check first asks for them, so a record
+    too coarse to examine never pays for them.
     """
 
     x: np.ndarray
@@ -130,6 +147,8 @@ class _QcContext:
     th: QcThresholds
     hp: np.ndarray
     baseline: np.ndarray
+    n_total: int
+    pulses: list[qc_signal.CalibrationPulse]
 
     @classmethod
     def build(cls, signal: np.ndarray, fs: float, meta: dict[str, Any] | None, th: QcThresholds) -> _QcContext:
@@ -145,19 +164,27 @@ class _QcContext:
         if not np.isfinite(x).all():
             x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         fs = float(fs)
+        n_total = x.shape[1]
+        pulses = qc_signal.find_calibration_pulses(
+            x, fs, min_s=th.clip_run_s, max_s=th.calibration_max_s, min_leads=th.calibration_min_leads
+        )
+        first = max((p.span[1] for p in pulses if p.edge == "start"), default=0)
+        stop = min((p.span[0] for p in pulses if p.edge == "end"), default=n_total)
+        if first > 0 or stop < n_total:  # the pulse is the device's, not the patient's: no signal check looks at it
+            x = np.ascontiguousarray(x[:, first:stop])
         # Looked up on the module at call time, so that tests can stand the full-rate filter in for this one.
         hp, baseline = qc_signal._baseline_split(x, fs)
-        return cls(x=x, fs=fs, meta=meta, th=th, hp=hp, baseline=baseline)
+        return cls(x=x, fs=fs, meta=meta, th=th, hp=hp, baseline=baseline, n_total=n_total, pulses=pulses)
 
     @property
     def n(self) -> int:
-        """Samples per lead."""
+        """Samples per lead that the signal checks examine."""
         return self.x.shape[1]
 
     @property
     def duration(self) -> float:
-        """Record length in s."""
-        return self.n / self.fs
+        """Record length in s (calibration pulse included: the model input is cut from the whole record)."""
+        return self.n_total / self.fs
 
     @functools.cached_property
     def highs(self) -> np.ndarray:
@@ -201,6 +228,24 @@ class _QcContext:
 
 # What a check returns: its findings, in report order, and the metrics it measured (in the order they are reported).
 _Outcome = tuple[list[QcFinding], dict[str, Any]]
+
+
+def _check_integrity(ctx: _QcContext) -> _Outcome:
+    """The file's own contradictions, as the reader recorded them in ``meta["integrity"]`` (a list of ``{"code",
+    "detail", "resolved", "resolution"}``): an unresolved one fails the record (the samples may not be what was
+    recorded, or not at the rate stated), a resolved one is a warning that says how the reader resolved it."""
+    findings = []
+    for problem in ctx.meta.get("integrity") or []:
+        if not isinstance(problem, dict):
+            continue
+        code = str(problem.get("code") or "integrity")
+        detail = str(problem.get("detail") or code)
+        if problem.get("resolved"):
+            findings.append(QcFinding(code, "warn", None, f"{detail}; resolved: {problem.get('resolution')}"))
+        else:
+            message = f"{detail}; unresolved: the file contradicts itself, so its signal cannot be trusted"
+            findings.append(QcFinding(code, "fail", None, message))
+    return findings, {}
 
 
 def _check_sampling_rate(ctx: _QcContext) -> _Outcome:
@@ -247,9 +292,37 @@ def _check_flat_leads(ctx: _QcContext) -> _Outcome:
     return findings, {"flat_leads": ctx.flat}
 
 
+def _check_calibration_pulse(ctx: _QcContext) -> _Outcome:
+    """One finding for the calibration pulse(s) :class:`_QcContext` found and left out of the signal checks."""
+    if not ctx.pulses:
+        return [], {}
+    fs, places, where = ctx.fs, [], []
+    for pulse in ctx.pulses:
+        leads = [LEADS[row] for row in pulse.rows]
+        named = f"all {len(LEADS)} leads" if len(leads) == len(LEADS) else f"leads {', '.join(leads)}"
+        top_ms = (pulse.top[1] - pulse.top[0]) / fs * 1000
+        places.append(
+            f"a {pulse.height_mV:.2f}-mV, {top_ms:.0f}-ms pulse at the {pulse.edge} ({pulse.top[0] / fs:.2f}-"
+            f"{pulse.top[1] / fs:.2f} s) in {named}"
+        )
+        where.append(
+            {
+                "edge": pulse.edge,
+                "start_s": round(pulse.span[0] / fs, 3),
+                "stop_s": round(pulse.span[1] / fs, 3),
+                "leads": leads,
+            }
+        )
+    left_out = sum(p.span[1] - p.span[0] for p in ctx.pulses) / fs
+    message = (
+        f"calibration pulse: {'; '.join(places)}; its {left_out:.2f} s are left out of the signal checks"
+        " (the device's, not the patient's signal)"
+    )
+    return [QcFinding("calibration_pulse", "warn", None, message)], {"calibration_pulse": where}
+
+
 def _check_clipping(ctx: _QcContext) -> _Outcome:
-    """Clipping / saturation: long runs at the lead's own extreme value (a short 1-mV plateau is a calibration
-    pulse)."""
+    """Clipping / saturation: long runs at the lead's own extreme value (a calibration pulse is already left out)."""
     x, fs, th = ctx.x, ctx.fs, ctx.th
     highs, lows = ctx.highs, ctx.lows
     min_run = max(3, int(round(th.clip_run_s * fs)))
@@ -261,17 +334,6 @@ def _check_clipping(ctx: _QcContext) -> _Outcome:
         if not ctx.live_leads[row]:
             continue
         for extreme, name, run in ((highs[row], "maximum", high_runs[row]), (lows[row], "minimum", low_runs[row])):
-            if run >= min_run and abs(abs(extreme) - 1.0) <= 0.02 and run <= th.calibration_max_s * fs:
-                # A 1-mV plateau of at most half a second is the standard calibration pulse, not saturation.
-                findings.append(
-                    QcFinding(
-                        "calibration_pulse",
-                        "warn",
-                        lead,
-                        f"lead {lead} holds a {run / fs * 1000:.0f}-ms 1-mV calibration pulse (kept in the signal)",
-                    )
-                )
-                break
             if run >= min_run:
                 findings.append(
                     QcFinding(
@@ -304,32 +366,91 @@ def _check_baseline_wander(ctx: _QcContext) -> _Outcome:
 
 
 def _check_mains(ctx: _QcContext) -> _Outcome:
-    """Mains interference: power within +-1 Hz of 50 and 60 Hz (Welch PSD) relative to the ECG band, where the mains
-    frequency is below Nyquist."""
+    """Mains interference: power within +-1 Hz of 50 and of 60 Hz (Welch PSD) relative to the ECG band, where the mains
+    frequency is below Nyquist. Each lead is judged once, at the stronger of the two; the leads over the limit are
+    reported in one finding (named in ``lead`` when there is only one)."""
     x, n, fs, th = ctx.x, ctx.n, ctx.fs, ctx.th
     nperseg = int(min(n, round(2 * fs)))
-    if nperseg < 16:
+    mains = [hz for hz in (50.0, 60.0) if hz + 1.0 < fs / 2]
+    if nperseg < 16 or not mains:
         return [], {}
     freqs, psd = _welch(x, fs, nperseg)
     df = freqs[1] - freqs[0]
     ecg_band = psd[:, (freqs >= 0.5) & (freqs <= 40.0)].sum(axis=-1) * df
-    ratios: dict[str, float] = {}
-    findings = []
-    for mains in (50.0, 60.0):
-        if mains + 1.0 >= fs / 2:
+    bands = np.stack([psd[:, (freqs >= hz - 1.0) & (freqs <= hz + 1.0)].sum(axis=-1) * df for hz in mains])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio_db = 10 * np.log10(np.where(ecg_band > 0, bands / ecg_band, 0.0) + 1e-30)  # (len(mains), 12)
+    strongest = ratio_db.argmax(axis=0)  # (12,) index into mains
+    flagged: dict[str, dict[str, float]] = {}
+    for row, lead in enumerate(LEADS):
+        db = float(ratio_db[strongest[row], row])
+        if ctx.live_leads[row] and db > th.mains_warn_db:
+            flagged[lead] = {"hz": mains[strongest[row]], "db": round(db, 1)}
+    live_db = ratio_db[:, ctx.live]
+    metrics: dict[str, Any] = {"mains_db_max": round(float(live_db.max()), 1) if live_db.size else None}
+    if not flagged:
+        return [], metrics
+    metrics["mains_noise"] = flagged
+    frequencies = sorted({v["hz"] for v in flagged.values()})
+    if len(frequencies) == 1:
+        parts = [f"{lead} ({v['db']:.1f} dB)" for lead, v in flagged.items()]
+        what = f"{frequencies[0]:g} Hz mains interference in {', '.join(parts)}"
+    else:
+        parts = [f"{lead} at {v['hz']:g} Hz ({v['db']:.1f} dB)" for lead, v in flagged.items()]
+        what = f"mains interference in {', '.join(parts)}"
+    severity = "fail" if any(v["db"] > th.mains_fail_db for v in flagged.values()) else "warn"
+    message = f"{what}, relative to the ECG band (warn over {th.mains_warn_db:g} dB, fail over {th.mains_fail_db:g} dB)"
+    lead = next(iter(flagged)) if len(flagged) == 1 else None
+    return [QcFinding("mains_noise", severity, lead, message)], metrics
+
+
+def _independent_pairs() -> list[tuple[int, int]]:
+    """Lead pairs recorded from different electrodes: every pair but two limb leads, except I with II (III, aVR, aVL
+    and aVF are combinations of I and II by construction, so they resemble them for some heart axes)."""
+    limb = {LEADS.index(name) for name in ("I", "II", "III", "aVR", "aVL", "aVF")}
+    i, ii = LEADS.index("I"), LEADS.index("II")
+    pairs = []
+    for a in range(len(LEADS)):
+        for b in range(a + 1, len(LEADS)):
+            if not (a in limb and b in limb) or (a, b) == (i, ii):
+                pairs.append((a, b))
+    return pairs
+
+
+def _check_duplicate_leads(ctx: _QcContext) -> _Outcome:
+    """Copies among independently recorded leads: correlation above ``duplicate_corr`` with the same amplitude."""
+    th, hp, live = ctx.th, ctx.hp, ctx.live_leads
+    n = hp.shape[-1]
+    mean = hp.mean(axis=-1)
+    cov = (hp @ hp.T) / n - np.outer(mean, mean)  # (12, 12) mV^2, one matrix product instead of a copy per pair
+    std = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    groups: dict[int, set[int]] = {}
+    lowest = 1.0
+    for a, b in _independent_pairs():
+        if not (live[a] and live[b]) or std[a] <= 0 or std[b] <= 0:
             continue
-        band = psd[:, (freqs >= mains - 1.0) & (freqs <= mains + 1.0)].sum(axis=-1) * df
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio_db = (10 * np.log10(np.where(ecg_band > 0, band / ecg_band, 0.0) + 1e-30)).tolist()
-        for row, lead in enumerate(LEADS):
-            if not ctx.live_leads[row]:
-                continue
-            ratios[f"{lead}@{mains:g}"] = round(ratio_db[row], 1)
-            if ratio_db[row] > th.mains_warn_db:
-                severity = "fail" if ratio_db[row] > th.mains_fail_db else "warn"
-                message = f"lead {lead}: {mains:g} Hz mains interference at {ratio_db[row]:.1f} dB of the ECG band"
-                findings.append(QcFinding("mains_noise", severity, lead, message))
-    return findings, {"mains_db_max": max(ratios.values()) if ratios else None}
+        if abs(std[a] / std[b] - 1.0) > th.duplicate_amp_tol:
+            continue
+        corr = float(cov[a, b] / (std[a] * std[b]))
+        if corr > th.duplicate_corr:
+            lowest = min(lowest, corr)
+            merged = groups.get(a, {a}) | groups.get(b, {b})
+            for row in merged:
+                groups[row] = merged
+    unique = {frozenset(g) for g in groups.values()}
+    if not unique:
+        return [], {}
+    named = [[LEADS[row] for row in sorted(g)] for g in sorted(unique, key=min)]
+    copies = sum(len(g) - 1 for g in unique)
+    identical = all(np.array_equal(ctx.x[min(g)], ctx.x[row]) for g in unique for row in g)
+    how = "hold identical samples" if identical else f"are nearly identical (correlation >= {lowest:.4f})"
+    sets = "; ".join(", ".join(leads) for leads in named)
+    message = (
+        f"leads {sets} {how} with the same amplitude: copies, not independent recordings (an export that fills"
+        " leads it did not record?)"
+    )
+    severity = "fail" if copies >= 2 else "warn"
+    return [QcFinding("duplicate_leads", severity, None, message)], {"duplicate_leads": named}
 
 
 def _check_amplitude(ctx: _QcContext) -> _Outcome:
@@ -394,11 +515,17 @@ def _check_la_ra_reversal(ctx: _QcContext) -> _Outcome:
 
 # The registry: every check, in the order its findings and metrics are reported. A new check is one function and one
 # line here. The record checks always run; the signal checks only when the sampling rate leaves a signal to examine.
-_RECORD_CHECKS: tuple[Callable[[_QcContext], _Outcome], ...] = (_check_sampling_rate, _check_duration)
+_RECORD_CHECKS: tuple[Callable[[_QcContext], _Outcome], ...] = (
+    _check_integrity,
+    _check_sampling_rate,
+    _check_duration,
+)
 _SIGNAL_CHECKS: tuple[Callable[[_QcContext], _Outcome], ...] = (
     _check_missing_leads,
     _check_flat_leads,
+    _check_calibration_pulse,
     _check_clipping,
+    _check_duplicate_leads,
     _check_baseline_wander,
     _check_mains,
     _check_amplitude,
@@ -411,7 +538,8 @@ def run_qc(
 ) -> QcResult:
     """Quality-control a 12-lead ECG ``(12, n)`` in mV at ``fs`` Hz (canonical lead order).
 
-    ``meta`` may carry ``missing_leads`` (leads the file did not hold, zero-filled by the reader). Returns a
+    ``meta`` may carry ``missing_leads`` (leads the file did not hold, zero-filled by the reader) and ``integrity``
+    (the reader's list of the file's contradictions; an unresolved one fails the record). Returns a
     :class:`QcResult`; raises :class:`QcError` only when the input cannot be examined at all (wrong shape).
     """
     ctx = _QcContext.build(signal, fs, meta, thresholds or QcThresholds())

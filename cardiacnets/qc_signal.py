@@ -1,13 +1,14 @@
 """The signal measurements behind signal QC (:mod:`cardiacnets.qc`), pure numpy on ``(leads, n)`` mV records: the
 zero-phase 0.5-Hz Butterworth high-pass (cached per rate) and its cheaper block-rate baseline split, a Welch PSD,
-non-overlapping windows, run lengths, the robust per-lead peak-to-peak amplitude, the median beat and the signed QRS
-and P deflections of a median beat. Each fast path states the scipy or numpy call it reproduces (tests/test_qc.py
-holds them to it)."""
+non-overlapping windows, run lengths, the robust per-lead peak-to-peak amplitude, the median beat, the signed QRS
+and P deflections of a median beat, and the device's calibration pulse at a record's start or end. Each fast path
+states the scipy or numpy call it reproduces (tests/test_qc.py holds them to it)."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import signal as sps
@@ -260,3 +261,117 @@ def _longest_runs(mask: np.ndarray) -> np.ndarray:
     longest = np.zeros(rows, dtype=np.int64)
     np.maximum.at(longest, start_rows, ends - starts)
     return longest
+
+
+@dataclass(frozen=True)
+class CalibrationPulse:
+    """A calibration pulse at one edge of a record, in sample indices of the record.
+
+    ``top``: ``[start, stop)`` of the flat top; ``span``: ``[start, stop)`` of the samples to leave out of the signal
+    checks (the pulse with its flat shoulders, through to the record's edge); ``rows``: the leads that carry it;
+    ``height_mV``: the median step from the shoulders to the top over those leads.
+    """
+
+    edge: str
+    top: tuple[int, int]
+    span: tuple[int, int]
+    rows: tuple[int, ...]
+    height_mV: float
+
+
+def find_calibration_pulses(
+    x: np.ndarray,
+    fs: float,
+    *,
+    min_s: float,
+    max_s: float,
+    min_leads: int,
+    height_mV: float = 1.0,
+    edge_s: float = 2.0,
+    tol_mV: float = 0.001,
+) -> list[CalibrationPulse]:
+    """Calibration pulses of a ``(leads, n)`` mV record: a flat top ``min_s``-``max_s`` s long, ``height_mV`` (+-20 %)
+    above the samples on both sides of it (or on its inner side when it touches the record's edge), within ``edge_s``
+    s (at most a quarter of the record) of the start or the end, at the same samples (+-1) in at least ``min_leads``
+    leads. "Flat" is sample-to-sample steps of at most ``tol_mV`` and a peak-to-peak under ``4 tol_mV``: a pulse is
+    drawn digitally, constant to well under one least significant bit of any cart, where an isoelectric ECG segment
+    moves by a bit every few samples. Returns at most one pulse per edge, start first."""
+    n = x.shape[-1]
+    width = min(int(round(edge_s * fs)), n // 4)
+    min_len, max_len = max(3, int(round(min_s * fs))), max(3, int(round(max_s * fs)))
+    if width < min_len + 4:
+        return []
+    pulses = []
+    for edge in ("start", "end"):
+        offset = 0 if edge == "start" else n - width
+        window = x[:, offset : offset + width]
+        candidates = _pulse_tops(window, edge, min_len, max_len, tol_mV, height_mV)
+        found = _common_pulse(candidates, edge, width, min_leads)
+        if found is None:
+            continue
+        (a, b), (s0, s1), rows, height = found
+        span = (0, offset + s1) if edge == "start" else (offset + s0, n)
+        pulses.append(CalibrationPulse(edge, (offset + a, offset + b), span, rows, height))
+    return pulses
+
+
+def _pulse_tops(
+    window: np.ndarray, edge: str, min_len: int, max_len: int, tol_mV: float, height_mV: float
+) -> list[tuple[int, int, int, int, int, float]]:
+    """Flat runs of an edge window ``(leads, width)`` mV that could be a pulse top, as ``(row, start, stop,
+    shoulder_start, shoulder_stop, step_mV)``: ``min_len``-``max_len`` samples long, rising ``height_mV`` (+-20 %)
+    from the samples on both sides (one transition sample allowed), or from the inner side when the run touches the
+    record's edge; the step is the smaller rise. Shoulders are the flat runs right before and after the top (the
+    pulse's baseline segments). Runs are found for all leads at once; only the few that pass are looked at alone."""
+    rows, width = window.shape
+    padded = np.zeros((rows, width + 1), dtype=np.int8)
+    padded[:, 1:-1] = np.abs(np.diff(window, axis=-1)) <= tol_mV  # sample i and i + 1 level
+    marks = np.diff(padded, axis=-1)  # +1 where a flat run starts, -1 at its last sample
+    run_rows, starts = np.nonzero(marks == 1)
+    _, lasts = np.nonzero(marks == -1)  # row-major: the k-th last sample closes the k-th start
+    stops = lasts + 1  # runs are [start, stop)
+    level = window[run_rows, starts]
+    before, after = np.where(starts >= 2, starts - 2, starts - 1), np.where(stops + 1 < width, stops + 1, stops)
+    rise_in = np.where(before >= 0, level - window[run_rows, np.clip(before, 0, width - 1)], np.nan)
+    rise_out = np.where(after < width, level - window[run_rows, np.clip(after, 0, width - 1)], np.nan)
+    with np.errstate(invalid="ignore"):
+        fits_in = (rise_in >= 0.8 * height_mV) & (rise_in <= 1.2 * height_mV)
+        fits_out = (rise_out >= 0.8 * height_mV) & (rise_out <= 1.2 * height_mV)
+    at_edge = starts == 0 if edge == "start" else stops == width
+    lengths = stops - starts
+    keep = (lengths >= min_len) & (lengths <= max_len) & (fits_in & fits_out | at_edge & (fits_in | fits_out))
+    tops = []
+    for k in np.flatnonzero(keep).tolist():
+        row, a, b = int(run_rows[k]), int(starts[k]), int(stops[k])
+        if np.ptp(window[row, a:b]) > 4 * tol_mV:
+            continue
+        shoulder_before = k > 0 and run_rows[k - 1] == row and stops[k - 1] >= a - 1 and lengths[k - 1] <= max_len
+        shoulder_after = k + 1 < len(starts) and run_rows[k + 1] == row and starts[k + 1] <= b + 1
+        s0 = int(starts[k - 1]) if shoulder_before else max(a - 1, 0)
+        s1 = int(stops[k + 1]) if shoulder_after and lengths[k + 1] <= max_len else min(b + 1, width)
+        tops.append((row, a, b, s0, s1, float(np.nanmin([rise_in[k], rise_out[k]]))))
+    return tops
+
+
+def _common_pulse(
+    tops: list[tuple[int, int, int, int, int, float]], edge: str, width: int, min_leads: int
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, ...], float] | None:
+    """The pulse top shared (+-1 sample) by the most leads among :func:`_pulse_tops`' ``(row, start, stop,
+    shoulder_start, shoulder_stop, step_mV)``: ``((start, stop), (span_start, span_stop), rows, median step)`` or None
+    when fewer than ``min_leads`` leads share one. Ties go to the top nearest the edge."""
+    best: tuple[int, int, list[tuple[int, int, int, int, int, float]]] | None = None
+    for _, a, b, *_rest in tops:
+        support = [c for c in tops if abs(c[1] - a) <= 1 and abs(c[2] - b) <= 1]
+        rows = {c[0] for c in support}
+        distance = a if edge == "start" else width - b
+        if best is None or (len(rows), -distance) > (len({c[0] for c in best[2]}), -best[0]):
+            best = (distance, a, support)
+    if best is None:
+        return None
+    support = best[2]
+    rows = tuple(sorted({c[0] for c in support}))
+    if len(rows) < min_leads:
+        return None
+    top = (min(c[1] for c in support), max(c[2] for c in support))
+    span = (min(c[3] for c in support), max(c[4] for c in support))
+    return top, span, rows, float(np.median([c[5] for c in support]))

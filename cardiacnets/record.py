@@ -46,7 +46,9 @@ class EcgRecord:
         meta: what the file said about itself. Keys used by every reader: ``format``, ``path``, ``device``,
             ``acquired`` (ISO 8601 text or None), ``age``, ``sex`` (``"M"``/``"F"``/None), ``heart_rate``,
             ``filters`` (dict), ``stored_leads``, ``derived_leads``, ``missing_leads``, ``warnings`` (list of text),
-            and ``phi`` (patient identifiers; never logged, printed only on request).
+            ``integrity`` (where the reader checks: the file's contradictions, a list of ``{"code", "detail",
+            "resolved", "resolution"}`` that signal QC fails the record on unless resolved; docs/qc.md), and ``phi``
+            (patient identifiers; never logged, printed only on request).
         median_beat: float32 ``(12, m)`` in mV, the file's representative beat when it stores one.
         median_fs: sampling rate of ``median_beat`` in Hz.
     """

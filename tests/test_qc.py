@@ -59,7 +59,7 @@ def test_calibration_pulse_is_not_clipping() -> None:
     x[:, 100:200] = 1.0  # a 200-ms 1-mV calibration pulse in every lead, as Philips files carry
     result = run_qc(x, FS)
     assert result.reliable
-    assert {code for code, _ in _codes(result)} == {"calibration_pulse"}
+    assert [(f.code, f.lead) for f in result.findings] == [("calibration_pulse", None)]  # one finding, not twelve
 
 
 @pytest.mark.parametrize(("amplitude", "severity"), [(0.3, "fail"), (0.05, "warn")])
@@ -78,7 +78,11 @@ def test_mains_60hz_detected_on_all_leads() -> None:
     t = np.arange(x.shape[1]) / 1000.0
     x += 0.3 * np.sin(2 * np.pi * 60.0 * t)
     result = run_qc(x, 1000.0)
-    assert {lead for code, lead in _codes(result, "fail") if code == "mains_noise"} == set(LEADS)
+    # One record-level finding naming every lead once, at 60 Hz (not a 50-Hz twin).
+    mains = [f for f in result.findings if f.code == "mains_noise"]
+    assert len(mains) == 1 and mains[0].severity == "fail" and mains[0].lead is None
+    assert set(result.metrics["mains_noise"]) == set(LEADS)
+    assert {v["hz"] for v in result.metrics["mains_noise"].values()} == {60.0}
 
 
 def test_la_ra_reversal_detected() -> None:

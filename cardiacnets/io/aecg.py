@@ -21,6 +21,7 @@ import numpy as np
 from cardiacnets.errors import CorruptFileError
 from cardiacnets.io._numbers import parse_numbers
 from cardiacnets.io._xml import attr, child, children, descendant, descendants, finish_record, parse_xml, text
+from cardiacnets.io.cart_measurements import aecg_measurements
 from cardiacnets.record import EcgRecord
 
 logger = logging.getLogger(__name__)
@@ -208,4 +209,5 @@ def read(path: Path, data: bytes) -> EcgRecord:
             _pick_sequence_set(beat, what, warnings), f"{what} representative beat", warnings
         )
     meta = _meta(root, rhythm)
+    meta["cart_measurements"] = aecg_measurements(root)
     return finish_record(FORMAT, path, channels, fs, meta, warnings, median_channels, median_fs)

@@ -20,6 +20,7 @@ import numpy as np
 from cardiacnets.errors import CorruptFileError
 from cardiacnets.io._numbers import parse_numbers
 from cardiacnets.io._xml import attr, child, children, descendant, finish_record, float_text, int_text, parse_xml, text
+from cardiacnets.io.cart_measurements import cardiosoft_measurements
 from cardiacnets.record import EcgRecord
 
 logger = logging.getLogger(__name__)
@@ -189,4 +190,5 @@ def read(path: Path, data: bytes) -> EcgRecord:
         median_channels, median_fs = _read_lead_block(median, f"{what} MedianSamples", warnings)
     meta = _meta(root)
     meta["rhythm_source"] = source
+    meta["cart_measurements"] = cardiosoft_measurements(root)
     return finish_record(FORMAT, path, channels, fs, meta, warnings, median_channels, median_fs)

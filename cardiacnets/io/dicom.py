@@ -28,6 +28,7 @@ import numpy as np
 
 from cardiacnets.errors import CardiacNetsError, CorruptFileError, UnsupportedFormatError
 from cardiacnets.io._units import channel_factor
+from cardiacnets.io.cart_measurements import dicom_measurements
 from cardiacnets.io.scp import LEAD_CODES
 from cardiacnets.record import EcgRecord, assemble_record, canonical_lead_name
 
@@ -271,6 +272,7 @@ def _read_dataset(ds: Any, path: Path) -> EcgRecord:
 
     meta = _meta(ds, sop_name)
     meta["filters"] = _filters(groups[chosen])
+    meta["cart_measurements"] = dicom_measurements(ds)
     meta["warnings"] = warnings
     return assemble_record(
         channels,

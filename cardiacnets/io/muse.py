@@ -26,6 +26,7 @@ import numpy as np
 
 from cardiacnets.errors import CorruptFileError
 from cardiacnets.io._xml import child, children, finish_record, float_text, int_text, parse_xml, text
+from cardiacnets.io.cart_measurements import muse_measurements
 from cardiacnets.record import EcgRecord
 
 logger = logging.getLogger(__name__)
@@ -55,8 +56,10 @@ def _sample_rate(waveform: Element, what: str) -> float:
     return base * 10.0**exponent
 
 
-def _decode_lead(lead: Element, label: str, what: str, warnings: list[str], verify_crc: bool) -> np.ndarray:
-    """One ``<LeadData>`` -> float64 samples in mV."""
+def _decode_lead(
+    lead: Element, label: str, what: str, warnings: list[str], verify_crc: bool, crc_failed: list[str]
+) -> np.ndarray:
+    """One ``<LeadData>`` -> float64 samples in mV. A ``LeadDataCRC32`` mismatch adds ``label`` to ``crc_failed``."""
     payload = text(lead, "WaveFormData") or ""
     if not payload:
         raise CorruptFileError(f"{what}: lead {label} has no WaveFormData")
@@ -70,6 +73,7 @@ def _decode_lead(lead: Element, label: str, what: str, warnings: list[str], veri
     crc = text(lead, "LeadDataCRC32")
     if verify_crc and crc is not None and crc.isdigit() and zlib.crc32(raw) != int(crc):
         warnings.append(f"{label}: LeadDataCRC32 mismatch (file says {crc}, data gives {zlib.crc32(raw)})")
+        crc_failed.append(label)
     declared_bytes = int_text(lead, "LeadByteCountTotal")
     if declared_bytes is not None and declared_bytes != len(raw):
         warnings.append(f"{label}: LeadByteCountTotal {declared_bytes} but {len(raw)} bytes decoded")
@@ -100,11 +104,12 @@ def _decode_lead(lead: Element, label: str, what: str, warnings: list[str], veri
 
 
 def _read_waveform(
-    waveform: Element, what: str, warnings: list[str], verify_crc: bool
+    waveform: Element, what: str, warnings: list[str], verify_crc: bool, integrity: list[dict[str, Any]]
 ) -> tuple[dict[str, np.ndarray], float]:
     fs = _sample_rate(waveform, what)
     kind = text(waveform, "WaveformType") or "?"
     channels: dict[str, np.ndarray] = {}
+    crc_failed: list[str] = []
     for lead in children(waveform, "LeadData"):
         label = text(lead, "LeadID")
         if label is None:
@@ -113,17 +118,32 @@ def _read_waveform(
         if label in channels:
             warnings.append(f"{kind}: lead {label} stored twice; kept the first copy")
             continue
-        channels[label] = _decode_lead(lead, label, f"{what} {kind}", warnings, verify_crc)
+        channels[label] = _decode_lead(lead, label, f"{what} {kind}", warnings, verify_crc, crc_failed)
     if not channels:
         raise CorruptFileError(f"{what}: {kind} waveform holds no LeadData")
+    if crc_failed:
+        integrity.append(_crc_problem(kind, crc_failed))
     declared_leads = int_text(waveform, "NumberofLeads")
     if declared_leads is not None and declared_leads != len(channels):
         warnings.append(f"{kind}: NumberofLeads says {declared_leads}, {len(channels)} leads found")
     return channels, fs
 
 
-def _check_rate(fs: float, n: int, root: Element, warnings: list[str]) -> None:
-    """Flag a declared rate that contradicts the sample count (older MAC carts: SampleBase 240, 2500 samples)."""
+def _crc_problem(kind: str, labels: list[str]) -> dict[str, Any]:
+    """The ``meta["integrity"]`` entry for leads of one waveform whose data fail their ``LeadDataCRC32``. Only the
+    stored median beat failing is resolved: screening reads the rhythm strip."""
+    detail = f"LeadDataCRC32 mismatch in {kind} lead(s) {', '.join(labels)}: the data are not what the cart wrote"
+    if kind.lower() == "median":
+        resolution = "only the stored median beat is damaged; the rhythm strip the screening reads passed its CRCs"
+        return {"code": "crc_mismatch", "detail": detail, "resolved": True, "resolution": resolution}
+    return {"code": "crc_mismatch", "detail": detail, "resolved": False, "resolution": None}
+
+
+def _check_rate(fs: float, n: int, root: Element, warnings: list[str], integrity: list[dict[str, Any]]) -> None:
+    """Flag a declared rate that contradicts the sample count (older MAC carts: SampleBase 240, 2500 samples).
+
+    Unresolved in ``integrity``: MUSE states no duration, so nothing in the file says whether the rate or the
+    sample count (the usual 10-s strip at another rate) is wrong; the declared rate is kept."""
     seconds = n / fs
     if abs(seconds - round(seconds)) < 0.02 * seconds:
         return
@@ -142,6 +162,14 @@ def _check_rate(fs: float, n: int, root: Element, warnings: list[str]) -> None:
             if measured:
                 note += f" (the measurements section gives ECGSampleBase {measured[0]:g})"
             warnings.append(note + "; the declared rate is kept")
+            integrity.append(
+                {
+                    "code": "sampling_rate_conflict",
+                    "detail": f"MUSE SampleBase: {note}",
+                    "resolved": False,
+                    "resolution": None,
+                }
+            )
             return
 
 
@@ -210,7 +238,8 @@ def read(path: Path, data: bytes, *, verify_crc: bool = True) -> EcgRecord:
 
     Returns an :class:`EcgRecord` with ``signal`` float32 ``(12, n)`` in mV at the declared ``SampleBase`` rate
     (8 stored leads, 4 derived) and the ``Median`` waveform as ``median_beat`` when present. ``verify_crc`` checks
-    each lead's ``LeadDataCRC32`` and adds a warning on mismatch.
+    each lead's ``LeadDataCRC32``: a mismatch is a warning and a ``meta["integrity"]`` problem (unresolved for the
+    rhythm strip, so QC fails the record), as is a ``SampleBase`` that contradicts the sample count.
     """
     what = f"{path} (GE MUSE XML)"
     document = parse_xml(data, what)
@@ -224,11 +253,14 @@ def read(path: Path, data: bytes, *, verify_crc: bool = True) -> EcgRecord:
     rhythm = waveforms.get("rhythm")
     if rhythm is None:
         raise CorruptFileError(f"{what}: no Rhythm <Waveform> (found {sorted(waveforms) or 'none'})")
-    channels, fs = _read_waveform(rhythm, what, warnings, verify_crc)
+    integrity: list[dict[str, Any]] = []
+    channels, fs = _read_waveform(rhythm, what, warnings, verify_crc, integrity)
     n = min(len(v) for v in channels.values())
-    _check_rate(fs, n, root, warnings)
+    _check_rate(fs, n, root, warnings, integrity)
     median_channels, median_fs = None, None
     if "median" in waveforms:
-        median_channels, median_fs = _read_waveform(waveforms["median"], what, warnings, verify_crc)
+        median_channels, median_fs = _read_waveform(waveforms["median"], what, warnings, verify_crc, integrity)
     meta = _meta(root, rhythm)
+    meta["integrity"] = integrity
+    meta["cart_measurements"] = muse_measurements(root)
     return finish_record(FORMAT, path, channels, fs, meta, warnings, median_channels, median_fs)

@@ -34,6 +34,7 @@ import numpy as np
 from cardiacnets.errors import CorruptFileError
 from cardiacnets.io._numbers import parse_integers
 from cardiacnets.io._xml import attr, child, children, descendant, finish_record, float_text, int_text, parse_xml, text
+from cardiacnets.io.cart_measurements import philips_measurements
 from cardiacnets.record import EcgRecord, canonical_lead_name
 
 logger = logging.getLogger(__name__)
@@ -188,6 +189,44 @@ def _first_number(*values: str | float | None) -> float | None:
     return None
 
 
+def _declared_rates(parsed: Element, signal: Element | None) -> list[tuple[str, float]]:
+    """The rhythm's sampling rates as the file states them, ``(field, Hz)``, the one read by default first."""
+    rates = [("samplespersecond", attr(parsed, "samplespersecond")), ("samplingrate", text(signal, "samplingrate"))]
+    found = [(name, _first_number(value)) for name, value in rates]
+    return [(name, hz) for name, hz in found if hz is not None]
+
+
+def _resolve_rate(
+    rates: list[tuple[str, float]], duration_ms: float | None, n: int, warnings: list[str]
+) -> tuple[float, dict[str, Any]]:
+    """Two rates that disagree: the one that gives ``n`` samples per lead over ``durationperchannel`` (to one sample)
+    is right. Returns the rate to read at and the ``meta["integrity"]`` entry (unresolved, at the first rate, when
+    no duration is stated or not exactly one rate fits)."""
+    detail = "the file states two sampling rates: " + ", ".join(f"{name} {hz:g} Hz" for name, hz in rates)
+    problem: dict[str, Any] = {
+        "code": "sampling_rate_conflict",
+        "detail": detail,
+        "resolved": False,
+        "resolution": None,
+    }
+    if duration_ms:
+        seconds = duration_ms / 1000.0
+        fitting = {hz for _, hz in rates if abs(n - hz * seconds) <= 1.0}
+        if len(fitting) == 1:
+            fs = fitting.pop()
+            problem["resolved"] = True
+            problem["resolution"] = (
+                f"{n} samples per lead over durationperchannel {duration_ms:g} ms is {n / seconds:g} Hz: read at"
+                f" {fs:g} Hz"
+            )
+            warnings.append(f"{detail}; {problem['resolution']}")
+            return fs, problem
+    fs = rates[0][1]
+    duration = f"durationperchannel {duration_ms:g} ms" if duration_ms else "no durationperchannel"
+    warnings.append(f"{detail}; neither fits {n} samples per lead and {duration}: read at {rates[0][0]} {fs:g} Hz")
+    return fs, problem
+
+
 def _read_rhythm(
     root: Element, what: str, warnings: list[str]
 ) -> tuple[dict[str, np.ndarray], float, float, dict[str, Any]]:
@@ -198,15 +237,18 @@ def _read_rhythm(
     if parsed is None or not (parsed.text or "").strip():
         raise CorruptFileError(f"{what}: no <parsedwaveforms> rhythm data")
     signal = descendant(root, "signalcharacteristics")
-    fs = _first_number(attr(parsed, "samplespersecond"), text(signal, "samplingrate"))
-    if fs is None:
+    rates = _declared_rates(parsed, signal)
+    if not rates:
         raise CorruptFileError(f"{what}: no sampling rate (samplespersecond / samplingrate)")
+    fs = rates[0][1]
+    conflict = len({hz for _, hz in rates}) > 1
     resolution = _first_number(attr(parsed, "resolution"), text(signal, "resolution"), text(signal, "signalresolution"))
     if resolution is None:
         resolution = 5.0
         warnings.append("no resolution field; assumed 5 uV per count (the Philips default)")
     duration_ms = _first_number(attr(parsed, "durationperchannel"))
-    n_declared = int(round(duration_ms * fs / 1000.0)) if duration_ms else None
+    # With two rates in the file, the data (not one of the rates) decide the sample count.
+    n_declared = int(round(duration_ms * fs / 1000.0)) if duration_ms and not conflict else None
     labels = _lead_labels(parsed, signal, None, warnings)
 
     encoding = attr(parsed, "dataencoding") or "Base64"
@@ -241,6 +283,10 @@ def _read_rhythm(
 
     leads = {label: np.asarray(samples, dtype=np.int64) for label, samples in zip(labels, decoded, strict=True)}
     lengths = {len(v) for v in leads.values()}
+    integrity = []
+    if conflict:
+        fs, problem = _resolve_rate(rates, duration_ms, min(lengths), warnings)
+        integrity.append(problem)
     if n_declared and lengths != {n_declared}:
         warnings.append(f"decoded {sorted(lengths)} samples per lead, durationperchannel gives {n_declared}")
     if method.upper() == "XLI":
@@ -255,7 +301,7 @@ def _read_rhythm(
         else:
             warnings.append("XLI data without the six limb leads: residuals of III/aVR/aVL/aVF not reconstructed")
     channels = {label: samples.astype(np.float64) * (resolution / 1000.0) for label, samples in leads.items()}
-    info = {"compression": method, "data_encoding": encoding, "resolution_uV": resolution}
+    info = {"compression": method, "data_encoding": encoding, "resolution_uV": resolution, "integrity": integrity}
     return channels, fs, resolution, info
 
 
@@ -373,4 +419,5 @@ def read(path: Path, data: bytes) -> EcgRecord:
     channels, fs, _, rhythm_info = _read_rhythm(root, what, warnings)
     median_channels, median_fs = _read_repbeats(root, fs, what, warnings)
     meta = _meta(root, doc_type, version, rhythm_info)
+    meta["cart_measurements"] = philips_measurements(root)
     return finish_record(FORMAT, path, channels, fs, meta, warnings, median_channels, median_fs)

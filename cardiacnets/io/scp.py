@@ -13,10 +13,12 @@ difference), a bimodal-compression flag, one byte count per lead, then each lead
 no Section 2, otherwise a Huffman bit stream (most significant bit first).
 
 Files this reader accepts beyond the letter of the standard, each with a warning in ``meta["warnings"]``: CRC
-mismatches, Huffman streams that decode a few more samples than Section 3 declares (truncated to Section 3's range),
-and rhythm data shorter than Section 3 declares (read what is present, all leads cut to the common length; e.g. writers
-whose 16-bit per-lead byte counts saturate at 65534). Refused with :class:`UnsupportedFormatError`: bimodal
-compression and reference-beat subtraction with a decimated rhythm (both need the full reconstruction filter).
+mismatches (also listed in ``meta["integrity"]``, see :meth:`_Reader.integrity`), Huffman streams that decode a few
+more samples than Section 3 declares (truncated to Section 3's range), rhythm data shorter than Section 3 declares
+(read what is present, all leads cut to the common length; e.g. writers whose 16-bit per-lead byte counts saturate at
+65534), and Section 3 sample ranges numbered from 0 where Section 6 confirms the length (:func:`_lead_lengths`; some
+low-cost carts). Refused with :class:`UnsupportedFormatError`: bimodal compression and reference-beat subtraction with
+a decimated rhythm (both need the full reconstruction filter).
 """
 
 from __future__ import annotations
@@ -144,6 +146,9 @@ _DEFAULT_TABLE_SPEC = [
 ]
 
 _DEFAULT_TABLE_ID = 19999
+# Sections the screened signal depends on: pointers (0), age and sex (1), Huffman tables (2), lead definitions (3),
+# rhythm data (6). A CRC failure elsewhere (reference beat, measurements, statements) leaves the signal as written.
+_SIGNAL_SECTIONS = frozenset({0, 1, 2, 3, 6})
 _MAX_LEADS = 64
 # Samples one lead may hold: 24 h at 1 kHz. Bounds every allocation whatever the file declares.
 _MAX_SAMPLES_PER_LEAD = 86_400_000
@@ -180,6 +185,8 @@ class _Reader:
         self.data = data
         self.where = where
         self.warnings: list[str] = []
+        self.crc_failed: list[int] = []  # ids of the sections whose CRC does not match
+        self.record_crc_failed = False
 
     def fail(self, section: str, message: str) -> CorruptFileError:
         return CorruptFileError(f"{self.where}: SCP-ECG {section}: {message}")
@@ -208,6 +215,7 @@ class _Reader:
         self.data = data = data[:record_length]
         if binascii.crc_hqx(data[2:], 0xFFFF) != crc:
             self.warnings.append("SCP-ECG: record CRC mismatch (file may be damaged)")
+            self.record_crc_failed = True
         s0 = self.section_header(6, 0, "Section 0")
         sections = {0: s0}
         n_pointers = (s0.length - 16) // 10
@@ -233,7 +241,28 @@ class _Reader:
             self.warnings.append(f"SCP-ECG {name}: Section 0 says {declared} bytes, the section header {length}")
         if binascii.crc_hqx(self.data[offset + 2 : offset + length], 0xFFFF) != crc:
             self.warnings.append(f"SCP-ECG {name}: CRC mismatch (section may be damaged)")
+            self.crc_failed.append(sid)
         return _Section(sid, offset, length, version, protocol)
+
+    def integrity(self) -> list[dict[str, Any]]:
+        """The CRC failures as ``meta["integrity"]`` entries: unresolved when a section the screened signal depends
+        on fails (:data:`_SIGNAL_SECTIONS`); resolved when only other sections fail, or only the record CRC while
+        every section passes its own."""
+        failed = sorted(set(self.crc_failed))
+        if not failed and not self.record_crc_failed:
+            return []
+        problem: dict[str, Any] = {"code": "crc_mismatch", "resolved": True}
+        if not failed:
+            problem["detail"] = "SCP-ECG record CRC mismatch"
+            problem["resolution"] = "every section passes its own CRC, so the sections' data are as written"
+            return [problem]
+        problem["detail"] = f"SCP-ECG Section(s) {', '.join(map(str, failed))} fail their CRC"
+        if set(failed) & _SIGNAL_SECTIONS:
+            problem.update(resolved=False, resolution=None)
+            problem["detail"] += ": the header, lead definitions or rhythm data are not what was written"
+        else:
+            problem["resolution"] = "the screened signal does not depend on them; Sections 0-3 and 6 pass their CRCs"
+        return [problem]
 
     # -- Section 1 ----------------------------------------------------------------------------------------------
     def header_tags(self, s1: _Section) -> dict[int, bytes]:
@@ -291,7 +320,8 @@ class _Reader:
         codes, starts, ends = [], [], []
         for k in range(n_leads):
             start, end, code = self.unpack("<IIB", s3.body + 2 + 9 * k, "Section 3", s3.end)
-            if start < 1 or end < start or end - start + 1 > _MAX_SAMPLES_PER_LEAD:
+            # The standard numbers samples from 1; a range from 0 is settled against Section 6 (_lead_lengths).
+            if end < start or end - start + 1 > _MAX_SAMPLES_PER_LEAD:
                 raise self.fail("Section 3", f"lead {k + 1}: implausible sample range {start}..{end}")
             codes.append(code)
             starts.append(start)
@@ -422,6 +452,66 @@ def _header_meta(tags: dict[int, bytes]) -> dict[str, Any]:
     return meta
 
 
+def _lead_lengths(leads: _Leads, rhythm: list[np.ndarray], huffman: bool, reader: _Reader) -> list[int]:
+    """Samples per lead from Section 3's ranges ``start..end``, both ends included and numbered from 1 as the
+    standard says (``1..N``). Some carts number from 0: ``0..N`` (only the start moved) or ``0..N-1``. Such a range is
+    read as N samples when Section 6 holds exactly that many (raw data: N or N + 1 would tell the two apart; Huffman
+    data may decode a few samples of bit padding beyond N, so ``0..N`` is taken, at worst one sample short), with a
+    warning; a range from 0 that Section 6 does not confirm is refused."""
+    lengths, notes = [], []
+    for k, (start, end, values) in enumerate(zip(leads.starts, leads.ends, rhythm, strict=True)):
+        held = len(values)
+        if start >= 1:
+            lengths.append(end - start + 1)
+        elif held == end + 1 and not huffman:
+            lengths.append(end + 1)
+        elif end > 0 and (held == end or (huffman and held > end)):
+            lengths.append(end)
+        else:
+            raise reader.fail(
+                "Section 3",
+                f"lead {k + 1}: implausible sample range {start}..{end} (numbered from 0, and Section 6 holds"
+                f" {held if held <= end + 1 else f'more than {end + 1}'} samples, which fits neither 0-based reading)",
+            )
+        if start == 0:
+            notes.append(f"0..{end} -> {lengths[-1]}")
+    if notes:
+        reader.warnings.append(
+            "SCP-ECG Section 3 numbers samples from 0 (the standard counts from 1); read as 0-based where Section 6"
+            f" holds that many samples: {'; '.join(sorted(set(notes)))}"
+        )
+    return lengths
+
+
+def _reference_beat(
+    reader: _Reader,
+    sections: dict[int, _Section],
+    leads: _Leads,
+    tables: list[dict[str, HuffmanCode]] | None,
+    interval: float,
+) -> tuple[dict[str, np.ndarray] | None, float | None]:
+    """Section 5's reference beat in mV by lead name and its rate in Hz (Section 4 gives its length), or
+    ``(None, None)``; a damaged one is a warning, not an error."""
+    if 5 not in sections:
+        return None, None
+    try:
+        m_avm, m_interval, beats = reader.encoded_leads(
+            sections[5], "Section 5", len(leads.codes), tables, int(10 * 1e6 / interval) + 1
+        )
+        n_beat = min(len(b) for b in beats)
+        if 4 in sections:
+            (length_ms,) = reader.unpack("<H", sections[4].body, "Section 4", sections[4].end)
+            n_from_s4 = int(round(length_ms * 1000.0 / m_interval))
+            if 0 < n_from_s4 <= n_beat:
+                n_beat = n_from_s4
+        if n_beat > 0:
+            scale = m_avm / 1e6
+            return {name: b[:n_beat] * scale for name, b in zip(leads.names, beats, strict=True)}, 1e6 / m_interval
+    except CorruptFileError as exc:
+        reader.warnings.append(f"reference beat not read: {exc}")
+    return None, None
+
+
 def read(path: Path, data: bytes) -> EcgRecord:
     """Read an SCP-ECG file into an :class:`EcgRecord` (``signal`` ``(12, n)`` in mV; counts x AVM nV / 1e6).
 
@@ -452,8 +542,12 @@ def read(path: Path, data: bytes) -> EcgRecord:
     if not leads.flags & 0x04:
         reader.warnings.append("SCP-ECG: Section 3 says the leads were not all recorded simultaneously")
 
-    avm, interval, rhythm = reader.encoded_leads(sections[6], "Section 6", len(leads.codes), tables, n_declared)
+    # A range numbered from 0 is settled by Section 6's own count: decode one sample more than either reading needs.
+    n_decode = n_declared + (1 if 0 in leads.starts else 0)
+    avm, interval, rhythm = reader.encoded_leads(sections[6], "Section 6", len(leads.codes), tables, n_decode)
     fs = 1e6 / interval
+    declared = _lead_lengths(leads, rhythm, tables is not None, reader)
+    n_declared = max(declared)
     channels: dict[str, np.ndarray] = {}
     present = min(len(values) for values in rhythm)
     for name, values, n_lead in zip(leads.names, rhythm, declared, strict=True):
@@ -472,26 +566,9 @@ def read(path: Path, data: bytes) -> EcgRecord:
     meta = _header_meta(reader.header_tags(sections[1])) if 1 in sections else {"phi": {}}
     meta["scp_version"] = version
     meta["resolution_uV"] = avm / 1000.0
-
-    median_channels = None
-    median_fs = None
-    if 5 in sections:
-        try:
-            m_avm, m_interval, beats = reader.encoded_leads(
-                sections[5], "Section 5", len(leads.codes), tables, int(10 * 1e6 / interval) + 1
-            )
-            n_beat = min(len(b) for b in beats)
-            if 4 in sections:
-                (length_ms,) = reader.unpack("<H", sections[4].body, "Section 4", sections[4].end)
-                n_from_s4 = int(round(length_ms * 1000.0 / m_interval))
-                if 0 < n_from_s4 <= n_beat:
-                    n_beat = n_from_s4
-            if n_beat > 0:
-                median_channels = {name: b[:n_beat] * (m_avm / 1e6) for name, b in zip(leads.names, beats, strict=True)}
-                median_fs = 1e6 / m_interval
-        except CorruptFileError as exc:
-            reader.warnings.append(f"reference beat not read: {exc}")
+    median_channels, median_fs = _reference_beat(reader, sections, leads, tables, interval)
     meta["warnings"] = reader.warnings
+    meta["integrity"] = reader.integrity()
     return assemble_record(
         channels,
         fs,
