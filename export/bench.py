@@ -1,9 +1,15 @@
-"""Inference benchmarks (run on purpose, never as tests): screening throughput and latency for torch eager, ORT FP32
-and ORT INT8 in one run, the model's FLOPs against the machine's measured matmul rate, and diffusion sampling time.
+"""Inference benchmarks (run on purpose, never as tests): screening throughput and latency, and diffusion sampling
+time.
+
+- :func:`bench_bundle`: the graphs a bundle ships (its FP32 screening graph and each precision variant it lists) with
+  onnxruntime, and torch eager only when the saved torch model is given; the bundle's identity in the report.
+- :func:`bench_screening`: a model (saved, or random weights from the registry) as torch eager, ORT FP32 and ORT INT8
+  graphs exported for the run, with its FLOPs against the machine's measured matmul rate.
 
 Timing: every runtime is warmed up, then the runtimes are measured in interleaved rounds (torch, ORT FP32, ORT INT8,
 torch, ...) so a load spike from other processes hits all of them alike; the median per-call latency over all rounds
-is reported, with throughput = batch / median latency and ratios against torch eager.
+is reported, with throughput = batch / median latency and ratios against a baseline runtime (torch eager when timed,
+else the FP32 graph).
 """
 
 from __future__ import annotations
@@ -150,45 +156,146 @@ def bench_screening(
     return report
 
 
-def _time_batch(
-    model: Any, sessions: dict[str, Any], feed: dict[str, np.ndarray], flops: int, matmul_gflops: float,
-    rounds: int, budget_s: float,
-) -> dict[str, Any]:  # fmt: skip
-    """One batch size: torch eager and each ORT session timed in interleaved rounds; latency, throughput, achieved
-    GFLOP/s, efficiency against the matmul rate and speed-up against torch, per runtime."""
+def bundle_graphs(bundle: Any) -> dict[str, str]:
+    """``{runtime name: file}`` of a bundle's screening graphs: ``ort_fp32`` and ``ort_<variant>`` for each precision
+    variant its manifest lists."""
+    spec = bundle.model("screening")
+    graphs = {"ort_fp32": spec["file"]}
+    for variant, entry in sorted((spec.get("variants") or {}).items()):
+        graphs[f"ort_{variant}"] = entry["file"]
+    return graphs
+
+
+def _ort_session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def bench_bundle(
+    bundle_dir: str | os.PathLike[str] | None = None,
+    *,
+    screening_dir: str | os.PathLike[str] | None = None,
+    batches: Sequence[int] = (1, 8, 32),
+    threads: int | None = None,
+    rounds: int = 5,
+    budget_s: float = 4.0,
+) -> dict[str, Any]:
+    """Latency/throughput per batch size of the screening graphs a bundle ships (``bundle_dir``, default: the default
+    bundle), each with onnxruntime on the CPU, in interleaved rounds; speed-ups against the FP32 graph.
+
+    ``screening_dir``: a saved torch screening model (the one the bundle was built from) timed as torch eager too,
+    with speed-ups against it, and its largest probability difference from the FP32 graph reported (a large one means
+    it is not the bundle's model). FLOPs per ECG come from the manifest's source config when it has one.
+    """
+    from cardiacnets.bundle import default_bundle_path, load_bundle
+    from cardiacnets.export.onnx_export import screening_feeds
+
+    if any(b < 1 for b in batches):
+        raise InputError(f"batch sizes must be >= 1, got {list(batches)}")
+    bundle = load_bundle(bundle_dir if bundle_dir is not None else default_bundle_path(), check_hashes=True)
+    threads = threads or os.cpu_count() or 1
+    graphs = bundle_graphs(bundle)
+    sessions = {name: _ort_session(bundle.path(rel), threads) for name, rel in graphs.items()}
+    ecg = ((bundle.model("screening").get("source") or {}).get("config") or {}).get("ecg")
+    flops = None
+    if ecg:
+        n_patches = ecg["n_leads"] * (ecg["n_samples"] // ecg["patch_samples"])
+        flops = vit_flops(ecg["embed_dim"], ecg["depth"], ecg["mlp_ratio"], n_patches, ecg["patch_samples"])["total"]
+    report: dict[str, Any] = {
+        "bundle": {**{k: bundle.identity[k] for k in ("name", "version", "digest")}, "path": str(bundle.root)},
+        "graphs": graphs,
+        "default_variant": bundle.model("screening").get("default_variant", "fp32"),
+        "torch_model": str(screening_dir) if screening_dir is not None else None,
+        "flops_per_ecg": {"analytic_vit": flops} if flops else None,
+        "conditions": _conditions(threads),
+        "batches": {},
+    }
+    model = None
+    if screening_dir is not None:
+        import torch
+
+        from cardiacnets.export.bundle_builder import load_screening
+
+        torch.set_num_threads(threads)
+        model = load_screening(screening_dir)[0]
+    rng = np.random.default_rng(0)
+    for batch in batches:
+        feed = screening_feeds(batch, rng)
+        runners: dict[str, Callable[[], Any]] = {}
+        if model is not None:
+            runners["torch_eager"] = _torch_runner(model, feed)
+        runners.update({name: (lambda s=session, f=feed: s.run(None, f)) for name, session in sessions.items()})
+        baselines = ("ort_fp32", "torch_eager") if model is not None else ("ort_fp32",)
+        report["batches"][str(batch)] = _time_runners(runners, batch, rounds, budget_s, baselines, flops)
+        if model is not None and batch == batches[0]:
+            torch_prob = runners["torch_eager"]()[0].numpy()
+            ort_prob = sessions["ort_fp32"].run(["disease_prob"], feed)[0]
+            report["torch_vs_fp32_max_abs_prob_diff"] = float(np.abs(torch_prob - ort_prob).max())
+    return report
+
+
+def _torch_runner(model: Any, feed: dict[str, np.ndarray]) -> Callable[[], Any]:
     import torch
 
-    batch = feed["ecg"].shape[0]
     tensors = tuple(torch.from_numpy(feed[k]) for k in feed)
 
-    def run_torch(t: tuple[Any, ...] = tensors) -> Any:
+    def run_torch() -> Any:
         with torch.inference_mode():
-            return model.predict(*t)
+            return model.predict(*tensors)
 
-    runners: dict[str, Callable[[], Any]] = {"torch_eager": run_torch}
-    for name, session in sessions.items():
-        runners[name] = lambda s=session, f=feed: s.run(None, f)
+    return run_torch
+
+
+def _time_runners(
+    runners: dict[str, Callable[[], Any]], batch: int, rounds: int, budget_s: float, baselines: Sequence[str],
+    flops: int | None = None, matmul_gflops: float | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One batch size: every runner timed in interleaved rounds (as many calls per round as ``budget_s`` allows, 1 to
+    20); per runtime the latency, throughput, achieved GFLOP/s and efficiency against the matmul rate (when ``flops``
+    and ``matmul_gflops`` are known) and ``speedup_vs_<b>`` = latency of ``b`` / latency, for each runtime ``b`` of
+    ``baselines`` (names after their ``ort_``/``_eager`` affixes: ``torch``, ``fp32``)."""
+    first = next(iter(runners.values()))
     start = time.perf_counter()
-    run_torch()
+    first()
     one = time.perf_counter() - start
     per_round = max(1, min(20, int(budget_s / rounds / max(one, 1e-4) / len(runners))))
     times = _interleaved(runners, rounds, per_round)
     row: dict[str, Any] = {}
     for name, values in times.items():
         median = float(np.median(values))
-        gflops = flops * batch / median / 1e9
         row[name] = {
             "latency_ms_median": median * 1e3,
             "latency_ms_p90": float(np.percentile(values, 90)) * 1e3,
             "throughput_ecg_per_s": batch / median,
-            "achieved_gflops": gflops,
-            "efficiency_vs_matmul": gflops / matmul_gflops,
             "calls": len(values),
         }
-    base = row["torch_eager"]["latency_ms_median"]
-    for name in row:
-        row[name]["speedup_vs_torch"] = base / row[name]["latency_ms_median"]
+        if flops:
+            gflops = flops * batch / median / 1e9
+            row[name]["achieved_gflops"] = gflops
+            if matmul_gflops:
+                row[name]["efficiency_vs_matmul"] = gflops / matmul_gflops
+    for baseline in baselines:
+        label = baseline.removeprefix("ort_").removesuffix("_eager")
+        for name in row:
+            row[name][f"speedup_vs_{label}"] = row[baseline]["latency_ms_median"] / row[name]["latency_ms_median"]
     return row
+
+
+def _time_batch(
+    model: Any, sessions: dict[str, Any], feed: dict[str, np.ndarray], flops: int, matmul_gflops: float,
+    rounds: int, budget_s: float,
+) -> dict[str, Any]:  # fmt: skip
+    """One batch size: torch eager and each ORT session timed in interleaved rounds; latency, throughput, achieved
+    GFLOP/s, efficiency against the matmul rate and speed-up against torch, per runtime."""
+    runners: dict[str, Callable[[], Any]] = {"torch_eager": _torch_runner(model, feed)}
+    for name, session in sessions.items():
+        runners[name] = lambda s=session, f=feed: s.run(None, f)
+    batch = feed["ecg"].shape[0]
+    return _time_runners(runners, batch, rounds, budget_s, ("torch_eager",), flops, matmul_gflops)
 
 
 def bench_diffusion(
@@ -239,16 +346,29 @@ def bench_diffusion(
 
 
 def _conditions(threads: int) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
     import onnxruntime
-    import torch
 
     try:
         load = os.getloadavg()[0]
     except OSError:
         load = None
+    try:
+        torch_version = version("torch")  # without importing it: a bundle's graphs are timed without torch
+    except PackageNotFoundError:
+        torch_version = None
     return {"cpu_count": os.cpu_count(), "threads": threads, "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "torch": torch.__version__,
+            "processor": platform.processor() or platform.machine(), "torch": torch_version,
             "onnxruntime": onnxruntime.__version__, "load_average_1min_at_start": load}  # fmt: skip
 
 
-__all__ = ["bench_diffusion", "bench_screening", "matmul_rate", "profiled_flops", "vit_flops"]
+__all__ = [
+    "bench_bundle",
+    "bench_diffusion",
+    "bench_screening",
+    "bundle_graphs",
+    "matmul_rate",
+    "profiled_flops",
+    "vit_flops",
+]

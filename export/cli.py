@@ -25,7 +25,7 @@ app = App(
     "  cnexport verify bundle/\n\n"
     "  cnexport onnx --model runs/finetune/best --out screening.onnx\n\n"
     "  cnexport trt bundle/            (needs TensorRT and an NVIDIA GPU)\n\n"
-    "  cnexport bench --screening runs/finetune --batches 1,8,32",
+    "  cnexport bench --bundle bundle/ --batches 1,8,32",
 )
 
 
@@ -257,46 +257,80 @@ def sign(
 @app.command()
 def trt(
     target: Path = typer.Argument(..., metavar="BUNDLE_OR_ONNX", help="A bundle directory or an FP16 .onnx file."),
-    cache: Path | None = typer.Option(None, help="Engine cache directory (default: ~/.cache/cardiacnets/trt)."),
-    max_batch: int = typer.Option(32, help="Largest batch of the optimisation profile."),
+    cache: Path | None = typer.Option(
+        None, help="Engine cache directory (default: $CNS_TRT_CACHE or ~/.cache/cardiacnets/trt)."
+    ),
+    max_batch: int = typer.Option(32, min=1, help="Largest batch of the screening graph's optimisation profile."),
+    view: list[str] = typer.Option([], "--view", help="Only these cine views (default: every view); repeatable."),
+    opt_level: int = typer.Option(3, "--opt-level", min=0, max=5, help="TensorRT builder optimisation level."),
+    workspace_gib: float = typer.Option(4.0, "--workspace-gib", min=0.25, help="TensorRT builder workspace, GiB."),
     verbose: VerboseOption = False,
 ) -> None:
-    """Build (or reuse cached) TensorRT FP16 engines, check engine-vs-ONNX parity and time them.
+    """Build (or reuse cached) TensorRT engines: the FP16 screening graph and each cine view's graphs (FP16 UNet when
+    the bundle has one, FP32 encoder and decoder); check engine-vs-ONNX parity on the CPU and time them.
 
-    Needs the TensorRT Python package and an NVIDIA GPU; without either it says which is missing and exits 1.
+    Engines are cached by graph, GPU, TensorRT version, optimisation level, workspace and profile. Needs TensorRT, a
+    CUDA build of PyTorch and an NVIDIA GPU; without any of them it says which, with the versions found, and exits 1.
 
     Example:\n
-      cnexport trt bundle/ --max-batch 64
+      cnexport trt bundle/ --max-batch 64 --view sa
     """
     _setup_logging(verbose)
-    from cardiacnets.export import trt as trt_mod
+    from cardiacnets.export.trt_jobs import build_for_target
 
-    report = trt_mod.build_for_target(target, cache_dir=cache, max_batch=max_batch)
+    report = build_for_target(target, cache_dir=cache, max_batch=max_batch, views=view or None,
+                              optimization_level=opt_level, workspace_bytes=int(workspace_gib * (1 << 30)))  # fmt: skip
     typer.echo(json.dumps(report, indent=2))
 
 
 @app.command()
 def bench(
-    model: str = typer.Option("screening-ecg-tiny", help="Registry model when no --bundle / --screening is given."),
-    screening: Path | None = typer.Option(None, "--screening", help="Saved screening model to time."),
+    bundle: Path | None = typer.Option(
+        None,
+        "--bundle",
+        help="Bundle whose shipped screening graphs to time: FP32 and each variant it lists "
+        "(default when neither --screening nor --model is given: the default bundle).",
+    ),
+    screening: Path | None = typer.Option(
+        None,
+        "--screening",
+        help="Saved torch screening model: timed as torch eager beside --bundle's graphs, or "
+        "alone exported to FP32 and INT8 graphs for the run.",
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="Registry model with random weights (e.g. screening-ecg-tiny), exported for the run."
+    ),
     batches: str = typer.Option("1,8,32", help="Batch sizes."),
     threads: int = typer.Option(0, help="Threads for torch and onnxruntime (0: all cores)."),
+    rounds: int = typer.Option(5, "--rounds", min=1, help="Interleaved timing rounds per batch size."),
     out: Path | None = typer.Option(None, help="Write the JSON report here ('-' for stdout)."),
     verbose: VerboseOption = False,
 ) -> None:
-    """Time screening inference: torch eager vs ORT FP32 vs ORT INT8 (ratios), FLOPs and matmul efficiency.
+    """Time screening inference per batch size (latency, throughput, ratios between runtimes): a bundle's own graphs
+    (FP32 and each variant it lists, onnxruntime; its name, version and digest in the report), with torch eager only
+    when --screening gives the saved torch model; or a model exported for the run (--model, or --screening alone:
+    torch eager vs ORT FP32 vs ORT INT8, FLOPs and matmul efficiency).
 
-    Example:\n
-      cnexport bench --batches 1,8,32 --out -
+    Examples:\n
+      cnexport bench --out -                                  (the default bundle)\n
+      cnexport bench --bundle bundle/ --batches 1,8,32 --out bench.json\n
+      cnexport bench --bundle bundle/ --screening runs/finetune\n
+      cnexport bench --model screening-ecg-small --batches 1,8
     """
     _setup_logging(verbose)
-    from cardiacnets.export.bench import bench_screening
+    from cardiacnets.export.bench import bench_bundle, bench_screening
 
     try:
         sizes = [int(b) for b in batches.split(",")]
     except ValueError:
         raise typer.BadParameter(f"--batches must be a comma list of integers, got {batches!r}") from None
-    report = bench_screening(model_name=model, screening_dir=screening, batches=sizes, threads=threads or None)
+    if bundle is not None and model is not None:
+        raise typer.BadParameter("give --bundle (its shipped graphs) or --model (a random-weights model), not both")
+    if model is None and (bundle is not None or screening is None):
+        report = bench_bundle(bundle, screening_dir=screening, batches=sizes, threads=threads or None, rounds=rounds)
+    else:
+        report = bench_screening(model_name=model or "screening-ecg-tiny", screening_dir=screening, batches=sizes,
+                                 threads=threads or None, rounds=rounds)  # fmt: skip
     text = json.dumps(report, indent=2)
     if out is None or str(out) == "-":
         typer.echo(text)

@@ -297,14 +297,17 @@ def test_cnexport_trt_without_tensorrt_is_one_line_exit_1(tmp_path) -> None:
 
 
 def test_engine_cache_key_depends_on_every_component() -> None:
-    from cardiacnets.export.trt import engine_cache_key, screening_profile
+    from cardiacnets.execution import batch_profile
+    from cardiacnets.export.trt import engine_cache_key
 
-    base = ("10.16.1", "9.0", "ab" * 32, screening_profile(32))
-    key = engine_cache_key(*base)
-    assert key == engine_cache_key(*base)
-    variants = [("11.4.0", *base[1:]), (base[0], "8.9", *base[2:]), (*base[:2], "cd" * 32, base[3]),
-                (*base[:3], screening_profile(64))]  # fmt: skip
-    assert len({key, *(engine_cache_key(*v) for v in variants)}) == 5
+    profile = batch_profile([{"name": "ecg", "shape": ["batch", 12, 5000]}], 1, 8, 32)
+    base = {"graph_sha256": "ab" * 32, "gpu": "NVIDIA H100 sm9.0", "trt_version": "10.16.1", "optimization_level": 3,
+            "workspace_bytes": 4 << 30, "profile": profile}  # fmt: skip
+    key = engine_cache_key(**base)
+    assert key == engine_cache_key(**base)
+    variants = [{"trt_version": "11.4.0"}, {"gpu": "NVIDIA L4 sm8.9"}, {"graph_sha256": "cd" * 32},
+                {"optimization_level": 5}, {"workspace_bytes": 8 << 30}, {"profile": {}}]  # fmt: skip
+    assert len({key, *(engine_cache_key(**{**base, **v}) for v in variants)}) == 1 + len(variants)
 
 
 def test_ort_gpu_provider_missing_is_typed_error(graphs) -> None:
@@ -322,10 +325,10 @@ def test_ort_gpu_provider_missing_is_typed_error(graphs) -> None:
 def test_trt_engine_builds_matches_onnx_and_is_fp16(bundle_dir, tmp_path) -> None:
     if not _have_trt():
         pytest.skip("needs TensorRT and a CUDA GPU")
-    from cardiacnets.export.trt import build_for_target
+    from cardiacnets.export.trt_jobs import build_for_target
 
     report = build_for_target(bundle_dir, cache_dir=tmp_path / "cache", max_batch=8)
-    assert report["screening"]["layer_precisions"]["Half"] > 0
+    assert report["screening"]["kind"] == "screening" and report["screening"]["layer_precisions"]["FP16"] > 0
     again = build_for_target(bundle_dir, cache_dir=tmp_path / "cache", max_batch=8)
     assert again["screening"]["cached"] is True
 
@@ -368,6 +371,61 @@ def test_cine_encoder_export_with_fp16_weights_passes_its_parity_bounds(tmp_path
     assert compact.path.stat().st_size < 0.6 * full.path.stat().st_size
     worst = compact.parity["outputs"]["tokens"]
     assert worst["atol"] == onnx_export.ENCODER_TOLERANCES_FP16W["tokens"].atol and worst["max_abs"] > 0
+
+
+# ------------------------------------------------------------------------------------------------- benchmarks
+def test_bench_bundle_times_every_shipped_graph_and_names_the_bundle(bundle_dir) -> None:
+    from cardiacnets.export.bench import bench_bundle
+
+    report = bench_bundle(bundle_dir, batches=(1, 2), threads=1, rounds=1, budget_s=0.05)
+    assert report["bundle"]["digest"] == load_bundle(bundle_dir).digest
+    assert report["bundle"]["name"] == "tiny-export-test"
+    assert report["graphs"] == {"ort_fp32": "screening.onnx", "ort_int8": "screening.int8.onnx",
+                                "ort_fp16": "screening.fp16.onnx"}  # fmt: skip
+    assert report["torch_model"] is None and set(report["batches"]) == {"1", "2"}
+    for batch, row in report["batches"].items():
+        assert set(row) == set(report["graphs"])  # no torch eager without the saved torch model
+        fp32 = row["ort_fp32"]["latency_ms_median"]
+        for name, timing in row.items():
+            assert timing["throughput_ecg_per_s"] * timing["latency_ms_median"] / 1e3 == pytest.approx(int(batch))
+            assert timing["latency_ms_p90"] >= timing["latency_ms_median"] > 0 and timing["calls"] >= 1
+            assert timing["speedup_vs_fp32"] == pytest.approx(fp32 / timing["latency_ms_median"]), name
+        assert row["ort_fp32"]["speedup_vs_fp32"] == 1.0
+
+
+def test_bench_cli_times_the_default_bundle_and_torch_only_when_given(bundle_dir, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("CNS_BUNDLE", str(bundle_dir))  # the default bundle, as cnscreen resolves it
+    common = ["--batches", "1", "--rounds", "1", "--threads", "1", "--out", "-"]
+    with pytest.raises(SystemExit) as exit_info:
+        cnexport(["bench", *common])
+    assert exit_info.value.code in (0, None)
+    report = json.loads(capsys.readouterr().out)
+    assert report["bundle"]["digest"] == load_bundle(bundle_dir).digest
+    assert "torch_eager" not in report["batches"]["1"]
+    with pytest.raises(SystemExit) as exit_info:
+        cnexport(["bench", "--bundle", str(bundle_dir), "--screening", str(bundle_dir.parent / "run"), *common])
+    assert exit_info.value.code in (0, None)
+    report = json.loads(capsys.readouterr().out)
+    row = report["batches"]["1"]
+    assert row["torch_eager"]["speedup_vs_torch"] == 1.0 and "speedup_vs_torch" in row["ort_int8"]
+    assert report["torch_vs_fp32_max_abs_prob_diff"] < 1e-4  # the bundle's FP32 graph was exported from this model
+
+
+def test_bench_refuses_a_tampered_bundle_and_bundle_with_model(bundle_dir, tmp_path) -> None:
+    import shutil
+
+    from cardiacnets.export.bench import bench_bundle
+
+    copy = tmp_path / "tampered"
+    shutil.copytree(bundle_dir, copy)
+    data = bytearray((copy / "screening.onnx").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (copy / "screening.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleIntegrityError):
+        bench_bundle(copy, batches=(1,), rounds=1, budget_s=0.05)
+    with pytest.raises(SystemExit) as exit_info:
+        cnexport(["bench", "--bundle", str(bundle_dir), "--model", "screening-ecg-tiny"])
+    assert exit_info.value.code == 2
 
 
 # -------------------------------------------------------------------------------------------------- diffusion

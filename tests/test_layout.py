@@ -81,6 +81,9 @@ def test_wheel_ships_every_layer_and_entry_point(tmp_path: Path) -> None:
     # the screening-only (non-editable) install finds the default bundle without flags
     assert "cardiacnets/data/default-bundle/manifest.json" in names
     assert "cardiacnets/data/default-bundle/screening.onnx" in names
+    # ... and `cntrain finetune --init default` its aligned ECG encoder
+    for name in ("config.json", "model.safetensors", "manifest.json"):
+        assert f"cardiacnets/data/aligned-ecg-encoder/{name}" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     for script in (

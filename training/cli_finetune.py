@@ -29,6 +29,8 @@ Examples:
 
   cntrain finetune --task all --init random --label-fraction 0.1 --out runs/ft-ecg-only-10pct
 
+  cntrain finetune --task all --init default --data data/ukb --out runs/ft-from-default
+
   cntrain finetune --task subtype --input cmr --init runs/align --out runs/ft-cmr-subtype
 
   cntrain finetune --task phenotypes --init runs/align --set task.max_epochs=50 --set task.patience=10
@@ -83,7 +85,8 @@ finetune = stage_command(
         _option("task", str | None, "--task",
                 help_text="cad, ph, pc, cm, hf, subtype, phenotypes or all (multi-task)."),
         _option("init", str | None, "--init",
-                help_text="An alignment run directory (its aligned ECG encoder) or 'random'."),
+                help_text="An alignment run directory (its aligned ECG encoder), 'default' (the default bundle's "
+                          "aligned encoder, shipped) or 'random'."),
         _option("input_", str | None, "--input", help_text="'ecg', or 'cmr' for the CMR-input upper bound."),
         _option("label_fraction", float | None, "--label-fraction",
                 help_text="Fraction of training subjects with labels (0.01, 0.1, 1.0)."),

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from cardiacnets.config import config_from_dict, config_to_dict, deep_merge
@@ -113,11 +114,23 @@ def build_model(model_type: str, config: dict[str, Any]) -> nn.Module:
     return cls(config_from_dict(cls.config_class, config, where=model_type))  # type: ignore[attr-defined]
 
 
-def save_pretrained(model: nn.Module, directory: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+def _half_if_exact(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` as float16 when every value survives the round trip exactly, else unchanged."""
+    if tensor.dtype != torch.float32:
+        return tensor
+    half = tensor.half()
+    return half if torch.equal(half.float(), tensor) else tensor
+
+
+def save_pretrained(
+    model: nn.Module, directory: str | Path, metadata: dict[str, Any] | None = None, *, fp16_exact: bool = False
+) -> Path:
     """Write ``config.json`` and ``model.safetensors`` under ``directory`` (created); returns the directory.
 
     ``metadata`` (JSON-serialisable: preprocessing config, label names, training summary...) is stored beside the
     config and returned by :func:`read_pretrained_metadata`. Files are written to temporaries and renamed.
+    ``fp16_exact`` stores each float32 tensor whose values are all exactly float16 values as float16 (weights that
+    came from FP16 storage: half the file, and :func:`from_pretrained` restores the same float32 values).
     """
     from safetensors.torch import save_file
 
@@ -134,6 +147,8 @@ def save_pretrained(model: nn.Module, directory: str | Path, metadata: dict[str,
         "metadata": metadata or {},
     }
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if fp16_exact:
+        state = {k: _half_if_exact(v) for k, v in state.items()}
     tmp_weights = directory / "model.safetensors.tmp"
     save_file(state, str(tmp_weights), metadata={"format": "pt"})
     os.replace(tmp_weights, directory / "model.safetensors")

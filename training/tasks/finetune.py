@@ -1,9 +1,10 @@
 """Stage 4: downstream fine-tuning of the whole encoder for screening, subtype and phenotype tasks.
 
-Paper: CardiacNets, Methods "Downstream tasks": the aligned ECG encoder (or a random one: the ECG-only baseline; or
-SA + LA CMR towers: the CMR-based upper bound) is fine-tuned end to end with covariates through FiLM, batch 10, a
-10-epoch warm-up to 1e-4 then cosine annealing, evaluation after every epoch and the checkpoint of the best validation
-AUROC kept; binary tasks train on a 1:1 case-control sample.
+Paper: CardiacNets, Methods "Downstream tasks": the aligned ECG encoder (an alignment run's, or with ``init:
+default`` the one shipped with the default bundle; or a random one: the ECG-only baseline; or SA + LA CMR towers: the
+CMR-based upper bound) is fine-tuned end to end with covariates through FiLM, batch 10, a 10-epoch warm-up to 1e-4
+then cosine annealing, evaluation after every epoch and the checkpoint of the best validation AUROC kept; binary tasks
+train on a 1:1 case-control sample.
 
 Tasks (``task.task``):
 
@@ -52,6 +53,7 @@ from torch.utils.data import Dataset
 
 from cardiacnets.config import config_from_dict
 from cardiacnets.errors import CheckpointError, ConfigError, DatasetError
+from cardiacnets.leadsets import LEAD_SETS, lead_set_mask
 from cardiacnets.metrics.screening import (
     TASKS,
     evaluate_predictions,
@@ -68,9 +70,11 @@ from cardiacnets.models.registry import (
     read_pretrained_metadata,
 )
 from cardiacnets.models.screening import ScreeningConfig, ScreeningModel
+from cardiacnets.models.shipped import load_aligned_encoder
 from cardiacnets.reporting import json_default
 from cardiacnets.targets import DISEASES, SUBTYPES
 from cardiacnets.training.config import RunConfig
+from cardiacnets.training.data import mask_leads_batch
 from cardiacnets.training.loop import Task, TrainResult, run_training
 from cardiacnets.training.tasks.finetune_cohort import (
     CohortRows,
@@ -83,16 +87,24 @@ from cardiacnets.training.tasks.finetune_cohort import (
 
 logger = logging.getLogger(__name__)
 
+#: ``task.init`` naming the default bundle's aligned ECG encoder shipped with the package.
+DEFAULT_INIT = "default"
+
 
 @dataclass
 class FinetuneTaskConfig:
     """``task:`` section of a finetune config.
 
-    ``init``: ``"random"`` or an alignment run directory (its ``best/``; a saved alignment model directory works too).
+    ``init``: ``"random"``, ``"default"`` (the default bundle's aligned ECG encoder, shipped with the package:
+    :mod:`cardiacnets.models.shipped`; ECG input only) or an alignment run directory (its ``best/``; a saved alignment
+    model directory works too; a directory named ``default`` is ``./default``).
     ``input``: ``"ecg"``, or ``"cmr"`` for the CMR-input upper bound (initialised from the alignment run's frozen SA/LA
     towers when ``init`` is a directory). ``pool``: pooling of the fine-tuned ECG encoder (mean pooling makes the exact
     token saliency available; both arms of a comparison use the same). ``synthetic_mode``: ``population`` or
     ``balanced`` for ``data.source: synthetic``. ``min_specificity``: the high-specificity operating point.
+    ``lead_masking``: train one model for every lead set of ``lead_sets`` (name -> probability; default
+    :data:`DEFAULT_LEAD_MASKING`): each training ECG keeps only the leads of a set drawn at random, the others zeroed
+    (:mod:`cardiacnets.leadsets`); validation stays 12-lead and the saved model declares the sets (``lead_sets``).
     """
 
     task: str = "all"
@@ -112,6 +124,8 @@ class FinetuneTaskConfig:
     min_specificity: float = 0.9
     phenotype_weight: float = 1.0
     subtype_weight: float = 1.0
+    lead_masking: bool = False
+    lead_sets: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -120,8 +134,22 @@ class FinetuneTaskConfig:
             raise ConfigError(f"label_fraction must be in (0, 1], got {self.label_fraction!r}")
         if self.input not in ("ecg", "cmr"):
             raise ConfigError(f"input must be 'ecg' or 'cmr', got {self.input!r}")
+        if self.init == DEFAULT_INIT and self.input == "cmr":
+            raise ConfigError(
+                "--init default is the shipped aligned ECG encoder and has no CMR towers; with --input cmr use"
+                " --init random or an alignment run directory"
+            )
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"patience must be >= 1 (or null), got {self.patience!r}")
+        if self.lead_masking and self.input != "ecg":
+            raise ConfigError("lead_masking needs input 'ecg'")
+        bad = [k for k in self.lead_sets or {} if k not in LEAD_SETS]
+        if bad:
+            raise ConfigError(f"unknown lead set(s) {bad} in lead_sets; known: {', '.join(LEAD_SETS)}")
+
+
+#: Lead-set probabilities of ``lead_masking`` when ``lead_sets`` is not given: half the steps see the 12-lead ECG.
+DEFAULT_LEAD_MASKING: dict[str, float] = {"12": 0.4, "limb6": 0.2, "I+II": 0.2, "I": 0.2}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -150,6 +178,12 @@ def build_screening_model(options: FinetuneTaskConfig, size: str) -> tuple[Scree
             return model, {"init": "alignment-cmr-towers", "run": str(options.init)}
         name = size if size in REGISTRY else f"screening-cmr-{size}"
         return ScreeningModel(model_config(name)), {"init": "random"}
+    if options.init == DEFAULT_INIT:
+        # Encoder-only checkpoint: the bundle kept the aligned ECG tower, not the CMR towers an AlignmentModel needs.
+        encoder, info = load_aligned_encoder()
+        model = ScreeningModel(ScreeningConfig(input="ecg", ecg=dataclasses.replace(encoder.config, pool=options.pool)))
+        model.load_encoder(encoder)
+        return model, info
     if options.init != "random":
         aligned, meta = _alignment_model(options.init)
         ecg_cfg = dataclasses.replace(aligned.config.ecg, pool=options.pool)
@@ -171,20 +205,27 @@ def _model_input(batch: dict[str, Any]) -> Any:
 
 
 @torch.no_grad()
-def predict_rows(model: ScreeningModel, cohort: CohortSplit, rows: np.ndarray, batch_size: int = 32) -> dict[str, Any]:
+def predict_rows(
+    model: ScreeningModel, cohort: CohortSplit, rows: np.ndarray, batch_size: int = 32, lead_set: str | None = None
+) -> dict[str, Any]:
     """Model outputs on ``rows``: ``disease_prob`` (n, 5), ``subtype_prob`` (n, 3), ``phenotypes`` (n, 82) original
-    units, with the targets ``labels``, ``subtype``, ``phenotypes_true`` and ``rows``."""
+    units, ``embedding`` (n, D), with the targets ``labels``, ``subtype``, ``phenotypes_true`` and ``rows``.
+    ``lead_set``: give the model only that set's leads (:mod:`cardiacnets.leadsets`; None: all 12)."""
     model.eval()
     device = next(model.parameters()).device
     data = CohortRows(cohort, rows)
-    out: dict[str, list[np.ndarray]] = {"disease_prob": [], "subtype_prob": [], "phenotypes": []}
+    mask = None if lead_set is None else torch.from_numpy(lead_set_mask(lead_set)).to(device)[:, None]
+    out: dict[str, list[np.ndarray]] = {"disease_prob": [], "subtype_prob": [], "phenotypes": [], "embedding": []}
     for start in range(0, len(data), batch_size):
         items = [data[i] for i in range(start, min(start + batch_size, len(data)))]
         batch = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
-        prob, sub, phen, _ = model.predict(_model_input(batch), batch["covariates"], batch["covariate_mask"])
+        if mask is not None:
+            batch["ecg"] = batch["ecg"] * mask
+        prob, sub, phen, emb = model.predict(_model_input(batch), batch["covariates"], batch["covariate_mask"])
         out["disease_prob"].append(prob.float().cpu().numpy())
         out["subtype_prob"].append(sub.float().cpu().numpy())
         out["phenotypes"].append(phen.float().cpu().numpy())
+        out["embedding"].append(emb.float().cpu().numpy())
     rows = np.asarray(rows, np.int64)
     result: dict[str, Any] = {k: np.concatenate(v) for k, v in out.items()}
     result.update(
@@ -310,6 +351,8 @@ class FinetuneTask(Task):
         return {"loss": total, **losses}
 
     def training_forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        if self.options.lead_masking:
+            batch = {**batch, "ecg": mask_leads_batch(batch["ecg"], self.options.lead_sets or DEFAULT_LEAD_MASKING)}
         out = self.forward_model(_model_input(batch), batch["covariates"], batch["covariate_mask"])
         return self.losses(out, batch)
 
@@ -385,11 +428,18 @@ class FinetuneTask(Task):
             "init": self.init_info,
             "disease_names": list(DISEASES),
             "subtype_names": list(SUBTYPES),
+            **({"lead_sets": _declared_lead_sets(opts)} if opts.lead_masking else {}),
             "training_data": {
                 "description": self.train_cohort.description,
                 "synthetic": bool(self.train_cohort.synthetic),
             },
         }
+
+
+def _declared_lead_sets(options: FinetuneTaskConfig) -> list[str]:
+    """The lead sets a lead-masked model was trained for, richest first (those drawn with probability > 0)."""
+    probabilities = options.lead_sets or DEFAULT_LEAD_MASKING
+    return [name for name in LEAD_SETS if probabilities.get(name, 0.0) > 0]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
