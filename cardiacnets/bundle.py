@@ -223,6 +223,21 @@ class Bundle:
     def thresholds(self) -> dict[str, Any]:
         return dict(self.manifest.get("thresholds") or {})
 
+    @property
+    def lead_sets(self) -> list[str] | None:
+        """The lead sets the screening model was trained for (``manifest["lead_sets"]``, names of
+        :data:`cardiacnets.leadsets.LEAD_SETS`), or None for a bundle that declares none (12-lead only)."""
+        from cardiacnets.leadsets import LEAD_SETS
+
+        declared = self.manifest.get("lead_sets")
+        if declared is None:
+            return None
+        if not isinstance(declared, list) or not declared or any(name not in LEAD_SETS for name in declared):
+            raise BundleError(
+                f"bundle {self.root} declares lead sets {declared!r}; expected a list of {', '.join(LEAD_SETS)}"
+            )
+        return list(declared)
+
 
 def load_bundle(
     root: str | os.PathLike[str],

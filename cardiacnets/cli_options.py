@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 __all__ = [
+    "AllowFallbackOption",
     "BatchSizeOption",
     "BundleOption",
     "ConfigOption",
@@ -63,7 +64,19 @@ SeedOption = Annotated[int | None, typer.Option("--seed", help="Training seed (i
 BundleOption = Annotated[
     Path | None, typer.Option("--bundle", help="Model bundle directory (default: $CNS_BUNDLE or the bundled model).")
 ]
-DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or trt.")]
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        "--device", help="auto, cpu, cuda (CUDA, then CPU) or trt (TensorRT, then CUDA, then CPU); outputs name the"
+        " provider that actually ran.",
+    ),
+]  # fmt: skip
+AllowFallbackOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-fallback", help="Run on with a warning when the --device provider fails to load (default: exit 1).",
+    ),
+]  # fmt: skip
 OperatingPointOption = Annotated[
     str | None,
     typer.Option("--operating-point", help="Decision thresholds: youden or high-specificity (default: the bundle's)."),

@@ -66,6 +66,10 @@ class ExportError(CardiacNetsError):
     """An export failed its own checks (onnx checker, parity) or a needed tool or device (TensorRT, GPU) is missing."""
 
 
+class ProviderError(CardiacNetsError):
+    """An execution provider (CUDA, TensorRT) was requested but is missing, or onnxruntime did not use it."""
+
+
 class OutputError(CardiacNetsError):
     """An output cannot be written (missing or read-only folder, disk full) or is in use by another run."""
 

@@ -1,9 +1,12 @@
 """``cnscreen FILE --cine``: generate short- and long-axis cines from the bundle's ECG2CMR graphs.
 
 The graphs (conditional ECG encoder, UNet3D denoiser, VAE frame decoder) run on onnxruntime with the chosen execution
-provider (TensorRT or CUDA on a GPU, the FP16 denoiser there; FP32 on the CPU, allowed with a warning and a time
-estimate); the DDIM / DPM-Solver++ update rule comes from diffusers, so this path needs the ``[cine]`` extra (torch,
-diffusers). The loop mirrors :class:`cardiacnets.diffusion.pipeline.EcgToCmrPipeline`: classifier-free guidance with
+provider (TensorRT, then CUDA on a GPU, the FP16 denoiser there; FP32 on the CPU, allowed with a warning and a time
+estimate). On TensorRT each graph gets a static shape profile and an engine cache under the user's cache folder, and
+on a GPU every graph runs once before the clock starts, so engine builds never enter the timings. The provider each
+graph actually ran on is checked and reported. The DDIM / DPM-Solver++ update rule comes from diffusers, so this path
+needs the ``[cine]`` extra (torch, diffusers, nibabel); without it ``--cine`` says in one line what to install. The
+loop mirrors :class:`cardiacnets.diffusion.pipeline.EcgToCmrPipeline`: classifier-free guidance with
 the null condition selected by the graph's ``drop_condition`` input, initial noise drawn from a seeded CPU generator
 (same seed, same cine), frame-wise decoding. Every output is labelled as AI-generated imagery.
 """
@@ -20,18 +23,61 @@ import numpy as np
 
 from cardiacnets.bundle import Bundle
 from cardiacnets.errors import BundleError, InputError
+from cardiacnets.execution import CPU, TRT, batch_profile, create_session, trt_cache_dir, trt_provider_options
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_STEPS = {"dpm": 20, "ddim": 100}
+#: What ``--cine`` imports beyond the screening install: module -> the package that provides it.
+CINE_MODULES = {"torch": "torch", "diffusers": "diffusers", "nibabel": "nibabel"}
+CINE_INSTALL_HINT = (
+    "pip install 'cardiacnets[cine]' (torch==2.13.0 first, as scripts/install.sh does; a CUDA build for a GPU)"
+)
 
 
-def _session(bundle: Bundle, rel: str, providers: list[str]) -> Any:
-    import onnxruntime as ort
+def require_cine_stack() -> Any:
+    """Import what cine generation needs and return ``torch``; one-line :class:`InputError` naming the missing
+    packages and the ``[cine]`` extra otherwise."""
+    import importlib
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(bundle.path(rel)), options, providers=providers)
+    missing = []
+    for module, package in CINE_MODULES.items():
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:  # a broken dependency of diffusers raises ImportError too
+            missing.append(f"{package} ({str(exc).splitlines()[0] if str(exc) else 'not installed'})")
+    if missing:
+        raise InputError(f"--cine needs the [cine] extra; missing {', '.join(missing)}: {CINE_INSTALL_HINT}")
+    import torch
+
+    return torch
+
+
+def _model_entry(bundle: Bundle, rel: str) -> dict[str, Any]:
+    """The manifest entry whose graph (or one of its variants) is ``rel``."""
+    for entry in bundle.manifest["models"].values():
+        files = [entry.get("file"), *(v.get("file") for v in (entry.get("variants") or {}).values())]
+        if rel in files:
+            return entry
+    raise BundleError(f"bundle {bundle.root}: no model entry lists {rel}")
+
+
+def _session(
+    bundle: Bundle, rel: str, providers: list[str], *, batch: int, allow_fallback: bool = False
+) -> tuple[Any, str]:
+    """A session on ``providers`` and the provider it runs on; on TensorRT a static profile at ``batch`` and an
+    engine cache keyed by the graph's sha256."""
+    trt_options = None
+    if providers[0] == TRT:
+        profile = batch_profile(_model_entry(bundle, rel)["inputs"], batch, batch, batch)
+        digest = str(bundle.manifest["files"][rel]["sha256"])
+        trt_options = trt_provider_options(trt_cache_dir(digest, profile=profile), profile=profile)
+    return create_session(bundle.path(rel), providers, trt_options=trt_options, allow_fallback=allow_fallback)
+
+
+def needs_warmup(provider: str) -> bool:
+    """GPU providers build engines and pick kernels on their first run: run once before any timing."""
+    return provider != CPU
 
 
 def sample_view(
@@ -45,10 +91,11 @@ def sample_view(
     guidance_scale: float = 3.0,
     seed: int = 0,
     progress: Any = None,
+    allow_fallback: bool = False,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """One cine ``(F, H, W)`` in [0, 1] for ``view`` from a preprocessed ECG ``(12, 5000)``; plus sampling info."""
-    import torch
-
+    """One cine ``(F, H, W)`` in [0, 1] for ``view`` from a preprocessed ECG ``(12, 5000)``; plus sampling info
+    (``seconds`` excludes the warm-up run; ``providers`` names what each graph actually ran on)."""
+    torch = require_cine_stack()
     from cardiacnets.diffusion.schedulers import make_sampling_scheduler
 
     cine = bundle.manifest.get("cine") or {}
@@ -64,9 +111,10 @@ def sample_view(
     if on_gpu:
         variants = bundle.model(f"cine_{view}_unet").get("variants") or {}
         unet_rel = variants.get("fp16", {}).get("file", unet_rel)
-    encoder = _session(bundle, spec["ecg_encoder"], providers)
-    unet = _session(bundle, unet_rel, providers)
-    decoder = _session(bundle, spec["vae_decoder"], providers)
+    c, f, h, w = spec["latent_shape"]
+    encoder, on_encoder = _session(bundle, spec["ecg_encoder"], providers, batch=1, allow_fallback=allow_fallback)
+    unet, on_unet = _session(bundle, unet_rel, providers, batch=2, allow_fallback=allow_fallback)
+    decoder, on_decoder = _session(bundle, spec["vae_decoder"], providers, batch=f, allow_fallback=allow_fallback)
     config = bundle.path(spec["scheduler_config"]).read_text()
     import json
 
@@ -79,6 +127,11 @@ def sample_view(
     latents = latents * sched.init_noise_sigma
     context = np.concatenate([tokens, tokens]).astype(np.float32)
     drop = np.array([True, False])
+    if needs_warmup(on_unet):
+        unet.run(["noise_pred"], {"sample": np.zeros((2, c, f, h, w), np.float32), "timestep": np.zeros(2, np.int64),
+                                  "ecg_tokens": context, "drop_condition": drop})  # fmt: skip
+    if needs_warmup(on_decoder):
+        decoder.run(["frames"], {"latents": np.zeros((f, c, h, w), np.float32)})
     started = time.perf_counter()
     for i, t in enumerate(sched.timesteps):
         model_in = sched.scale_model_input(torch.cat([latents, latents]), t).numpy().astype(np.float32)
@@ -90,11 +143,12 @@ def sample_view(
         latents = sched.step(guided, t, latents).prev_sample
         if progress is not None:
             progress(view, i + 1, steps, time.perf_counter() - started)
-    c, f, h, w = spec["latent_shape"]
     z = latents.permute(0, 2, 1, 3, 4).reshape(f, c, h, w).numpy().astype(np.float32)
     frames = decoder.run(["frames"], {"latents": z})[0]  # (F, H, W) in [0, 1]
     info = {"view": view, "scheduler": name, "steps": steps, "guidance_scale": guidance_scale, "seed": seed,
-            "seconds": round(time.perf_counter() - started, 2), "provider": providers[0]}  # fmt: skip
+            "seconds": round(time.perf_counter() - started, 2), "provider": on_unet,
+            "providers": {"ecg_encoder": on_encoder, "unet": on_unet, "vae_decoder": on_decoder},
+            "unet_graph": unet_rel}  # fmt: skip
     return np.clip(frames, 0.0, 1.0).astype(np.float32), info
 
 
@@ -117,15 +171,14 @@ def generate_cines(
     seed: int = 0,
     steps: int | None = None,
     scheduler: str | None = None,
+    allow_fallback: bool = False,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Generate every view the bundle has. Returns (info, GIF bytes by view); with ``out_dir`` also writes each view as
     GIF, MP4, NIfTI and NumPy files there (listed in ``info["views"][view]["files"]``). Nothing is written elsewhere."""
-    try:
-        from cardiacnets.diffusion.io import save_cine
-    except ImportError as exc:
-        raise InputError("--cine needs the [cine] extra (torch, diffusers): pip install 'cardiacnets[cine]'") from exc
+    require_cine_stack()
     from rich.console import Console
 
+    from cardiacnets.diffusion.io import save_cine
     from cardiacnets.edge.screen import select_providers
 
     providers = select_providers(device)
@@ -133,7 +186,7 @@ def generate_cines(
     if not views:
         raise BundleError(f"bundle {bundle.root} has no cine models; build it with cnexport bundle --diffusion")
     console = Console(stderr=True)
-    if providers[0] == "CPUExecutionProvider":
+    if providers[0] == CPU:
         console.print("[yellow]warning:[/] generating cines on the CPU; a GPU (CUDA/TensorRT) is much faster")
 
     def progress(view: str, step: int, total: int, seconds: float) -> None:
@@ -146,7 +199,8 @@ def generate_cines(
     gifs: dict[str, bytes] = {}
     for view in views:
         cine, sample_info = sample_view(bundle, view, prepared.ecg, providers=providers, steps=steps,
-                                        scheduler=scheduler, seed=seed, progress=progress)  # fmt: skip
+                                        scheduler=scheduler, seed=seed, progress=progress,
+                                        allow_fallback=allow_fallback or device == "auto")  # fmt: skip
         files = {}
         for suffix in (".gif", ".mp4", ".nii.gz", ".npy") if out_dir is not None else ():
             path = out_dir / f"{stem}.cine_{view}{suffix}"

@@ -7,14 +7,17 @@ exit 2.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 
-from cardiacnets.cli_options import BundleOption, DeviceOption, OperatingPointOption
+from cardiacnets.cli_options import AllowFallbackOption, BundleOption, DeviceOption, OperatingPointOption
 from cardiacnets.cli_support import EXIT_INPUT, App
 from cardiacnets.errors import OutputError
 
@@ -92,7 +95,17 @@ def screen(
     cine_steps: int | None = typer.Option(
         None, "--cine-steps", min=1, help="Diffusion sampling steps per cine (default: the bundle's scheduler default)."
     ),
+    fhir: Path | None = typer.Option(
+        None, "--fhir", help="Also write the result as a FHIR R4 Bundle (JSON) to this file (the [hospital] extra)."
+    ),
+    fhir_transaction: bool = typer.Option(
+        False, "--fhir-transaction", help="Write a transaction Bundle (POST entries) instead of a collection."
+    ),
+    dicom_sr: Path | None = typer.Option(
+        None, "--dicom-sr", help="Also write the result as a DICOM Comprehensive SR (ECG report) to this file."
+    ),
     device: DeviceOption = "auto",
+    allow_fallback: AllowFallbackOption = False,
     operating_point: OperatingPointOption = None,
     trusted_key: list[Path] = typer.Option([], "--trusted-key", help=_TRUSTED_KEY_HELP),
     include_phi: bool = typer.Option(
@@ -115,7 +128,11 @@ def screen(
 
       cnscreen ecg.xml --cine --report report.html --cine-dir cines/
 
+      cnscreen ecg.xml --device trt --json    (model.execution_provider names what ran)
+
       cnscreen ecg.xml --operating-point high-specificity --trusted-key team.pub
+
+      cnscreen ecg.dcm --fhir result.fhir.json --dicom-sr result-sr.dcm
     """
     from cardiacnets.edge.screen import Screener
     from cardiacnets.edge.summary import render_result
@@ -130,17 +147,20 @@ def screen(
             "say where the cines go: an HTML --report, --cine-dir DIR or both", param_hint="--cine"
         )
     screener = Screener(bundle, device=device, operating_point=_operating_point(operating_point),
-                        trusted_keys=trusted_key)  # fmt: skip
+                        trusted_keys=trusted_key, allow_fallback=allow_fallback)  # fmt: skip
     result, prepared = screener.screen_file(file, include_phi=include_phi, keep_signal=report is not None)
     written: list[str] = []
     cine_gifs = None
     if cine:
         from cardiacnets.edge.cine import generate_cines
 
-        cine_info, cine_gifs = generate_cines(screener.bundle, prepared, out_dir=cine_dir, stem=file.stem,
-                                              device=device, steps=cine_steps)  # fmt: skip
+        cine_info, cine_gifs = generate_cines(
+            screener.bundle, prepared, out_dir=cine_dir, stem=file.stem, device=device, steps=cine_steps,
+            allow_fallback=allow_fallback,
+        )  # fmt: skip
         result["cine"] = cine_info
         written += [p for view in cine_info["views"].values() for p in view.get("files", {}).values()]
+    written += _write_hospital_outputs(result, fhir, fhir_transaction, dicom_sr, include_phi)
     if report is not None:
         from cardiacnets.edge.report import write_report
 
@@ -162,6 +182,35 @@ def screen(
         err.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
 
+def _write_hospital_outputs(
+    result: dict[str, Any], fhir: Path | None, transaction: bool, dicom_sr: Path | None, include_phi: bool
+) -> list[str]:
+    """``--fhir`` and ``--dicom-sr``: the result as a FHIR Bundle and as a DICOM SR; the paths written."""
+    if fhir is None and dicom_sr is None:
+        if transaction:
+            raise typer.BadParameter("--fhir-transaction needs --fhir PATH", param_hint="--fhir-transaction")
+        return []
+    from cardiacnets.edge.hospital import require_hospital_extra
+
+    require_hospital_extra()
+    written = []
+    if fhir is not None:
+        from cardiacnets.edge.hospital.fhir import fhir_bundle, fhir_json
+
+        bundle = fhir_bundle(result, include_phi=include_phi, transaction=transaction)
+        _write_text(fhir, fhir_json(bundle, indent=2) + "\n")
+        written.append(str(fhir))
+    if dicom_sr is not None:
+        from cardiacnets.edge.hospital.dicom_sr import write_dicom_sr
+
+        try:
+            write_dicom_sr(result, dicom_sr, include_phi=include_phi)
+        except OSError as exc:
+            raise OutputError(f"cannot write {dicom_sr}: {exc.strerror or exc}") from None
+        written.append(str(dicom_sr))
+    return written
+
+
 @app.command("batch")
 def batch(
     source: Path = typer.Argument(..., help="Directory tree, zip archive, or a text file listing one path per line."),
@@ -177,6 +226,7 @@ def batch(
         None, "--streams", help="Inference calls run at once (default: one per CPU core on the CPU, 1 on a GPU)."
     ),
     device: DeviceOption = "auto",
+    allow_fallback: AllowFallbackOption = False,
     operating_point: OperatingPointOption = None,
     trusted_key: list[Path] = typer.Option([], "--trusted-key", help=_TRUSTED_KEY_HELP),
     include_phi: bool = typer.Option(False, "--include-phi", help="Add patient identifier columns to the output."),
@@ -185,8 +235,33 @@ def batch(
         [], "--include", help="Only inputs matching this shell pattern (file name, or path with '/'); repeatable."
     ),
     exclude: list[str] = typer.Option([], "--exclude", help="Leave out inputs matching this pattern; repeatable."),
+    output_format: str | None = typer.Option(
+        None, "--format", help="fhir: one FHIR R4 Bundle per input, NDJSON (--out X.ndjson; the [hospital] extra)."
+    ),
+    fhir_transaction: bool = typer.Option(
+        False, "--fhir-transaction", help="With --format fhir: transaction Bundles (POST entries), not collections."
+    ),
+    engine: str = typer.Option(
+        "builtin", "--engine", help="builtin (this machine) or ray (Ray Data; the [cluster] extra; --out is a folder)."
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="--engine ray: the cluster, auto, HOST:PORT or ray://HOST:PORT (default: Ray here)."
+    ),
+    actors: int | None = typer.Option(
+        None, "--actors", min=1, help="--engine ray: inference actors (default: one per node, or per GPU share)."
+    ),
+    gpus_per_actor: float | None = typer.Option(
+        None, "--gpus-per-actor", min=0, help="--engine ray: GPUs each inference actor takes (default 0: the CPU)."
+    ),
+    cpus_per_actor: float | None = typer.Option(
+        None, "--cpus-per-actor", min=0, help="--engine ray: CPUs an actor reserves (default 0; 1 with GPUs)."
+    ),
 ) -> None:
     """Screen every ECG in an archive; one output row per input file, errors included. Resumable.
+
+    With --engine ray the same rows are computed on a Ray cluster (reading as Ray tasks, inference in an actor pool)
+    and written as a Parquet dataset folder; SOURCE may also be a glob or a URI of any filesystem pyarrow or fsspec
+    reaches (s3://bucket/ecg/**/*.xml). Rerunning resumes from the folder's manifest; see docs/cluster.md.
 
     Files that are plainly not ECGs (images, PDFs and office documents, README and other text) are counted as skipped,
     not screened, and do not change the exit code.
@@ -204,10 +279,16 @@ def batch(
       cnscreen batch ecgs.zip --out results.parquet --workers 4
 
       cnscreen batch /archive --out results.csv --include '*.xml' --exclude 'test/*'
-    """
-    from cardiacnets.edge.batch import run_batch, summary_dict
 
-    summary = run_batch(
+      cnscreen batch /archive --out results.ndjson --format fhir
+
+      cnscreen batch 's3://bucket/ecg/**/*.xml' --engine ray --address auto --out results/
+    """
+    from cardiacnets.edge.batch import summary_dict
+
+    run = _batch_engine(engine, address=address, actors=actors, gpus_per_actor=gpus_per_actor,
+                        cpus_per_actor=cpus_per_actor)  # fmt: skip
+    summary = run(
         source,
         out,
         bundle=bundle,
@@ -221,6 +302,8 @@ def batch(
         trusted_keys=trusted_key,
         include=include,
         exclude=exclude,
+        allow_fallback=allow_fallback,
+        **_fhir_batch_options(output_format, fhir_transaction, engine),
     )
     info = summary_dict(summary)
     err.print(
@@ -235,6 +318,40 @@ def batch(
         err.print("skipped: " + ", ".join(skipped), highlight=False, soft_wrap=True)
     if summary.error or summary.errors_before:  # the job's output, resumed runs included, holds error rows
         raise typer.Exit(EXIT_INPUT)
+
+
+def _fhir_batch_options(output_format: str | None, transaction: bool, engine: str) -> dict[str, Any]:
+    """``--format fhir``: the keyword that makes ``run_batch`` write FHIR NDJSON (none for the row formats)."""
+    if output_format is None:
+        if transaction:
+            raise typer.BadParameter("--fhir-transaction needs --format fhir", param_hint="--fhir-transaction")
+        return {}
+    if output_format != "fhir":
+        raise typer.BadParameter(f"{output_format!r}: the only --format is fhir (rows: by --out extension)",
+                                 param_hint="--format")  # fmt: skip
+    if engine != "builtin":
+        raise typer.BadParameter("--format fhir needs --engine builtin", param_hint="--format")
+    from cardiacnets.edge.hospital import require_hospital_extra
+
+    require_hospital_extra()
+    return {"fhir_transaction": transaction}
+
+
+def _batch_engine(engine: str, **ray_options: Any) -> Callable[..., Any]:
+    """What ``cnscreen batch`` runs: the built-in engine's ``run_batch``, or ``run_ray_batch`` with the options of
+    ``--engine ray`` bound (Ray is imported only then)."""
+    if engine == "builtin":
+        given = [f"--{name.replace('_', '-')}" for name, value in ray_options.items() if value is not None]
+        if given:
+            raise typer.BadParameter(f"{', '.join(given)} need --engine ray", param_hint="--engine")
+        from cardiacnets.edge.batch import run_batch
+
+        return run_batch
+    if engine != "ray":
+        raise typer.BadParameter(f"{engine!r}: choose builtin or ray", param_hint="--engine")
+    from cardiacnets.edge.cluster import run_ray_batch
+
+    return functools.partial(run_ray_batch, **ray_options)
 
 
 @app.command("denoise")

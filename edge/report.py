@@ -181,6 +181,8 @@ def _notes(result: dict[str, Any]) -> list[str]:
         parts.append(f"<div class='fail'><strong>Out of distribution.</strong> {esc(result['note_ood'])}</div>")
     if result.get("note_trust"):
         parts.append(f"<div class='note'>{esc(result['note_trust'])}</div>")
+    if result.get("note_paced"):
+        parts.append(f"<div class='fail'>{esc(result['note_paced'])}</div>")
     if not result["qc"].get("reliable", True):
         parts.append("<div class='fail'>Signal quality control failed: the results are not reliable.</div>")
     return parts

@@ -22,7 +22,7 @@ def _warnings(result: dict[str, Any]) -> list[str]:
     lines = []
     if not result["qc"].get("reliable", True):
         lines.append("SIGNAL QUALITY CONTROL FAILED: the results are not reliable.")
-    for key in ("note_ood", "note", "note_trust"):
+    for key in ("note_paced", "note_ood", "note", "note_trust"):
         if result.get(key):
             lines.append(str(result[key]))
     return lines

@@ -28,6 +28,9 @@ NO_TRUST_NOTE = (
     " phenotypes have no intervals, and nothing checks whether this ECG resembles its training data."
 )
 QC_NOTE = "Signal QC failed: the results below are not reliable (see qc.findings)."
+PACED_NOTE = (
+    "Pacemaker spikes were found: the model was never trained on paced ECGs, so this screening is not reliable."
+)
 
 __all__ = ["NO_TRUST_NOTE", "RESULT_SCHEMA", "SYNTHETIC_NOTE", "build_result", "ood_note"]
 
@@ -65,11 +68,13 @@ def build_result(
     *,
     operating_point: str | None = None,
     include_phi: bool = False,
+    execution_provider: str | None = None,
 ) -> dict[str, Any]:
     """The ``cardiacnets.screening/2`` result for one ECG.
 
     ``prepared`` is its :class:`~cardiacnets.edge.screen.PreparedEcg`, ``outputs`` its row of the screening graph's
-    outputs, ``trust`` the bundle's trust artefacts (None: uncalibrated, no intervals, no out-of-distribution check).
+    outputs, ``trust`` the bundle's trust artefacts (None: uncalibrated, no intervals, no out-of-distribution check),
+    ``execution_provider`` the onnxruntime provider the screening graph actually ran on.
     """
     diseases = _disease_results(bundle, trust, outputs, operating_point)
     all_phenotypes, key = _phenotype_results(trust, prepared, outputs)
@@ -79,11 +84,13 @@ def build_result(
         distribution = trust.distribution(np.asarray(outputs["embedding"])[None], views)[0].as_dict()
     qc_reliable = bool(prepared.qc.get("reliable", False))
     in_distribution = distribution is None or distribution["in_distribution"]
+    measurements = dict(getattr(prepared, "measurements", None) or {})
+    paced = bool(measurements.get("paced"))
     training = bundle.manifest["training_data"]
     result: dict[str, Any] = {
         "schema": RESULT_SCHEMA,
         "path": prepared.path,
-        "reliable": qc_reliable and in_distribution,
+        "reliable": qc_reliable and in_distribution and not paced,
         "qc": prepared.qc,
         "distribution": distribution,
         "diseases": diseases,
@@ -94,6 +101,9 @@ def build_result(
         "key_phenotypes": key,
         "phenotypes": all_phenotypes,
         "record": prepared.record_info,
+        "measurements": measurements or None,
+        "cart_measurements": getattr(prepared, "cart_measurements", None),
+        "lead_set": getattr(prepared, "lead_set", None) or "12",
         "covariates_used": {
             name: (float(v) if m else None)
             for name, v, m in zip(
@@ -109,6 +119,7 @@ def build_result(
             "training_data": training.get("description"),
             "calibrated": trust is not None,
             "interval_coverage": None if trust is None else trust.coverage,
+            "execution_provider": execution_provider,
         },  # fmt: skip
     }
     _add_notes(result, trust, distribution, qc_reliable)
@@ -184,3 +195,5 @@ def _add_notes(
         result["note_ood"] = ood_note(distribution)
     if not qc_reliable:
         result["note_qc"] = QC_NOTE
+    if (result.get("measurements") or {}).get("paced"):
+        result["note_paced"] = PACED_NOTE

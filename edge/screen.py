@@ -23,8 +23,18 @@ from cardiacnets.bundle import (
     default_bundle_path,
     load_bundle,
 )
+from cardiacnets.edge.leadset import select_lead_set
 from cardiacnets.edge.result import RESULT_SCHEMA, build_result
 from cardiacnets.errors import BundleError, CardiacNetsError, InputError
+from cardiacnets.execution import (
+    CPU,
+    TRT,
+    batch_profile,
+    create_session,
+    provider_chain,
+    trt_cache_dir,
+    trt_provider_options,
+)
 from cardiacnets.io import read_ecg
 from cardiacnets.preprocess import PreprocessConfig, preprocess_record
 from cardiacnets.qc import run_qc
@@ -34,29 +44,48 @@ from cardiacnets.trust.ood import signal_views
 
 logger = logging.getLogger(__name__)
 
-_PROVIDERS = {"trt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+#: Largest batch of the TensorRT shape profile of the screening graph (the GPU batch default of ``cnscreen batch``).
+GPU_MAX_BATCH = 32
 
 
 def select_providers(device: str = "auto") -> list[str]:
-    """Execution providers for ``device`` (``auto``, ``cpu``, ``cuda``, ``trt``), filtered by what is installed.
+    """Execution providers to register for ``device`` (``auto``, ``cpu``, ``cuda``, ``trt``), best first.
 
-    onnxruntime silently falls back to the CPU when a requested provider is missing; asking for ``cuda`` or ``trt``
-    explicitly on a machine without them is an error here instead.
+    ``trt`` registers TensorRT, CUDA and the CPU, ``cuda`` CUDA and the CPU (:func:`cardiacnets.execution.
+    provider_chain`). onnxruntime silently falls back to the CPU when a requested provider is missing; asking for
+    ``cuda`` or ``trt`` explicitly on a machine without them is an error here instead, and what a session actually
+    runs on is checked after it is created (:class:`Screener`).
     """
     import onnxruntime as ort
 
-    available = set(ort.get_available_providers())
-    if device == "auto":
-        return [p for p in (_PROVIDERS["trt"], _PROVIDERS["cuda"], _PROVIDERS["cpu"]) if p in available]
-    if device not in _PROVIDERS:
-        raise InputError(f"unknown device {device!r}; choose auto, cpu, cuda or trt")
-    wanted = _PROVIDERS[device]
-    if wanted not in available:
-        raise InputError(
-            f"device {device!r} needs onnxruntime's {wanted}, which this installation lacks (available:"
-            f" {', '.join(sorted(available))}); install onnxruntime-gpu with CUDA/TensorRT, or use --device cpu"
-        )
-    return [wanted] + ([_PROVIDERS["cpu"]] if wanted != _PROVIDERS["cpu"] else [])
+    return provider_chain(device, ort.get_available_providers())
+
+
+def choose_variant(spec: dict[str, Any], first_provider: str, requested: str | None = None) -> str:
+    """The screening graph variant for a session whose first provider is ``first_provider``.
+
+    ``requested`` wins when the bundle has it. On the CPU the bundle's default (FP32, or a variant it chose); on a
+    GPU the FP16 graph when the bundle has one, else FP32, never the CPU-only INT8 graph (DynamicQuantizeLinear /
+    MatMulInteger run on the CPU whatever the provider).
+    """
+    variants = spec.get("variants") or {}
+    if requested is not None:
+        if requested != "fp32" and requested not in variants:
+            raise BundleError(f"bundle has no {requested!r} screening variant (has: fp32, {', '.join(variants)})")
+        return requested
+    if first_provider == CPU:
+        return str(spec.get("default_variant") or "fp32")
+    return "fp16" if "fp16" in variants else "fp32"
+
+
+def _screening_trt_options(bundle: Bundle, spec: dict[str, Any], graph: str, max_batch: int) -> dict[str, Any]:
+    """TensorRT provider options for the screening graph: a batch profile 1..``max_batch`` and an engine cache keyed
+    by the graph's sha256 (from the manifest), this GPU and TensorRT version."""
+    inputs = spec.get("inputs") or [{"name": n, "shape": ["batch", *shape]} for n, shape in
+                                     zip(SCREENING_INPUTS, ((12, 5000), (3,), (3,)), strict=True)]  # fmt: skip
+    profile = batch_profile(inputs, 1, min(8, max_batch), max_batch)
+    digest = str(bundle.manifest["files"][graph]["sha256"])
+    return trt_provider_options(trt_cache_dir(digest, profile=profile), profile=profile)
 
 
 @dataclass
@@ -77,6 +106,9 @@ class PreparedEcg:
     saliency: np.ndarray | None = None  # (5, 12, 50) when the graph provides it
     preprocess_config: PreprocessConfig | None = None  # kept with the signal, for the report's cleaned view
     window_start_s: float = 0.0  # where the model's 10-s input starts in the record (s; < 0 when zero-padded)
+    measurements: dict[str, Any] = field(default_factory=dict)  # heart rate, intervals, axes, rhythm (measure_ecg)
+    cart_measurements: dict[str, Any] | None = None  # the same keys as the file's cart reported them, when it did
+    lead_set: str | None = None  # the lead set screened with (cardiacnets.leadsets), chosen before inference
 
     @property
     def heart_rate(self) -> float:
@@ -105,6 +137,7 @@ def prepare_record(record: EcgRecord, config: PreprocessConfig, *, keep_signal: 
     covariates, mask = covariates_from_record(record, info.get("heart_rate"))
     meta = record.without_phi()
     start_s = model_window_start(info, config)
+    measurements = measure_record(record)
     record_info = {
         "format": meta.get("format"),
         "device": meta.get("device"),
@@ -117,6 +150,7 @@ def prepare_record(record: EcgRecord, config: PreprocessConfig, *, keep_signal: 
         "warnings": list(meta.get("warnings") or []),
         "sex": meta.get("sex"),
         "age": meta.get("age"),
+        "dicom": meta.get("dicom"),  # DICOM input: SOP class/instance, study and series UIDs (the SR joins the study)
         "model_window_s": [round(max(start_s, 0.0), 3), round(min(start_s + config.target_samples / config.target_fs,
                                                                   record.duration_s), 3)],
     }  # fmt: skip
@@ -134,7 +168,22 @@ def prepare_record(record: EcgRecord, config: PreprocessConfig, *, keep_signal: 
         fs=record.fs,
         preprocess_config=config if keep_signal else None,
         window_start_s=start_s,
+        measurements=measurements,
+        cart_measurements=meta.get("cart_measurements"),
     )
+
+
+def measure_record(record: EcgRecord) -> dict[str, Any]:
+    """Heart rate, intervals, axes, rhythm and pacing of the whole record (:func:`cardiacnets.measure.measure_ecg`);
+    every value None when the record cannot be measured (too short, no beats)."""
+    from cardiacnets.measure import MEASUREMENT_KEYS, measure_ecg
+
+    try:
+        return measure_ecg(record.signal, record.fs, median_beat=record.median_beat,
+                           median_fs=record.median_fs).as_dict()  # fmt: skip
+    except InputError as exc:
+        logger.debug("not measured: %s", exc)
+        return dict.fromkeys(MEASUREMENT_KEYS)
 
 
 def model_window_start(info: dict[str, Any], config: PreprocessConfig) -> float:
@@ -166,11 +215,18 @@ class Screener:
         allow_spinning: bool = True,
         operating_point: str | None = None,
         trusted_keys: Sequence[str | os.PathLike[str]] = (),
+        allow_fallback: bool = False,
+        max_batch: int = GPU_MAX_BATCH,
     ) -> None:
         """``threads``: ORT intra-op threads (default: ORT's choice). ``allow_spinning=False`` stops ORT's threads from
         busy-waiting between runs, for when other processes (batch readers) need the same cores. ``operating_point``:
         ``youden`` or ``high_specificity`` (default: the bundle's). ``trusted_keys``: public keys (PEM) one of which
-        must have signed the bundle."""
+        must have signed the bundle. ``variant``: the screening graph (default: :func:`choose_variant`).
+
+        The provider the session actually runs on is :attr:`execution_provider` and every result names it. When it is
+        not the first one ``device`` registers (TensorRT or CUDA failed to load) that is a
+        :class:`~cardiacnets.errors.ProviderError`, or a warning with ``allow_fallback`` (always for ``auto``).
+        ``max_batch``: the largest batch of the TensorRT shape profile."""
         import onnxruntime as ort
 
         self.bundle = (
@@ -183,27 +239,23 @@ class Screener:
         self.operating_point = operating_point
         self.trust = load_trust(self.bundle)
         spec = self.bundle.model("screening")
-        self.variant = variant or spec.get("default_variant") or "fp32"
-        if self.variant == "fp32":
-            graph = spec["file"]
-        else:
-            variants = spec.get("variants") or {}
-            if self.variant not in variants:
-                raise BundleError(
-                    f"bundle has no {self.variant!r} screening variant (has: fp32, {', '.join(variants)})"
-                )
-            graph = variants[self.variant]["file"]
         self.providers = select_providers(device)
-        # On the CPU each ECG is run alone: its result is then bit-identical whatever else an archive holds (batched
-        # GEMMs take other kernel paths and differ in the last bits; benchmarks/results/precision-cpu.md).
-        self.per_record = self.providers[0] == _PROVIDERS["cpu"]
+        self.variant = choose_variant(spec, self.providers[0], variant)
+        graph = spec["file"] if self.variant == "fp32" else spec["variants"][self.variant]["file"]
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
         if not allow_spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(self.bundle.path(graph)), options, providers=self.providers)
+        trt_options = _screening_trt_options(self.bundle, spec, graph, max_batch) if self.providers[0] == TRT else None
+        self.session, self.execution_provider = create_session(
+            self.bundle.path(graph), self.providers, session_options=options, trt_options=trt_options,
+            allow_fallback=allow_fallback or device == "auto",
+        )  # fmt: skip
+        # On the CPU each ECG is run alone: its result is then bit-identical whatever else an archive holds (batched
+        # GEMMs take other kernel paths and differ in the last bits; benchmarks/results/precision-cpu.md).
+        self.per_record = self.execution_provider == CPU
         names_in = [i.name for i in self.session.get_inputs()]
         names_out = [o.name for o in self.session.get_outputs()]
         self.output_names = set(names_out)
@@ -215,6 +267,7 @@ class Screener:
         self.preprocess_config = (
             PreprocessConfig.from_dict(self.bundle.preprocess) if self.bundle.preprocess else (PreprocessConfig())
         )
+        self.lead_sets = self.bundle.lead_sets  # None: 12-lead only (edge.leadset)
 
     def infer(self, ecg: np.ndarray, covariates: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
         """Run the graph on a batch: ``ecg`` (B, 12, 5000), ``covariates`` and ``mask`` (B, 3). On the CPU each row
@@ -231,6 +284,8 @@ class Screener:
         return {name: np.concatenate([row[j] for row in rows]) for j, name in enumerate(names)}
 
     def infer_prepared(self, items: list[PreparedEcg]) -> list[dict[str, np.ndarray]]:
+        for item in items:  # the lead set is chosen from the file's leads and applied to the input (edge.leadset)
+            select_lead_set(item, self.lead_sets)
         out = self.infer(
             np.stack([p.ecg for p in items]),
             np.stack([p.covariates for p in items]),
@@ -243,7 +298,7 @@ class Screener:
     ) -> dict[str, Any]:
         """The screening result of one ECG from its graph outputs (see :func:`cardiacnets.edge.result.build_result`)."""
         return build_result(self.bundle, self.trust, prepared, outputs, operating_point=self.operating_point,
-                            include_phi=include_phi)  # fmt: skip
+                            include_phi=include_phi, execution_provider=self.execution_provider)  # fmt: skip
 
     def screen_file(
         self, path: str | os.PathLike[str], *, include_phi: bool = False, keep_signal: bool = False

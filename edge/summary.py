@@ -50,6 +50,11 @@ def _header(result: dict[str, Any]) -> list[Any]:
         parts.append(Panel(Text(result["note_ood"], style="bold red"), border_style="red", title="out of distribution"))
     if result.get("note_trust"):
         parts.append(Text(result["note_trust"], style="yellow"))
+    if result.get("note_paced"):
+        parts.append(Text(result["note_paced"], style="bold red"))
+    measured = result.get("measurements")
+    if measured:
+        parts.append(Text(measurement_line(measured), style="bold"))
     if not result.get("qc", {}).get("reliable", True):
         parts.append(Text("Signal QC FAILED: the results are not reliable.", style="bold red"))
     return parts
@@ -100,3 +105,19 @@ def _qc_table(result: dict[str, Any]) -> Any:
         style = "red" if f.get("severity") == "fail" else "yellow"
         qc_table.add_row(Text(str(f.get("severity")), style=style), str(f.get("lead") or "-"), str(f.get("message")))
     return qc_table
+
+
+def _value(value: Any, unit: str) -> str:
+    return "-" if value is None else f"{value:g} {unit}" if isinstance(value, (int, float)) else str(value)
+
+
+def measurement_line(measured: dict[str, Any]) -> str:
+    """One line: rhythm, heart rate, PR, QRS, QT/QTc, axes (``-`` where not measurable)."""
+    rhythm = str(measured.get("rhythm") or "rhythm not measurable") + (" (paced)" if measured.get("paced") else "")
+    return (
+        f"{rhythm}, {_value(measured.get('heart_rate_bpm'), 'bpm')}; PR {_value(measured.get('pr_ms'), 'ms')}, "
+        f"QRS {_value(measured.get('qrs_ms'), 'ms')}, QT {_value(measured.get('qt_ms'), 'ms')}, QTc "
+        f"{_value(measured.get('qtc_bazett_ms'), 'ms')} (Bazett) / {_value(measured.get('qtc_fridericia_ms'), 'ms')}"
+        f" (Fridericia); axes P {_value(measured.get('p_axis_deg'), 'deg')}, QRS "
+        f"{_value(measured.get('qrs_axis_deg'), 'deg')}, T {_value(measured.get('t_axis_deg'), 'deg')}"
+    )

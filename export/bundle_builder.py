@@ -272,6 +272,8 @@ def build_bundle(
             "precision_report": precision_report,
             "build_seconds": round(time.time() - started, 1),
         }
+        if metadata.get("lead_sets"):  # a lead-masked model screens from reduced lead sets (cardiacnets.leadsets)
+            manifest["lead_sets"] = list(metadata["lead_sets"])
         if cine is not None:
             manifest["cine"] = cine
         if trust_data is not None:

@@ -1,25 +1,27 @@
-"""TensorRT FP16 engines from FP16 ONNX graphs, an engine cache, engine-vs-ONNX parity and timing; and onnxruntime's
-TensorRT / CUDA execution providers as the other GPU path.
+"""TensorRT engines from FP16 (or FP32) ONNX graphs, an engine cache, engine-vs-ONNX parity and timing; and
+onnxruntime's TensorRT / CUDA execution providers as the other GPU path, timed through IOBinding on device buffers.
 
 TensorRT is imported inside functions: this module imports (and its error paths run) on machines without it. Where
-TensorRT or an NVIDIA GPU is missing, :func:`require_trt_and_gpu` raises :class:`~cardiacnets.errors.ExportError`
-naming exactly what is missing (export-notes.md 4.1: the libraries cannot be installed from PyPI without the vendor
-index, and ``trt.Builder`` needs a CUDA device).
+TensorRT, a CUDA build of torch or an NVIDIA GPU is missing, :func:`require_trt_and_gpu` raises
+:class:`~cardiacnets.errors.ExportError` naming each missing piece and the installed versions (torch's CUDA, the
+onnxruntime package and build, TensorRT; export-notes.md 4.1: ``trt.Builder`` needs a CUDA device).
 
 TensorRT 10 vs 11 (export-notes.md 4.2): both build a strongly typed network, so precision comes from the FP16 ONNX
 (:func:`cardiacnets.export.precision.convert_to_fp16`), never from ``BuilderFlag.FP16`` (removed in 11). On 10 the
 ``STRONGLY_TYPED`` creation flag is set; on 11 every network is strongly typed and no flag is passed. Engines are
-never shipped: they are built on the target and cached under a key of (TensorRT version, GPU compute capability, ONNX
-sha256, optimisation profile). A built engine is checked for FP16 layers (a silently FP32 engine is an error), for
-parity against the FP32 graph on onnxruntime CPU, and timed.
+never shipped: they are built on the target and cached under a key of (ONNX sha256, GPU model and compute capability,
+TensorRT version, builder optimisation level, workspace size, optimisation profile; :func:`engine_cache_key`). A
+built FP16 engine is checked for FP16 layers by parsing the engine inspector's JSON per layer (a silently FP32 engine
+is an error), for parity against the FP32 graph on onnxruntime CPU, and timed. Engines run on a dedicated CUDA stream.
+Which graphs a bundle yields, with their kinds and bounds, is :mod:`cardiacnets.export.trt_jobs`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,18 +30,36 @@ from typing import Any
 import numpy as np
 
 from cardiacnets.bundle import sha256_file
-from cardiacnets.errors import ExportError, InputError
+from cardiacnets.errors import ExportError, InputError, ProviderError
+from cardiacnets.execution import (
+    DEFAULT_OPT_LEVEL,
+    DEFAULT_WORKSPACE_BYTES,
+    compatibility_problems,
+    create_session,
+    engine_cache_key,
+    nvidia_gpus,
+    provider_chain,
+    runtime_versions,
+    torch_info,
+    trt_cache_dir,
+    trt_provider_options,
+    user_cache_dir,
+    versions_line,
+)
 
 logger = logging.getLogger(__name__)
 
 Profile = Mapping[str, tuple[Sequence[int], Sequence[int], Sequence[int]]]
 
-WORKSPACE_BYTES = 4 << 30
-TRT_INSTALL_HINT = "install TensorRT for your CUDA (pip install tensorrt-cu12 or tensorrt-cu13) on the GPU machine"
+WORKSPACE_BYTES = DEFAULT_WORKSPACE_BYTES
+TRT_INSTALL_HINT = (
+    "install the GPU stack for your CUDA major (README: GPU install; bash scripts/install_gpu.sh cu12 or cu13)"
+)
 
 
 # ----------------------------------------------------------------------------------------------- availability
 def _missing_pieces() -> list[str]:
+    """Every missing piece, each naming what was found instead (a CPU torch on a GPU machine is not 'no GPU')."""
     missing = []
     try:
         import tensorrt  # noqa: F401
@@ -47,8 +67,14 @@ def _missing_pieces() -> list[str]:
         missing.append(f"the TensorRT Python package ('import tensorrt' failed: {str(exc).splitlines()[0]})")
     except Exception as exc:  # noqa: BLE001 - a broken install (missing libnvinfer) raises OSError and friends
         missing.append(f"a working TensorRT ('import tensorrt' failed: {type(exc).__name__}: {exc})")
-    if not _cuda_available():
-        missing.append("an NVIDIA GPU with a CUDA driver (torch.cuda.is_available() is False)")
+    torch, gpus = torch_info(), nvidia_gpus()
+    seen = f"nvidia-smi lists {', '.join(gpus)}" if gpus else "nvidia-smi finds no GPU"
+    if torch["version"] is None:
+        missing.append("PyTorch with CUDA (engine buffers are torch CUDA tensors)")
+    elif torch["cuda"] is None:
+        missing.append(f"a CUDA build of PyTorch (torch {torch['version']} is a CPU build; {seen})")
+    elif not _cuda_available():
+        missing.append(f"an NVIDIA GPU that torch {torch['version']} (CUDA {torch['cuda']}) can use ({seen})")
     return missing
 
 
@@ -64,8 +90,12 @@ def require_trt_and_gpu() -> Any:
     """Return the ``tensorrt`` module; raise :class:`ExportError` listing every missing piece otherwise."""
     missing = _missing_pieces()
     if missing:
-        hint = f"; {TRT_INSTALL_HINT}" if any("TensorRT" in m for m in missing) else ""
-        raise ExportError("TensorRT engines cannot be built here: missing " + " and ".join(missing) + hint)
+        versions = runtime_versions()
+        problems = compatibility_problems(versions)
+        raise ExportError(
+            "TensorRT engines cannot be built here: missing " + " and ".join(missing) + f"; {TRT_INSTALL_HINT}"
+            + (f"; {'; '.join(problems)}" if problems else "") + f" [{versions_line(versions)}]"
+        )  # fmt: skip
     import tensorrt as trt
 
     return trt
@@ -84,17 +114,8 @@ def gpu_info() -> dict[str, Any]:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("CNS_TRT_CACHE") or Path.home() / ".cache" / "cardiacnets" / "trt")
-
-
-def engine_cache_key(trt_version: str, compute_capability: str, onnx_sha256: str, profile: Profile) -> str:
-    """Hex key of an engine: TensorRT version, GPU compute capability, ONNX sha256 and the profile's shapes."""
-    canonical = json.dumps(
-        {"trt": trt_version, "cc": compute_capability, "onnx": onnx_sha256,
-         "profile": {k: [list(map(int, s)) for s in v] for k, v in sorted(profile.items())}},
-        sort_keys=True,
-    )  # fmt: skip
-    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    """``$CNS_TRT_CACHE``, else ``trt/`` in the user's cache folder (:func:`cardiacnets.execution.user_cache_dir`)."""
+    return Path(os.environ.get("CNS_TRT_CACHE") or user_cache_dir() / "trt")
 
 
 # ------------------------------------------------------------------------------------------------------ build
@@ -103,21 +124,25 @@ def build_engine(
     profile: Profile,
     *,
     cache_dir: str | os.PathLike[str] | None = None,
-    optimization_level: int = 3,
+    optimization_level: int = DEFAULT_OPT_LEVEL,
+    workspace_bytes: int = WORKSPACE_BYTES,
 ) -> tuple[Path, dict[str, Any]]:
     """Build (or load from the cache) an engine for ``onnx_path`` with one optimisation profile.
 
     ``profile`` maps each input name to ``(min, opt, max)`` shapes. Returns ``(engine_path, info)`` with ``cached``,
-    ``build_seconds``, ``key``, ``trt_version`` and ``gpu``.
+    ``build_seconds``, ``key``, ``trt_version``, ``gpu``, ``optimization_level`` and ``workspace_bytes``.
     """
     trt = require_trt_and_gpu()
     onnx_path = Path(onnx_path)
     gpu = gpu_info()
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    key = engine_cache_key(trt.__version__, gpu["compute_capability"], sha256_file(onnx_path), profile)
+    key = engine_cache_key(graph_sha256=sha256_file(onnx_path), gpu=f"{gpu['name']} sm{gpu['compute_capability']}",
+                           trt_version=trt.__version__, optimization_level=optimization_level,
+                           workspace_bytes=workspace_bytes, profile=profile)  # fmt: skip
     engine_path = cache / f"{onnx_path.stem}-{key}.plan"
-    info: dict[str, Any] = {"key": key, "trt_version": trt.__version__, "gpu": gpu, "engine": str(engine_path)}
+    info: dict[str, Any] = {"key": key, "trt_version": trt.__version__, "gpu": gpu, "engine": str(engine_path),
+                            "optimization_level": optimization_level, "workspace_bytes": workspace_bytes}  # fmt: skip
     if engine_path.is_file():
         info.update(cached=True, build_seconds=0.0)
         return engine_path, info
@@ -132,14 +157,14 @@ def build_engine(
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise ExportError(f"TensorRT cannot parse {onnx_path.name}: {'; '.join(errors[:3])}")
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     config.builder_optimization_level = optimization_level
-    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED  # the per-layer formats the FP16 check parses
     opt_profile = builder.create_optimization_profile()
     for name, (lo, opt, hi) in profile.items():
         opt_profile.set_shape(name, tuple(lo), tuple(opt), tuple(hi))
     config.add_optimization_profile(opt_profile)
-    timing_path = cache / f"timing-{trt.__version__}-sm{gpu['compute_capability']}.cache"
+    timing_path = cache / f"timing-{trt.__version__}-{key[:8]}.cache"
     timing = config.create_timing_cache(timing_path.read_bytes() if timing_path.is_file() else b"")
     config.set_timing_cache(timing, ignore_mismatch=False)
     start = time.perf_counter()
@@ -155,12 +180,53 @@ def build_engine(
     return engine_path, info
 
 
+# ----------------------------------------------------------------------------------------- layer precisions
+_PRECISION_WORDS = (("INT8", {"int8"}), ("BF16", {"bf16", "bfloat16"}), ("FP16", {"half", "fp16", "float16"}),
+                    ("FP32", {"float", "fp32", "float32"}), ("INT32", {"int32"}), ("INT64", {"int64"}),
+                    ("BOOL", {"bool"}))  # fmt: skip
+
+
+def tensor_precision(fmt: str) -> str | None:
+    """The precision a ``Format/Datatype`` string names: ``"Half"`` and ``"Row major linear FP16 format"`` are both
+    FP16, ``"Float"`` and ``"... FP32 ..."`` FP32; None when it names none (``"N/A due to dynamic shapes"``)."""
+    words = set(re.findall(r"[a-z0-9]+", str(fmt).lower()))
+    return next((name for name, keys in _PRECISION_WORDS if words & keys), None)
+
+
+def parse_layer_precisions(engine_information: str) -> dict[str, int]:
+    """Count the engine's layers per precision from the engine inspector's JSON (``LayerInformationFormat.JSON``).
+
+    A layer counts under every precision its input and output tensors have (a cast layer counts as FP16 and FP32);
+    ``layers`` is the total and ``unknown`` the layers whose tensors name none. Raises :class:`ExportError` when the
+    information holds layer names only (an engine built without ``ProfilingVerbosity.DETAILED``).
+    """
+    try:
+        layers = json.loads(engine_information).get("Layers") or []
+    except (ValueError, AttributeError) as exc:
+        raise ExportError(f"engine inspector output is not JSON: {str(exc)[:80]}") from None
+    counts = {"layers": len(layers), "unknown": 0}
+    for layer in layers:
+        if isinstance(layer, str) and layer.lstrip().startswith("{"):
+            layer = json.loads(layer)
+        if not isinstance(layer, dict):
+            raise ExportError("the engine lists layer names only (built without detailed profiling): delete the cached"
+                              " engine and rebuild it")  # fmt: skip
+        tensors = [*(layer.get("Inputs") or []), *(layer.get("Outputs") or [])]
+        found = {tensor_precision(t.get("Format/Datatype", "")) for t in tensors if isinstance(t, dict)} - {None}
+        for name in found:
+            counts[name] = counts.get(name, 0) + 1
+        counts["unknown"] += not found
+    return counts
+
+
+# ----------------------------------------------------------------------------------------------------- runner
 _TRT_TO_TORCH = {"FLOAT": "float32", "HALF": "float16", "INT64": "int64", "INT32": "int32", "BOOL": "bool",
                  "BF16": "bfloat16", "INT8": "int8", "UINT8": "uint8"}  # fmt: skip
 
 
 class TrtRunner:
-    """A deserialised engine and an execution context; buffers are torch CUDA tensors (``execute_async_v3``)."""
+    """A deserialised engine and an execution context on a dedicated CUDA stream (TensorRT warns about, and is
+    slower on, the default stream); buffers are torch CUDA tensors (``execute_async_v3``)."""
 
     def __init__(self, engine_path: str | os.PathLike[str]) -> None:
         trt = require_trt_and_gpu()
@@ -171,8 +237,10 @@ class TrtRunner:
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self.engine is None:
-            raise ExportError(f"{engine_path}: engine does not match this TensorRT version or GPU; rebuild it")
+            raise ExportError(f"{engine_path}: engine does not match this TensorRT version or GPU; rebuild it"
+                              f" [{versions_line()}]")  # fmt: skip
         self.context = self.engine.create_execution_context()
+        self.stream = torch.cuda.Stream()
         self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in self.names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in self.names if n not in self.inputs]
@@ -182,30 +250,35 @@ class TrtRunner:
                 for n in self.names}  # fmt: skip
 
     def layer_precisions(self) -> dict[str, int]:
-        """How many engine layers mention each precision (needs a DETAILED profiling build)."""
+        """Layers per precision (:func:`parse_layer_precisions`). Call after a run: the inspector then sees the
+        execution context with its input shapes set, so dynamic-shape layers report their formats too."""
         inspector = self.engine.create_engine_inspector()
-        text = inspector.get_engine_information(self.trt.LayerInformationFormat.JSON)
-        return {p: text.count(p) for p in ("Half", "Float", "Int8")}
+        for attribute in ("execution_context", "context"):  # TensorRT 10/11 name it execution_context
+            if hasattr(inspector, attribute):
+                setattr(inspector, attribute, self.context)
+                break
+        return parse_layer_precisions(inspector.get_engine_information(self.trt.LayerInformationFormat.JSON))
 
     def run_torch(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        """Run on CUDA tensors (device-resident; no host copies). Returns CUDA tensors."""
+        """Run on CUDA tensors (device-resident; no host copies) on this runner's stream. Returns CUDA tensors."""
         torch = self.torch
         dtypes = self.io_dtypes()
-        bufs = {}
-        for name in self.inputs:
-            tensor = feeds[name].to(device="cuda", dtype=getattr(torch, dtypes[name])).contiguous()
-            self.context.set_input_shape(name, tuple(tensor.shape))
-            self.context.set_tensor_address(name, tensor.data_ptr())
-            bufs[name] = tensor
-        outs = {}
-        for name in self.outputs:
-            shape = tuple(self.context.get_tensor_shape(name))
-            outs[name] = torch.empty(shape, dtype=getattr(torch, dtypes[name]), device="cuda")
-            self.context.set_tensor_address(name, outs[name].data_ptr())
-        stream = torch.cuda.current_stream()
-        if not self.context.execute_async_v3(stream.cuda_stream):
-            raise ExportError("TensorRT execution failed")
-        stream.synchronize()
+        self.stream.wait_stream(torch.cuda.current_stream())  # the feeds were made on the caller's stream
+        with torch.cuda.stream(self.stream):
+            bufs = {}
+            for name in self.inputs:
+                tensor = feeds[name].to(device="cuda", dtype=getattr(torch, dtypes[name])).contiguous()
+                self.context.set_input_shape(name, tuple(tensor.shape))
+                self.context.set_tensor_address(name, tensor.data_ptr())
+                bufs[name] = tensor
+            outs = {}
+            for name in self.outputs:
+                shape = tuple(self.context.get_tensor_shape(name))
+                outs[name] = torch.empty(shape, dtype=getattr(torch, dtypes[name]), device="cuda")
+                self.context.set_tensor_address(name, outs[name].data_ptr())
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise ExportError("TensorRT execution failed")
+        self.stream.synchronize()
         return outs
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -236,82 +309,84 @@ def ort_gpu_session(
     *,
     cache_dir: str | os.PathLike[str] | None = None,
     profile: Profile | None = None,
+    optimization_level: int = DEFAULT_OPT_LEVEL,
+    workspace_bytes: int = WORKSPACE_BYTES,
 ) -> Any:
-    """An onnxruntime session on the TensorRT (``"trt"``) or CUDA (``"cuda"``) execution provider.
+    """An onnxruntime session on TensorRT (``"trt"``: TensorRT, CUDA, CPU registered) or CUDA (``"cuda"``).
 
-    onnxruntime silently falls back to the CPU when a provider is missing; here a missing provider is an
-    :class:`ExportError`. The TensorRT EP gets an engine and timing cache and, with ``profile``, explicit shape ranges;
-    ``trt_fp16_enable`` stays off so an FP16 ONNX builds strongly typed (export-notes.md 4.3).
+    onnxruntime silently falls back to the CPU when a provider is missing or fails to load; here either is an
+    :class:`ExportError` naming the versions. The TensorRT provider gets an engine and timing cache in a folder keyed
+    by graph, GPU, TensorRT version, optimisation level, workspace and profile (under ``cache_dir``, default the
+    user's cache folder), and ``profile``'s shape ranges; ``trt_fp16_enable`` stays off so an FP16 ONNX builds
+    strongly typed (export-notes.md 4.3).
     """
     import onnxruntime as ort
 
-    names = {"trt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider"}
-    if provider not in names:
+    if provider not in ("trt", "cuda"):
         raise InputError(f"unknown provider {provider!r}; choose trt or cuda")
-    available = ort.get_available_providers()
-    wanted = names[provider]
-    if wanted not in available:
-        raise ExportError(
-            f"onnxruntime lacks {wanted} (available: {', '.join(available)}); install onnxruntime-gpu (not together"
-            " with onnxruntime) with CUDA" + (" and TensorRT 10" if provider == "trt" else "")
-        )
-    providers: list[Any] = []
-    if provider == "trt":
-        cache = Path(cache_dir) if cache_dir else default_cache_dir() / "ort"
-        cache.mkdir(parents=True, exist_ok=True)
-        options: dict[str, Any] = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
-                                   "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache)}  # fmt: skip
-        if profile:
-            for i, key in enumerate(("trt_profile_min_shapes", "trt_profile_opt_shapes", "trt_profile_max_shapes")):
-                options[key] = ",".join(f"{n}:{'x'.join(map(str, s[i]))}" for n, s in profile.items())
-        providers.append((wanted, options))
-    providers += [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available and p != wanted]
-    if provider == "cuda":
-        providers.insert(0, wanted)
-    session_options = ort.SessionOptions()
-    session_options.log_severity_level = 3
-    session = ort.InferenceSession(str(onnx_path), session_options, providers=providers)
-    if session.get_providers()[0] != wanted:
-        raise ExportError(f"onnxruntime did not use {wanted} for {Path(onnx_path).name} ({session.get_providers()})")
+    try:
+        chain = provider_chain(provider, ort.get_available_providers())
+        trt_options = None
+        if provider == "trt":
+            cache = trt_cache_dir(
+                sha256_file(onnx_path), profile=profile, optimization_level=optimization_level,
+                workspace_bytes=workspace_bytes, root=Path(cache_dir) if cache_dir else None,
+            )  # fmt: skip
+            trt_options = trt_provider_options(cache, profile=profile, optimization_level=optimization_level,
+                                               workspace_bytes=workspace_bytes)  # fmt: skip
+        session, _ = create_session(onnx_path, chain, trt_options=trt_options)
+    except ProviderError as exc:
+        raise ExportError(str(exc)) from None
     return session
 
 
-# -------------------------------------------------------------------------------------------- bundle targets
-def screening_profile(max_batch: int = 32, opt_batch: int = 8) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """Batch profile for the screening graph's three inputs."""
-    if max_batch < 1:
-        raise InputError(f"max batch must be >= 1, got {max_batch}")
-    opt = min(opt_batch, max_batch)
-    return {
-        "ecg": ((1, 12, 5000), (opt, 12, 5000), (max_batch, 12, 5000)),
-        "covariates": ((1, 3), (opt, 3), (max_batch, 3)),
-        "covariate_mask": ((1, 3), (opt, 3), (max_batch, 3)),
-    }
+class IoBoundSession:
+    """An onnxruntime session run through IOBinding with its inputs and outputs on ``device`` (``"cuda"`` on a GPU):
+    the inputs are copied there once and the outputs stay there, so a timing measures the graph rather than the
+    megabytes of host copies each plain ``session.run`` makes (12 x 5000 float32 per ECG)."""
+
+    def __init__(self, session: Any, feeds: Mapping[str, np.ndarray], *, device: str = "cuda", device_id: int = 0
+                 ) -> None:  # fmt: skip
+        import onnxruntime as ort
+
+        self.session = session
+        self.binding = session.io_binding()
+        self._values = {name: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(value), device, device_id)
+                        for name, value in feeds.items()}  # fmt: skip
+        for name, value in self._values.items():
+            self.binding.bind_ortvalue_input(name, value)
+        self.output_names = [o.name for o in session.get_outputs()]
+        for name in self.output_names:
+            self.binding.bind_output(name, device, device_id)
+
+    def run(self) -> None:
+        """One run, outputs left on the device (synchronised, so a timing includes the whole run)."""
+        self.session.run_with_iobinding(self.binding)
+        self.binding.synchronize_outputs()
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        """One run, outputs copied to the host."""
+        self.run()
+        return dict(zip(self.output_names, self.binding.copy_outputs_to_cpu(), strict=True))
 
 
-def unet_profile(entry: Mapping[str, Any], batch: int = 2) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """Static profile for a denoiser graph at the CFG batch (2 per cine): fixed frames, size and tokens."""
-    shapes = {i["name"]: i["shape"] for i in entry["inputs"]}
-    profile = {}
-    for name, shape in shapes.items():
-        static = tuple([batch] + [int(d) for d in shape[1:]])
-        profile[name] = (static, static, static)
-    return profile
-
-
+# ------------------------------------------------------------------------------------------------- checking
 def check_engine(
-    engine_path: Path, fp32_onnx: Path, feeds: Sequence[Mapping[str, np.ndarray]], tolerances: Mapping[str, Any]
+    engine_path: Path,
+    fp32_onnx: Path,
+    feeds: Sequence[Mapping[str, np.ndarray]],
+    tolerances: Mapping[str, Any],
+    *,
+    precision: str = "fp16",
 ) -> dict[str, Any]:
-    """FP16 layers present, parity vs the FP32 graph on onnxruntime CPU, and timing at each feed's batch."""
+    """Parity of the engine against the FP32 graph on onnxruntime CPU and timing at each feed's batch; for an FP16
+    engine also FP16 layers present (parsed per layer, :func:`parse_layer_precisions`)."""
     from cardiacnets.export.onnx_export import compare_outputs, ort_session
 
     runner = TrtRunner(engine_path)
-    precisions = runner.layer_precisions()
-    if precisions.get("Half", 0) == 0:
-        raise ExportError(f"{engine_path.name} has no FP16 layers: TensorRT built an FP32 engine")
     reference = ort_session(fp32_onnx)
     names = list(tolerances)
-    report: dict[str, Any] = {"io_dtypes": runner.io_dtypes(), "layer_precisions": precisions, "batches": {}}
+    report: dict[str, Any] = {"precision": precision, "io_dtypes": runner.io_dtypes(), "batches": {}}
     failures = []
     for feed in feeds:
         batch = int(next(iter(feed.values())).shape[0])
@@ -322,88 +397,23 @@ def check_engine(
         torch_feed = {k: runner.torch.from_numpy(np.ascontiguousarray(v)).cuda() for k, v in feed.items()}
         timing = time_callable(lambda f=torch_feed: runner.run_torch(f), sync=runner.torch.cuda.synchronize)
         report["batches"][str(batch)] = {"parity": parity, **timing}
+    report["layer_precisions"] = runner.layer_precisions()  # after a run: the context has its shapes
+    if precision == "fp16" and report["layer_precisions"].get("FP16", 0) == 0:
+        raise ExportError(f"{engine_path.name} has no FP16 layers: TensorRT built an FP32 engine")
     if failures:
         raise ExportError(f"{engine_path.name} failed parity against {fp32_onnx.name}: {', '.join(failures)}")
     return report
 
 
-def fp16_tolerances(kind: str) -> dict[str, Any]:
-    """Engine (FP16) vs FP32 ONNX bounds per graph kind."""
-    from cardiacnets.export.onnx_export import Tolerance
-
-    if kind == "screening":
-        return {"disease_prob": Tolerance(0.01), "subtype_prob": Tolerance(0.01),
-                "phenotypes": Tolerance(0.0, 0.0, 0.01), "embedding": Tolerance(0.0, 0.0, 0.02)}  # fmt: skip
-    if kind == "unet":
-        return {"noise_pred": Tolerance(0.0, 0.0, 0.02)}
-    raise InputError(f"no FP16 tolerances for graph kind {kind!r}")
-
-
-def build_for_target(
-    target: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None, max_batch: int = 32
-) -> dict[str, Any]:
-    """Build, check and time engines for a bundle (screening FP16, and the cine denoiser FP16 when present) or for
-    one FP16 screening ``.onnx`` file. Checks TensorRT and the GPU first."""
-    from cardiacnets.bundle import load_bundle
-    from cardiacnets.export.onnx_export import screening_feeds
-
-    require_trt_and_gpu()
-    target = Path(target)
-    jobs: list[tuple[str, Path, Path, dict[str, Any], list[dict[str, np.ndarray]]]] = []
-    rng = np.random.default_rng(5)
-    batches = sorted({1, min(8, max_batch), max_batch})
-    if target.is_dir():
-        bundle = load_bundle(target)
-        spec = bundle.model("screening")
-        fp16 = (spec.get("variants") or {}).get("fp16")
-        if fp16 is None:
-            raise ExportError(f"bundle {target} has no fp16 screening variant; rebuild it with --variants int8,fp16")
-        jobs.append(("screening", bundle.path(fp16["file"]), bundle.path(spec["file"]), screening_profile(max_batch),
-                     [screening_feeds(b, rng) for b in batches]))  # fmt: skip
-        for name, entry in bundle.manifest["models"].items():
-            if entry.get("kind") == "unet" and "fp16" in (entry.get("variants") or {}):
-                shapes = {i["name"]: i["shape"] for i in entry["inputs"]}
-                c, f, h, w = (int(d) for d in shapes["sample"][1:])
-                n_tokens, dim = (int(d) for d in shapes["ecg_tokens"][1:])
-                feed = _unet_feed(2, (c, f, h, w), n_tokens, dim, rng)
-                jobs.append((name, bundle.path(entry["variants"]["fp16"]["file"]), bundle.path(entry["file"]),
-                             unet_profile(entry), [feed]))  # fmt: skip
-    elif target.suffix == ".onnx" and target.is_file():
-        fp32 = target.with_name(target.name.replace(".fp16.onnx", ".onnx"))
-        if fp32 == target or not fp32.is_file():
-            raise InputError(f"{target}: expected NAME.fp16.onnx next to its FP32 NAME.onnx (for the parity check)")
-        jobs.append(
-            ("screening", target, fp32, screening_profile(max_batch), [screening_feeds(b, rng) for b in batches])
-        )
-    else:
-        raise InputError(f"{target}: not a bundle directory or an .onnx file")
-    report: dict[str, Any] = {}
-    for name, fp16_path, fp32_path, profile, feeds in jobs:
-        engine, info = build_engine(fp16_path, profile, cache_dir=cache_dir)
-        kind = "unet" if name.startswith("unet") else "screening"
-        report[name] = {**info, **check_engine(engine, fp32_path, feeds, fp16_tolerances(kind))}
-    return report
-
-
-def _unet_feed(batch: int, latent: tuple[int, int, int, int], n_tokens: int, dim: int, rng: np.random.Generator
-               ) -> dict[str, np.ndarray]:  # fmt: skip
-    return {
-        "sample": rng.standard_normal((batch, *latent)).astype(np.float32),
-        "timestep": rng.integers(0, 1000, size=batch).astype(np.int64),
-        "ecg_tokens": (rng.standard_normal((batch, n_tokens, dim)) * 0.5).astype(np.float32),
-        "drop_condition": np.arange(batch) < batch // 2,
-    }
-
-
 __all__ = [
+    "IoBoundSession",
     "TrtRunner",
     "build_engine",
-    "build_for_target",
     "check_engine",
     "engine_cache_key",
     "ort_gpu_session",
+    "parse_layer_precisions",
     "require_trt_and_gpu",
-    "screening_profile",
+    "tensor_precision",
     "time_callable",
-    "unet_profile",
 ]

@@ -187,7 +187,7 @@ def fit_trust(
     from cardiacnets.trust import TRUST_SCHEMA
     from cardiacnets.trust.calibration import apply_calibrator, fit_calibrator
     from cardiacnets.trust.conformal import conformal_quantiles, physical_limits
-    from cardiacnets.trust.ood import VIEWS, fit_ppca, fit_robust_mahalanobis, view_distance
+    from cardiacnets.trust.ood import fit_ood
     from cardiacnets.trust.phenotypes import choose_primary_pairs, derivation_table, reconcile_phenotypes
 
     if not 0.0 < alpha < 0.5:
@@ -220,16 +220,7 @@ def fit_trust(
 
     reference_rows = {"embedding": reference.outputs["embedding"], **reference.signal}
     calibration_rows = {"embedding": calibration.outputs["embedding"], **calibration.signal}
-    views, scores = {}, []
-    for name in VIEWS:
-        model = fit_robust_mahalanobis(reference_rows[name]) if name == "statistics" else fit_ppca(reference_rows[name])
-        distance = view_distance(model, calibration_rows[name])
-        scale = float(np.quantile(distance, 0.99))
-        views[name] = {"model": model, "scale": scale}
-        scores.append(distance / scale)
-    score = np.sort(np.max(np.stack(scores), axis=0))
-    rank = int(np.ceil((score.size + 1) * (1.0 - alpha)))
-    threshold = float(score[min(rank, score.size) - 1])
+    ood = fit_ood(reference_rows, calibration_rows, alpha)
 
     def finite(values: np.ndarray) -> list[float | None]:
         return [float(v) if np.isfinite(v) else None for v in values]
@@ -241,7 +232,7 @@ def fit_trust(
         "calibration": calibrators,
         "phenotypes": {"primary_pairs": pairs, "derived": derivation_table(pairs), "coverage": coverage,
                        "half_widths": finite(half_widths), "low": finite(low), "high": finite(high)},  # fmt: skip
-        "ood": {"alpha": alpha, "threshold": threshold, "views": views},
+        "ood": ood,
         "bands": {"method": f"bootstrap ({n_bootstrap} stratified resamples of the calibration split) of each operating"
                             f" threshold, central {band_quantiles[1] - band_quantiles[0]:.0%} interval"},
     }  # fmt: skip

@@ -85,12 +85,14 @@ def make_tiny_screening_onnx(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def make_tiny_bundle(root: Path, *, synthetic: bool = True) -> Path:
+def make_tiny_bundle(root: Path, *, synthetic: bool = True, lead_sets: list[str] | None = None) -> Path:
+    """A bundle of the tiny random screening graph; ``lead_sets`` declares its lead sets (cardiacnets.leadsets)."""
     root.mkdir(parents=True, exist_ok=True)
     make_tiny_screening_onnx(root / "screening.onnx")
     write_manifest(
         root,
         {
+            **({"lead_sets": list(lead_sets)} if lead_sets else {}),
             "name": "tiny-test-bundle",
             "version": "0.0.0",
             "models": {"screening": {"file": "screening.onnx"}},

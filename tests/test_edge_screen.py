@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cardiacnets.edge.batch import result_row
 from cardiacnets.edge.screen import Screener, prepare_file
 from cardiacnets.synth.writers import write_wfdb
 from tests.edge_fixtures import make_tiny_bundle, reference_outputs
@@ -165,3 +166,32 @@ def test_screening_a_wfdb_file_imports_neither_wfdb_nor_pandas(tiny_bundle: Path
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert proc.stdout.strip() == "[]"
+
+
+def test_result_carries_measurements_and_the_carts_own(tiny_bundle: Path, conformance_dir: Path) -> None:
+    from cardiacnets.measure import MEASUREMENT_KEYS
+
+    screener = Screener(tiny_bundle, device="cpu")
+    result, _ = screener.screen_file(conformance_dir / "ge_muse_xml" / "braveheart" / "example1.xml")
+    measured, cart = result["measurements"], result["cart_measurements"]
+    assert tuple(measured) == MEASUREMENT_KEYS and tuple(cart) == MEASUREMENT_KEYS
+    assert (
+        abs(measured["heart_rate_bpm"] - cart["heart_rate_bpm"]) <= 2 and abs(measured["qrs_ms"] - cart["qrs_ms"]) <= 15
+    )
+    row = result_row(result, include_phi=False)
+    assert {k: row[k] for k in MEASUREMENT_KEYS} == measured
+
+
+def test_a_paced_ecg_is_screened_but_not_reliable(tiny_bundle: Path, tmp_path: Path) -> None:
+    from scipy.signal import find_peaks
+
+    from tests.test_measurements import _with_spikes
+
+    ecg = synthetic_ecg(fs=500.0, duration_s=10.0, rng=np.random.default_rng(5))
+    peaks, _ = find_peaks(ecg[1], height=0.6 * ecg[1].max(), distance=150)
+    onsets = [p / 500.0 - 0.04 for p in peaks if p > 50]  # a ventricular pacing spike 40 ms before each R peak
+    path = write_wfdb(tmp_path / "paced", _with_spikes(ecg, onsets, 500.0))
+    result, _ = Screener(tiny_bundle, device="cpu").screen_file(path)
+    assert result["measurements"]["paced"] is True and result["measurements"]["rhythm"] == "paced"
+    assert result["reliable"] is False and "Pacemaker" in result["note_paced"]
+    assert result["qc"]["reliable"] is True  # the signal is fine: it is the model that has never seen pacing

@@ -82,7 +82,8 @@ def bundle_dir(model, split, tmp_path_factory) -> Path:
                   for i, d in enumerate(DISEASES)}  # fmt: skip
     preprocess = {"kind": "full", "config": PreprocessConfig(savgol_window=17).to_dict()}
     training = {"description": "synthetic cohort, 64 subjects", "synthetic": True}
-    metadata = {"thresholds": thresholds, "preprocess": preprocess, "training_data": training}
+    metadata = {"thresholds": thresholds, "preprocess": preprocess, "training_data": training,
+                "lead_sets": ["12", "limb6", "I+II", "I"]}  # fmt: skip
     save_pretrained(model, root / "run" / "best", metadata=metadata)
     build_bundle(root / "run", root / "bundle", eval_split=split, name="tiny-export-test")
     return root / "bundle"
@@ -228,6 +229,7 @@ def test_bundle_manifest_contents(bundle_dir) -> None:
     assert manifest["preprocess"]["savgol_window"] == 17  # the model's PreprocessConfig, not the default
     assert manifest["training_data"]["synthetic"] is True
     assert manifest["training_data"]["clinical_use"] == "not for clinical use"
+    assert manifest["lead_sets"] == ["12", "limb6", "I+II", "I"]  # a lead-masked model's sets, from its metadata
     assert len(manifest["labels"]["phenotypes"]) == 82 and manifest["labels"]["phenotypes"][0]["unit"]
     assert {"torch", "onnx", "onnxruntime", "cardiacnets"} <= set(manifest["tools"])
     assert spec["parity"]["outputs"]["disease_prob"]["max_abs"] < 1e-4

@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "cardiacnets.training.cli_stages",
     "cardiacnets.training.cli_diffusion",
     "cardiacnets.training.cli_finetune",
+    "cardiacnets.training.cli_external",
 )
 
 for _name in _COMMAND_MODULES:

@@ -61,6 +61,9 @@ def generate(
     mode: str = typer.Option("population", "--mode", help="'population' prevalences or 'balanced' case-control."),
     shard_size: int = typer.Option(256, "--shard-size", min=1, help="Subjects per shard."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset at --out."),
+    site: str = typer.Option(
+        "default", "--site", help="Simulated hospital: default, us-hospital, community or asia-tertiary."
+    ),
 ) -> None:
     """Generate the synthetic paired ECG-CMR cohort into a sharded dataset.
 
@@ -69,11 +72,16 @@ def generate(
       cntrain generate --n-subjects 20000 --seed 0 --out data/synth
 
       cntrain generate --n-subjects 5000 --no-cines --mode balanced --out data/synth-ecg
+
+      cntrain generate --n-subjects 2000 --no-cines --site community --out data/synth-community
     """
     from cardiacnets.datasets import write_synthetic
+    from cardiacnets.synth.sites import SITES
 
     if mode not in ("population", "balanced"):
         raise typer.BadParameter(f"must be 'population' or 'balanced', got {mode!r}", param_hint="--mode")
+    if site not in SITES:
+        raise typer.BadParameter(f"unknown site {site!r}; known: {', '.join(SITES)}", param_hint="--site")
     with _progress("generating") as update:
         _run(
             lambda: write_synthetic(
@@ -85,6 +93,7 @@ def generate(
                 shard_size=shard_size,
                 overwrite=overwrite,
                 progress=update,
+                site=site,
             )
         )
 

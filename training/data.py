@@ -111,6 +111,23 @@ def augment_ecg_batch(
     return 2.0 * (x - lo) / span - 1.0
 
 
+def mask_leads_batch(ecg: torch.Tensor, probabilities: dict[str, float]) -> torch.Tensor:
+    """Lead masking for training on reduced lead sets: each ECG of the batch ``(B, 12, n)`` keeps only the leads of a
+    set drawn from ``probabilities`` (lead-set name -> weight, :data:`cardiacnets.leadsets.LEAD_SETS`), the other
+    leads zeroed. Randomness from torch's global generator, as :func:`augment_ecg_batch` (resumable runs)."""
+    from cardiacnets.leadsets import lead_set_mask
+
+    if ecg.ndim != 3 or ecg.shape[1] != 12:
+        raise ConfigError(f"mask_leads_batch expects (B, 12, samples), got shape {tuple(ecg.shape)}")
+    names = list(probabilities)
+    weights = torch.tensor([float(probabilities[k]) for k in names], dtype=torch.float64)
+    if not names or (weights < 0).any() or weights.sum() <= 0:
+        raise ConfigError(f"lead-set probabilities must be non-negative and not all zero, got {probabilities}")
+    table = torch.from_numpy(np.stack([lead_set_mask(k) for k in names])).to(device=ecg.device, dtype=ecg.dtype)
+    choice = torch.multinomial(weights, ecg.shape[0], replacement=True).to(ecg.device)
+    return ecg * table[choice][:, :, None]
+
+
 class StageDataset(Dataset):
     """Wraps a cohort dataset; items hold only what a stage needs, as float32 tensors.
 
@@ -158,4 +175,12 @@ class StageDataset(Dataset):
         return out
 
 
-__all__ = ["StageDataset", "augment_ecg_batch", "ecg_transform", "minmax_scale", "open_split", "preprocess_config_dict"]
+__all__ = [
+    "StageDataset",
+    "augment_ecg_batch",
+    "ecg_transform",
+    "mask_leads_batch",
+    "minmax_scale",
+    "open_split",
+    "preprocess_config_dict",
+]

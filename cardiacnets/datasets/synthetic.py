@@ -25,7 +25,12 @@ SYNTHETIC_DESCRIPTION = "synthetic paired ECG-CMR cohort from cardiacnets.synth 
 
 
 def simulate_indices(
-    indices: Sequence[int] | np.ndarray, seed: int, *, with_cines: bool, mode: str = "population"
+    indices: Sequence[int] | np.ndarray,
+    seed: int,
+    *,
+    with_cines: bool,
+    mode: str = "population",
+    site: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Simulate the subjects with the given indices (a dict of arrays with leading axis ``len(indices)``)."""
     from cardiacnets.synth import simulate_subjects
@@ -33,12 +38,15 @@ def simulate_indices(
     indices = np.asarray(indices, dtype=np.int64)
     if indices.size == 0:
         raise InputError("no subject indices to simulate")
-    return simulate_subjects(indices, seed, with_cines=with_cines, mode=mode)
+    return simulate_subjects(indices, seed, with_cines=with_cines, mode=mode, site=site)
 
 
-def synthetic_batch(indices: np.ndarray, seed: int, *, with_cines: bool, mode: str) -> dict[str, np.ndarray]:
-    """Simulated subjects in the writer's batch layout (see :class:`~cardiacnets.datasets.shards.ShardWriter`)."""
-    d = simulate_indices(indices, seed, with_cines=with_cines, mode=mode)
+def synthetic_batch(
+    indices: np.ndarray, seed: int, *, with_cines: bool, mode: str, site: str | None = None
+) -> dict[str, np.ndarray]:
+    """Simulated subjects in the writer's batch layout (see :class:`~cardiacnets.datasets.shards.ShardWriter`);
+    ``site``: a simulated hospital of :mod:`cardiacnets.synth.sites` (None: the default site)."""
+    d = simulate_indices(indices, seed, with_cines=with_cines, mode=mode, site=site)
     covariates = np.stack([d["sex"], d["age"], d["heart_rate"]], axis=1).astype(np.float32)
     batch: dict[str, Any] = {
         "ecg": d["ecg"],
@@ -66,13 +74,19 @@ def write_synthetic(
     shard_size: int = 256,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    site: str | None = None,
 ) -> dict[str, Any]:
     """Generate ``n_subjects`` simulated subjects into a sharded dataset at ``out_dir`` and return its manifest.
 
-    Resumes an interrupted write of the same options. ``progress(done, total)`` is called after each shard.
+    Resumes an interrupted write of the same options. ``progress(done, total)`` is called after each shard. ``site``:
+    a simulated hospital (:mod:`cardiacnets.synth.sites`; None or ``"default"``: the cohort as always); the manifest's
+    ``source.site`` names a non-default one and its ``source.site_description`` says how it differs.
     """
+    from cardiacnets.synth.sites import DEFAULT_SITE, get_site
+
     if mode not in ("population", "balanced"):
         raise InputError(f"mode must be 'population' or 'balanced', got {mode!r}")
+    site_obj = get_site(site)
     modalities = MODALITIES if with_cines else ("ecg", "phenotypes", "labels")
     spec = DatasetSpec(
         n_subjects=n_subjects,
@@ -85,6 +99,11 @@ def write_synthetic(
             "mode": mode,
             "subject_ids": "synth-<seed>-<index>; subject i is a pure function of (seed, i, mode)",
             "split_rule": "hash of (seed, index): 70/10/20, independent of the data (stratified in distribution)",
+            **(
+                {}
+                if site_obj.name == DEFAULT_SITE
+                else {"site": site_obj.name, "site_description": site_obj.description}
+            ),
         },
     )
     writer = ShardWriter(out_dir, spec, overwrite=overwrite)
@@ -93,7 +112,8 @@ def write_synthetic(
     while not writer.complete:
         start = writer.n_written
         stop = min(start + shard_size, n_subjects)
-        writer.write_shard(synthetic_batch(np.arange(start, stop), seed, with_cines=with_cines, mode=mode))
+        batch = synthetic_batch(np.arange(start, stop), seed, with_cines=with_cines, mode=mode, site=site_obj.name)
+        writer.write_shard(batch)
         if progress:
             progress(writer.n_written, n_subjects)
     return writer.finalize()

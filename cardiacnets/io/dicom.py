@@ -51,6 +51,15 @@ _DTYPES = {
     (32, "UL"): "u4",
 }
 _BIG_ENDIAN_TS = "1.2.840.10008.1.2.2"
+_STUDY_REFERENCE = (
+    ("sop_class_uid", "SOPClassUID"),
+    ("sop_instance_uid", "SOPInstanceUID"),
+    ("study_instance_uid", "StudyInstanceUID"),
+    ("series_instance_uid", "SeriesInstanceUID"),
+    ("study_date", "StudyDate"),
+    ("study_time", "StudyTime"),
+    ("study_id", "StudyID"),
+)
 
 
 def _lead_name(channel: Any) -> str:
@@ -150,6 +159,8 @@ def _text(value: Any) -> str | None:
 
 def _meta(ds: Any, sop_name: str) -> dict[str, Any]:
     meta: dict[str, Any] = {"phi": {}, "filters": {}, "sop_class": sop_name}
+    # The instance's place in its study (not patient identifiers): reports about it (DICOM SR) join the same study.
+    meta["dicom"] = {key: _text(ds.get(tag)) for key, tag in _STUDY_REFERENCE}
     manufacturer = _text(ds.get("Manufacturer"))
     model = _text(ds.get("ManufacturerModelName"))
     meta["manufacturer"] = manufacturer

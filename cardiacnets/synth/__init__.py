@@ -4,7 +4,9 @@
 subset. Subject ``i`` is a pure function of ``(seed, i)`` (counter-based randomness, see ``_random``), so a dataset
 can generate subject ``i`` on the fly and batches never change a subject. Pipeline: latent subject
 (``subjects``) -> geometry over 50 frames and the 82 phenotypes measured from it (``geometry``) -> short-axis and
-4-chamber cines (``render``) -> 12-lead ECG from a Dower-projected VCG with electrode-level noise (``ecg``).
+4-chamber cines (``render``) -> 12-lead ECG from a Dower-projected VCG with electrode-level noise (``ecg``), recorded
+by the site's cart (``cart``). ``site=NAME`` draws the cohort of a simulated hospital (``sites``: population, cart,
+placement habits and noise); the default site is the cohort as it always was.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from cardiacnets.synth._random import SubjectRandom
 from cardiacnets.synth.ecg import ecg_features, synthesize_ecg
 from cardiacnets.synth.geometry import N_FRAMES, build_geometry
 from cardiacnets.synth.render import LA_SIZE, SA_SIZE, render_four_chamber, render_short_axis
+from cardiacnets.synth.sites import SITES, Site, get_site, site_names
 from cardiacnets.synth.subjects import (
     BALANCED_GROUPS,
     CM_SUBTYPES,
@@ -38,9 +41,13 @@ __all__ = [
     "DEFAULT_PREVALENCE",
     "LABELS",
     "RHYTHMS",
+    "SITES",
+    "Site",
     "ecg_features",
+    "get_site",
     "simulate",
     "simulate_subjects",
+    "site_names",
 ]
 
 logger = logging.getLogger(__name__)
@@ -81,14 +88,16 @@ def _simulate_chunk(
     ecg_noise: bool,
     mains_hz: float,
     cines: tuple[np.ndarray, np.ndarray] | None = None,
+    site: Site | None = None,
+    native_rate: bool = False,
 ) -> dict[str, np.ndarray]:
     """One chunk of subjects; with ``with_cines`` the cines are rendered into ``cines`` (short axis, 4-chamber
     ``(len(indices), 50, H, W)`` float32 views of the cohort's arrays)."""
     rnd = SubjectRandom(seed, indices)
-    subj = sample_subjects(rnd, mode=mode, prevalence=prevalence)
+    subj = sample_subjects(rnd, mode=mode, prevalence=prevalence, population=None if site is None else site.population)
     geom = build_geometry(subj, rnd)
     out: dict[str, np.ndarray] = {"subject_index": indices.astype(np.int64)}
-    out.update(synthesize_ecg(subj, geom, rnd, noise=ecg_noise, mains_hz=mains_hz))
+    out.update(synthesize_ecg(subj, geom, rnd, noise=ecg_noise, mains_hz=mains_hz, site=site, keep_native=native_rate))
     if with_cines:
         sa = render_short_axis(geom, subj, rnd, out=cines[0])
         out["cine_sa"] = sa["cine"]
@@ -115,10 +124,16 @@ def simulate_subjects(
     prevalence: Mapping[str, float] | None = None,
     with_cines: bool = True,
     ecg_noise: bool = True,
-    mains_hz: float = 50.0,
+    mains_hz: float | None = None,
+    site: str | Site | None = None,
+    native_rate: bool = False,
 ) -> dict[str, np.ndarray]:
     """Simulate the subjects ``indices`` of cohort ``seed``; see :func:`simulate` for the returned arrays."""
     idx = np.asarray(indices)
+    resolved = get_site(site)
+    # The default site takes the historical code path (byte-identical outputs); any other site passes its parameters.
+    site_obj = None if resolved is SITES["default"] else resolved
+    mains_hz = resolved.cart.mains_hz if mains_hz is None else float(mains_hz)
     if idx.ndim != 1 or (idx.size and (idx.dtype.kind not in "iu" or idx.min() < 0)):
         raise InputError("indices must be a 1-D sequence of non-negative integers")
     if mains_hz not in (50.0, 60.0):
@@ -135,7 +150,18 @@ def simulate_subjects(
     for i in range(0, max(idx.size, 1), chunk):
         cines = (whole["cine_sa"][i : i + chunk], whole["cine_la"][i : i + chunk]) if with_cines else None
         parts.append(
-            _simulate_chunk(idx[i : i + chunk], int(seed), mode, prevalence, with_cines, ecg_noise, mains_hz, cines)
+            _simulate_chunk(
+                idx[i : i + chunk],
+                int(seed),
+                mode,
+                prevalence,
+                with_cines,
+                ecg_noise,
+                mains_hz,
+                cines,
+                site_obj,
+                native_rate,
+            )
         )
     return {k: whole[k] if k in whole else np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
 
@@ -149,7 +175,9 @@ def simulate(
     prevalence: Mapping[str, float] | None = None,
     with_cines: bool = True,
     ecg_noise: bool = True,
-    mains_hz: float = 50.0,
+    mains_hz: float | None = None,
+    site: str | Site | None = None,
+    native_rate: bool = False,
 ) -> dict[str, np.ndarray]:
     """Simulate ``n`` paired subjects (indices ``start .. start+n-1``) of cohort ``seed``.
 
@@ -169,7 +197,14 @@ def simulate(
     - ``es_frame``, ``lv_volume_curve`` ``(n, 50)`` mL, ``lv_mass_true`` g (noise-free geometry), ``subject_index``.
 
     ``mode="balanced"`` draws healthy, CAD, PH, PC, HF, RCM, DCM and HCM with equal probability; ``prevalence``
-    overrides the population-mode prevalences (:data:`DEFAULT_PREVALENCE`). ``mains_hz`` 50 (UK) or 60 (US).
+    overrides the population-mode prevalences (the site's; the default site's are :data:`DEFAULT_PREVALENCE`).
+    ``mains_hz`` 50 (UK) or 60 (US); default: the site cart's.
+
+    ``site``: a simulated hospital (:data:`SITES`: ``default``, ``us-hospital``, ``community``, ``asia-tertiary``, or a
+    :class:`Site`), which sets the population (age, sex, habitus, prevalences), the cart (sampling rate, filters, ADC,
+    mains), electrode-placement habits and noise. ``ecg`` stays in the 500-Hz contract (a cart at another rate is
+    resampled, as a converter does); with ``native_rate`` a non-default cart's record at its own rate comes too
+    (``ecg_native`` ``(n, 12, 10 * fs)``, ``ecg_native_fs``). ``None`` or ``"default"``: the cohort as before.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise InputError(f"n must be a non-negative integer, got {n!r}")
@@ -183,4 +218,6 @@ def simulate(
         with_cines=with_cines,
         ecg_noise=ecg_noise,
         mains_hz=mains_hz,
+        site=site,
+        native_rate=native_rate,
     )

@@ -22,6 +22,8 @@ from scipy.signal import firwin
 
 from cardiacnets.record import LEADS
 from cardiacnets.synth._random import SubjectRandom
+from cardiacnets.synth.cart import acquire, is_default_cart
+from cardiacnets.synth.sites import Acquisition, Site
 
 FS = 500
 N_SAMPLES = 5000
@@ -252,8 +254,8 @@ def place_beats(template: np.ndarray, onsets: np.ndarray) -> np.ndarray:
     return out
 
 
-def _electrode_noise(rnd: SubjectRandom, mains_hz: float) -> np.ndarray:
-    """Noise at the 9 electrodes RA, LA, LL, V1..V6: ``(n, 9, 5000)`` mV."""
+def _electrode_noise(rnd: SubjectRandom, mains_hz: float, habits: Acquisition | None = None) -> np.ndarray:
+    """Noise at the 9 electrodes RA, LA, LL, V1..V6: ``(n, 9, 5000)`` mV; ``habits`` scales it for a site."""
     n = rnd.n
     t = (np.arange(N_SAMPLES) / FS)[None, None, :]
     # Baseline wander: respiration plus slow drift, electrode-specific amplitudes.
@@ -276,13 +278,49 @@ def _electrode_noise(rnd: SubjectRandom, mains_hz: float) -> np.ndarray:
     white = rnd.bank_windows("emg", 9 * N_SAMPLES).reshape(n, 9, N_SAMPLES)
     emg = white * (emg_rms * limb * envelope + 0.004)
     # Motion: an occasional electrode transient (step with exponential recovery).
-    has_motion = rnd.bernoulli("motion", 0.1)
+    has_motion = rnd.bernoulli("motion", 0.1 if habits is None else habits.motion_rate)
     m_t = 10.0 * rnd.uniform("motion_t")
     m_e = (rnd.uniform("motion_e") * 9).astype(int)
     m_amp = np.where(has_motion, 0.2 + 0.8 * rnd.uniform("motion_amp"), 0.0) * np.sign(rnd.uniform("motion_s") - 0.5)
     step = np.where(t[:, 0] >= m_t[:, None], np.exp(-np.clip(t[:, 0] - m_t[:, None], 0.0, None) / 0.3), 0.0)
     motion = (np.arange(9)[None, :, None] == m_e[:, None, None]) * (m_amp[:, None, None] * step[:, None, :])
+    if habits is not None and not habits.default_noise:
+        return habits.wander_scale * wander + habits.mains_scale * mains + habits.emg_scale * emg + motion
     return wander + mains + emg + motion
+
+
+def _shift_precordial(dower: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Precordial lead vectors of electrodes displaced by ``shift`` ``(n,)`` electrode spacings along the chest row
+    (+ lateral): linear interpolation between neighbouring rows of ``dower`` ``(n, 8, 3)``, extrapolated at V1/V6."""
+    rows = dower[:, 2:, :]  # (n, 6, 3)
+    pos = np.arange(6)[None, :] + np.clip(shift, -1.0, 1.0)[:, None]  # (n, 6)
+    lo = np.clip(np.floor(pos), 0, 4).astype(np.int64)
+    frac = (pos - lo)[:, :, None]
+    a = np.take_along_axis(rows, lo[:, :, None], axis=1)
+    b = np.take_along_axis(rows, lo[:, :, None] + 1, axis=1)
+    out = dower.copy()
+    out[:, 2:, :] = a + frac * (b - a)
+    return out
+
+
+def _lead_vectors(rnd: SubjectRandom, habits: Acquisition | None) -> np.ndarray:
+    """Per-subject Dower rows ``(n, 8, 3)``: the precordial rows perturbed (electrode-position jitter) and, for a
+    site's placement habit, displaced along the chest row."""
+    n = rnd.n
+    dower = np.broadcast_to(DOWER, (n, 8, 3)).copy()
+    jitter = 0.1 if habits is None else habits.electrode_jitter
+    dower[:, 2:, :] *= 1.0 + jitter * rnd.normal("electrode", 18).reshape(n, 6, 3)
+    if habits is not None and (habits.precordial_shift or habits.precordial_shift_sd):
+        dower = _shift_precordial(dower, habits.precordial_shift + habits.precordial_shift_sd * rnd.normal("v_shift"))
+    return dower
+
+
+def _reverse_limb_electrodes(leads8: np.ndarray, reversed_: np.ndarray) -> None:
+    """RA and LA electrodes swapped in the records ``reversed_`` ``(n,)``: lead I inverts, II becomes III (in place
+    on ``leads8`` ``(n, 8, T)``: I, II, V1..V6)."""
+    lead_i, lead_ii = leads8[reversed_, 0].copy(), leads8[reversed_, 1].copy()
+    leads8[reversed_, 0] = -lead_i
+    leads8[reversed_, 1] = lead_ii - lead_i
 
 
 def synthesize_ecg(
@@ -291,11 +329,17 @@ def synthesize_ecg(
     rnd: SubjectRandom,
     noise: bool = True,
     mains_hz: float = 50.0,
+    site: Site | None = None,
+    keep_native: bool = False,
 ) -> dict[str, np.ndarray]:
     """12-lead ECGs ``ecg`` float32 ``(n, 12, 5000)`` mV (canonical lead order, 500 Hz), with ``qrs_onsets``
     ``(n, 64)`` (sample index of each beat, -1 padded) and the interval parameters (``ecg_hr``, ``pr_s``, ``qrs_s``,
-    ``qt_s``, ``qtc_s``). ``noise=False`` gives the clean projection (no electrode noise, filter or quantisation)."""
+    ``qt_s``, ``qtc_s``). ``noise=False`` gives the clean projection (no electrode noise, filter or quantisation).
+    ``site``: placement habits, noise and cart of a simulated site (:mod:`~cardiacnets.synth.sites`; None or the
+    default site: as always); with ``keep_native`` a cart other than the default's also returns ``ecg_native``
+    ``(n, 12, 10 * fs)`` mV at its own rate and ``ecg_native_fs`` ``(n,)`` Hz (the record its files would hold)."""
     n = rnd.n
+    habits = None if site is None else site.acquisition
     p = ecg_parameters(subj, geom, rnd)
     template = beat_template(p)
     # Anatomical rotation of the heart vector (±10°) before projection.
@@ -316,17 +360,16 @@ def synthesize_ecg(
     fw = f_amp * np.sin(2 * np.pi * f_hz * t[None, :] + 6.0 * np.sin(2 * np.pi * 0.3 * t[None, :]))
     vcg += fw[:, None, :] * np.array([-0.3, 0.2, -0.9])[None, :, None]
     vcg *= 1.0 + 0.04 * np.sin(2 * np.pi * 0.25 * t[None, None, :] + 2 * np.pi * rnd.uniform("resp_mod")[:, None, None])
-    # Electrode-position jitter: perturb the precordial Dower rows per subject.
-    dower = np.broadcast_to(DOWER, (n, 8, 3)).copy()
-    dower[:, 2:, :] *= 1.0 + 0.1 * rnd.normal("electrode", 18).reshape(n, 6, 3)
-    leads8 = np.matmul(dower, vcg)  # (n, 8, T): I, II, V1..V6
+    leads8 = np.matmul(_lead_vectors(rnd, habits), vcg)  # (n, 8, T): I, II, V1..V6
     if noise:
-        e = _electrode_noise(rnd, mains_hz)
+        e = _electrode_noise(rnd, mains_hz, habits)
         ra, la, ll = e[:, 0], e[:, 1], e[:, 2]
         wct = (ra + la + ll) / 3.0
         leads8[:, 0] += la - ra
         leads8[:, 1] += ll - ra
         leads8[:, 2:] += e[:, 3:] - wct[:, None, :]
+    if habits is not None and habits.limb_reversal_rate > 0:
+        _reverse_limb_electrodes(leads8, rnd.bernoulli("limb_reversal", habits.limb_reversal_rate))
     lead_i, lead_ii = leads8[:, 0], leads8[:, 1]
     ecg = np.stack(
         [
@@ -340,7 +383,12 @@ def synthesize_ecg(
         axis=1,
     )
     ecg = np.concatenate([ecg, leads8[:, 2:]], axis=1).astype(np.float32)
-    if noise:
+    native: dict[str, np.ndarray] = {}
+    if noise and site is not None and not is_default_cart(site.cart):
+        record, ecg = acquire(ecg, site.cart, rnd)
+        if keep_native:
+            native = {"ecg_native": record, "ecg_native_fs": np.full(n, site.cart.fs, np.int32)}
+    elif noise:
         ecg = convolve1d(ecg, _LOWPASS, axis=-1, mode="nearest")
         ecg = np.round(ecg / LSB_MV) * np.float32(LSB_MV)
         ecg = np.clip(ecg, -30.0, 30.0).astype(np.float32)
@@ -352,6 +400,7 @@ def synthesize_ecg(
         "qrs_s": p["qrs"].astype(np.float32),
         "qt_s": p["qt"].astype(np.float32),
         "qtc_s": p["qtc"].astype(np.float32),
+        **native,
     }
 
 

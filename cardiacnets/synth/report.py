@@ -220,13 +220,16 @@ def _compact_cohort(n: int, seed: int, mode: str, chunk: int = 1000) -> dict[str
     return {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
 
 
-def synth_report(n: int, seed: int, out_dir: str | Path, n_rendered: int = 200) -> dict:
+def synth_report(n: int, seed: int, out_dir: str | Path, n_rendered: int = 200, n_site: int = 400) -> dict:
     """Run every check and write ``synth_report.json`` and ``synth_report.md`` into ``out_dir``.
 
     ``n`` population subjects (ECG + phenotypes, no rendering) for reference ranges and correlations, ``n // 2``
     balanced subjects for disease shifts and classifiers, and ``n_rendered`` subjects with cines for the
-    image-derived volumes. Returns the report dict (``passed`` is true when every check passed).
+    image-derived volumes, and ``n_site`` population subjects per simulated site for the site checks
+    (:mod:`cardiacnets.synth.report_sites`). Returns the report dict (``passed`` is true when every check passed).
     """
+    from cardiacnets.synth.report_sites import check_sites
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -242,6 +245,7 @@ def synth_report(n: int, seed: int, out_dir: str | Path, n_rendered: int = 200) 
         "lead_identities": [check_lead_identities(seed=seed)],
         "image_volumes": [check_image_volumes(rendered)],
         "classifiers": [check_classifiers(aurocs)],
+        "sites": check_sites(min(n_site, n), seed),
     }
     passed = all(c["passed"] for group in checks.values() for c in group)
     report = {

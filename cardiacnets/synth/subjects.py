@@ -13,6 +13,7 @@ import numpy as np
 
 from cardiacnets.errors import InputError
 from cardiacnets.synth._random import SubjectRandom
+from cardiacnets.synth.sites import Population
 
 #: Label order of ``labels`` (docs/architecture.md, "Data contracts").
 LABELS: tuple[str, ...] = ("CAD", "PH", "PC", "CM", "HF")
@@ -30,8 +31,10 @@ HF_TYPES: tuple[str, ...] = ("none", "HFrEF", "HFmrEF", "HFpEF")
 HCM_VARIANTS: tuple[str, ...] = ("none", "septal", "apical", "concentric")
 
 
-def _check_prevalence(prevalence: Mapping[str, float] | None) -> dict[str, float]:
-    prev = dict(DEFAULT_PREVALENCE)
+def _check_prevalence(
+    prevalence: Mapping[str, float] | None, base: Mapping[str, float] = DEFAULT_PREVALENCE
+) -> dict[str, float]:
+    prev = dict(base)
     for key, value in (prevalence or {}).items():
         if key not in prev:
             raise InputError(f"unknown disease {key!r} in prevalence; expected one of {list(LABELS)}")
@@ -42,7 +45,10 @@ def _check_prevalence(prevalence: Mapping[str, float] | None) -> dict[str, float
 
 
 def sample_subjects(
-    rnd: SubjectRandom, mode: str = "population", prevalence: Mapping[str, float] | None = None
+    rnd: SubjectRandom,
+    mode: str = "population",
+    prevalence: Mapping[str, float] | None = None,
+    population: Population | None = None,
 ) -> dict[str, np.ndarray]:
     """Draw the latent state of ``rnd.n`` subjects.
 
@@ -52,11 +58,16 @@ def sample_subjects(
     (``cad_territory``, ``cad_mi``, ``cad_transmural``, ``cad_q_waves``, ``hf_type``, ``hcm_variant``, ``amyloid``,
     ``pc_effusion_mm``, ``pc_thickening_mm``, ``pc_stage``, ``pc_constrictive``, ``rhythm`` (0 sinus, 1 AF),
     ``conduction`` (0 none, 1 LBBB, 2 RBBB)).
+
+    ``population``: a site's demography, habitus and prevalences (:class:`~cardiacnets.synth.sites.Population`; None:
+    the default site's); ``prevalence`` overrides its prevalences.
     """
     if mode not in ("population", "balanced"):
         raise InputError(f"mode must be 'population' or 'balanced', got {mode!r}")
-    d = _disease_assignment(rnd, mode, _check_prevalence(prevalence))
-    for step in (_body, _disease_states, _rhythm_and_haemodynamics):
+    population = population or Population()
+    d = _disease_assignment(rnd, mode, _check_prevalence(prevalence, population.prevalence))
+    _body(d, rnd, population)
+    for step in (_disease_states, _rhythm_and_haemodynamics):
         step(d, rnd)
     casts = {"sex": np.int8, "cm_subtype": np.int8, "cad_territory": np.int8, "hf_type": np.int8,
              "hcm_variant": np.int8, "pc_stage": np.int8, "rhythm": np.int8, "conduction": np.int8}  # fmt: skip
@@ -96,17 +107,24 @@ def _disease_assignment(rnd: SubjectRandom, mode: str, prev: Mapping[str, float]
             "cad_severity": cad_sev}  # fmt: skip
 
 
-def _body(d: dict[str, np.ndarray], rnd: SubjectRandom) -> None:
-    """Sex, age, height, weight, BMI, body surface area (Mosteller) and hypertension."""
+def _body(d: dict[str, np.ndarray], rnd: SubjectRandom, pop: Population) -> None:
+    """Sex, age, height, weight, BMI, body surface area (Mosteller) and hypertension, for the site's ``pop``."""
     subtype = d["cm_subtype"]
     hcm, dcm, rcm = subtype == 2, subtype == 1, subtype == 0
     cad, hf = d["cad"], d["hf"]
-    d["sex"] = sex = rnd.bernoulli("sex", np.where(cad | hf, 0.65, np.where(hcm | dcm, 0.6, 0.48))).astype(np.int8)
+    p_male = np.where(cad | hf, 0.65, np.where(hcm | dcm, 0.6, 0.48))
+    if pop.male_shift:
+        p_male = np.clip(p_male + pop.male_shift, 0.0, 1.0)
+    d["sex"] = sex = rnd.bernoulli("sex", p_male).astype(np.int8)
     male = sex == 1
-    age = 63.0 + 7.5 * rnd.normal("age") + np.where(hf | cad | rcm, 5.0, 0.0)
-    d["age"] = age = np.clip(age, 40.0, 85.0)
-    d["height"] = height = np.where(male, 176.0, 163.0) + np.where(male, 7.0, 6.5) * rnd.normal("height")
-    d["bmi"] = bmi = np.clip(np.exp(np.log(26.5) + 0.15 * rnd.normal("bmi")) + np.where(hf, 2.0, 0.0), 16.0, 50.0)
+    age = pop.age_mean + pop.age_sd * rnd.normal("age") + np.where(hf | cad | rcm, 5.0, 0.0)
+    d["age"] = age = np.clip(age, pop.age_min, pop.age_max)
+    mean_height = np.where(male, 176.0, 163.0)
+    if pop.height_shift_cm:
+        mean_height = mean_height + pop.height_shift_cm
+    d["height"] = height = mean_height + np.where(male, 7.0, 6.5) * rnd.normal("height")
+    bmi = np.exp(np.log(pop.bmi_median) + pop.bmi_log_sd * rnd.normal("bmi")) + np.where(hf, 2.0, 0.0)
+    d["bmi"] = bmi = np.clip(bmi, 16.0, 50.0)
     d["weight"] = weight = bmi * (height / 100.0) ** 2
     d["bsa"] = np.sqrt(height * weight / 3600.0)
     d["hypertension"] = rnd.bernoulli("htn", np.clip(0.15 + 0.012 * (age - 45.0) + 0.01 * (bmi - 26.0), 0.05, 0.8))

@@ -38,10 +38,12 @@ __all__ = [
     "SIGNAL_VIEWS",
     "VIEWS",
     "explain",
+    "fit_ood",
     "fit_ppca",
     "fit_robust_mahalanobis",
     "lead_spectra",
     "median_beat",
+    "ood_scores",
     "ppca_distance",
     "robust_mahalanobis_distance",
     "signal_features",
@@ -289,6 +291,35 @@ def view_distance(model: Mapping[str, Any], rows: np.ndarray) -> np.ndarray:
     if kind == "robust_mahalanobis":
         return robust_mahalanobis_distance(model, rows)
     raise InputError(f"unknown out-of-distribution model kind {kind!r}")
+
+
+def fit_ood(
+    reference: Mapping[str, np.ndarray], calibration: Mapping[str, np.ndarray], alpha: float = 0.02
+) -> dict[str, Any]:
+    """The out-of-distribution check fitted on training rows: ``reference`` and ``calibration`` map each of
+    :data:`VIEWS` to ``(n, D)`` rows (the embedding and :func:`signal_views` of the training and validation splits).
+    Each view's distance is scaled by its calibration 99th percentile; the threshold is the calibration split's
+    ``1 - alpha`` quantile of the largest scaled distance. Returns ``{"alpha", "threshold", "views"}`` (``trust.json``'s
+    ``ood`` section)."""
+    if not 0.0 < alpha < 0.5:
+        raise InputError(f"the out-of-distribution rate alpha must be in (0, 0.5), got {alpha!r}")
+    views, scores = {}, []
+    for name in VIEWS:
+        model = fit_robust_mahalanobis(reference[name]) if name == "statistics" else fit_ppca(reference[name])
+        distance = view_distance(model, calibration[name])
+        scale = float(np.quantile(distance, 0.99))
+        views[name] = {"model": model, "scale": scale}
+        scores.append(distance / scale)
+    score = np.sort(np.max(np.stack(scores), axis=0))
+    rank = int(np.ceil((score.size + 1) * (1.0 - alpha)))
+    return {"alpha": alpha, "threshold": float(score[min(rank, score.size) - 1]), "views": views}
+
+
+def ood_scores(ood: Mapping[str, Any], rows: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Out-of-distribution score ``(n,)`` of rows (each of :data:`VIEWS` -> ``(n, D)``) under a fitted :func:`fit_ood`:
+    the largest scaled view distance; above ``ood["threshold"]`` is out of distribution."""
+    per_view = [view_distance(v["model"], rows[name]) / float(v["scale"]) for name, v in ood["views"].items()]
+    return np.max(np.stack(per_view), axis=0)
 
 
 def explain(model: Mapping[str, Any], features: np.ndarray, count: int = 3, minimum_z: float = 4.0) -> list[str]:

@@ -30,7 +30,7 @@ class _InferenceStreams:
 
     def __init__(
         self, bundle: Any, device: str, count: int | None, batch_size: int | None, *, spin: bool,
-        operating_point: str | None = None,
+        operating_point: str | None = None, allow_fallback: bool = False,
     ) -> None:  # fmt: skip
         """``spin``: let ORT's threads busy-wait between runs (only when no reader process shares the cores)."""
         from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +43,8 @@ class _InferenceStreams:
         # Several streams: one ORT thread each (the streams are the parallelism).
         threads = 1 if on_cpu and self.count > 1 else None
         self.screener = Screener(bundle, device=device, threads=threads, allow_spinning=spin and self.count == 1,
-                                 operating_point=operating_point)  # fmt: skip
+                                 operating_point=operating_point, allow_fallback=allow_fallback,
+                                 max_batch=max(GPU_BATCH, self.batch_size))  # fmt: skip
         self.executor = ThreadPoolExecutor(self.count, thread_name_prefix="cns-infer") if self.count > 1 else None
         self.running: deque[tuple[list[Any], Any]] = deque()
 

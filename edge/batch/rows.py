@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from cardiacnets.measure import MEASUREMENT_KEYS
 from cardiacnets.targets import DISEASES, SUBTYPES, phenotype_names
 
 STATUS_OK, STATUS_QC, STATUS_ERROR = "ok", "qc_failed", "error"
@@ -18,11 +19,12 @@ def column_name(name: str) -> str:
 
 def output_columns(include_phi: bool) -> list[str]:
     cols = ["path", "status", "reason", "reliable", "in_distribution", "ood_score", "qc_findings", "format",
-            "sampling_rate_hz", "duration_s"]  # fmt: skip
+            "sampling_rate_hz", "duration_s", "lead_set"]  # fmt: skip
+    cols += list(MEASUREMENT_KEYS)
     cols += [f"p_{d}" for d in DISEASES] + [f"decision_{d}" for d in DISEASES] + [f"p_{s}" for s in SUBTYPES]
     for name in map(column_name, phenotype_names()):
         cols += [f"pheno_{name}", f"pheno_{name}_low", f"pheno_{name}_high"]
-    cols += ["bundle_name", "bundle_version", "bundle_digest", "preprocess_version"]
+    cols += ["bundle_name", "bundle_version", "bundle_digest", "preprocess_version", "execution_provider"]
     if include_phi:
         cols += ["patient_id", "patient_name", "birth_date"]
     return cols
@@ -46,7 +48,10 @@ def result_row(result: dict[str, Any], include_phi: bool) -> dict[str, Any]:
         "format": result["record"].get("format"),
         "sampling_rate_hz": result["record"].get("sampling_rate_hz"),
         "duration_s": result["record"].get("duration_s"),
+        "lead_set": result.get("lead_set"),
     }
+    measured = result.get("measurements") or {}
+    row.update({key: measured.get(key) for key in MEASUREMENT_KEYS})
     for d in DISEASES:
         row[f"p_{d}"] = result["diseases"][d]["probability"]
         row[f"decision_{d}"] = result["diseases"][d]["decision"]
@@ -56,7 +61,8 @@ def result_row(result: dict[str, Any], include_phi: bool) -> dict[str, Any]:
         name = column_name(name)
         interval = entry["interval"] or (None, None)
         row[f"pheno_{name}"], row[f"pheno_{name}_low"], row[f"pheno_{name}_high"] = entry["value"], *interval
-    row.update(_model_columns(result["model"]), preprocess_version=result["preprocess"].get("version"))
+    row.update(_model_columns(result["model"]), preprocess_version=result["preprocess"].get("version"),
+               execution_provider=result["model"].get("execution_provider"))  # fmt: skip
     if include_phi:
         phi = result.get("patient") or {}
         row.update(patient_id=phi.get("patient_id"), patient_name=phi.get("name"), birth_date=phi.get("birth_date"))

@@ -4,6 +4,7 @@ did and :func:`summary_dict` is that count as the CLI prints it."""
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +55,8 @@ def run_batch(
     trusted_keys: Sequence[str | os.PathLike[str]] = (),
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    allow_fallback: bool = False,
+    fhir_transaction: bool | None = None,
 ) -> BatchSummary:
     """Screen every input of ``source`` into ``out``; resumes when ``out`` already holds rows.
 
@@ -67,7 +70,10 @@ def run_batch(
     (digest and version) and the preprocessing version; resuming an output written with others is refused, as is a
     second run on the same output while one is running. ``include``/``exclude``: shell patterns selecting the inputs
     (:func:`~cardiacnets.edge.batch.inputs.select_inputs`); files that are plainly not ECGs (images, documents, text)
-    are counted in the summary, not screened and not rows."""
+    are counted in the summary, not screened and not rows. Every row names the execution provider the screening
+    graph ran on; ``allow_fallback`` lets a run whose requested GPU provider failed to load go on with a warning.
+    ``fhir_transaction`` not None: ``out`` is FHIR NDJSON, one Bundle per input (transaction Bundles when True;
+    :mod:`cardiacnets.edge.hospital.fhir_store`) instead of rows."""
     from cardiacnets.bundle import default_bundle_path, load_bundle
 
     started = time.perf_counter()
@@ -77,7 +83,14 @@ def run_batch(
     loaded = load_bundle(bundle or default_bundle_path(), check_hashes="on_use", trusted_keys=trusted_keys)
     config = (PreprocessConfig.from_dict(loaded.preprocess) if loaded.preprocess else PreprocessConfig()).to_dict()
     job = {**_model_columns(loaded.identity), "preprocess_version": config.get("version")}
-    store = RowStore(out, output_columns(include_phi), job)
+    make_row: Callable[[dict[str, Any], bool], dict[str, Any]] = result_row
+    if fhir_transaction is not None:
+        from cardiacnets.edge.hospital.fhir_store import FhirStore, fhir_row
+
+        store: RowStore = FhirStore(out, job, include_phi)
+        make_row = functools.partial(fhir_row, transaction=fhir_transaction)
+    else:
+        store = RowStore(out, output_columns(include_phi), job)
     todo = [item for item in items if item.key not in store.done]
     summary = BatchSummary(total=len(items), skipped_done=len(items) - len(todo), errors_before=store.errors_before,
                            excluded=selection.excluded, not_ecg=dict(selection.not_ecg))  # fmt: skip
@@ -89,9 +102,12 @@ def run_batch(
         # The workers start (and import the readers) while this process builds the inference session.
         prepared_stream = _iterate_prepared(todo, config, workers)
         inference = _InferenceStreams(loaded, device, streams, batch_size, spin=workers <= 1,
-                                      operating_point=operating_point)  # fmt: skip
+                                      operating_point=operating_point, allow_fallback=allow_fallback)  # fmt: skip
+        job["execution_provider"] = inference.screener.execution_provider  # the run's provider, error rows included
         with _progress(progress, len(todo)) as advance:
-            _BatchLoop(prepared_stream, inference, store, summary, job, include_phi, advance).run()
+            loop = _BatchLoop(prepared_stream, inference, store, summary, job, include_phi, advance)
+            loop.make_row = make_row
+            loop.run()
         complete = True
     finally:
         if prepared_stream is not None:
@@ -126,6 +142,7 @@ class _BatchLoop:
         self.job = job
         self.include_phi = include_phi
         self.advance = advance
+        self.make_row: Callable[[dict[str, Any], bool], dict[str, Any]] = result_row  # FHIR output: fhir_row
         self.pending: list[Any] = []  # prepared ECGs not yet submitted
         self.exhausted = False  # the readers have handed over every input
 
@@ -178,7 +195,7 @@ class _BatchLoop:
             rows = []
             for prepared, output in zip(batch, outputs, strict=True):
                 result = self.inference.screener.result(prepared, output, include_phi=self.include_phi)
-                row = result_row(result, self.include_phi)
+                row = self.make_row(result, self.include_phi)
                 self.summary.ok += row["status"] == STATUS_OK
                 self.summary.qc_failed += row["status"] == STATUS_QC
                 rows.append(row)

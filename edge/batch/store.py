@@ -214,10 +214,15 @@ def _lock_exclusive(handle: Any) -> None:
 def _arrow_schema(columns: list[str]) -> Any:
     import pyarrow as pa
 
+    from cardiacnets.measure import MEASUREMENT_KEYS
+
+    measured = {k for k in MEASUREMENT_KEYS if k.endswith(("_ms", "_bpm", "_deg"))}
+    numbers = {"sampling_rate_hz", "duration_s", "ood_score"} | measured
+
     def kind(c: str) -> Any:
-        if c in {"reliable", "in_distribution"}:
+        if c in {"reliable", "in_distribution", "paced"}:
             return pa.bool_()
-        if c.startswith(("p_", "pheno_")) or c in {"sampling_rate_hz", "duration_s", "ood_score"}:
+        if c.startswith(("p_", "pheno_")) or c in numbers:
             return pa.float64()
         return pa.string()
 
