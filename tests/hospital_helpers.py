@@ -181,14 +181,18 @@ def private_scheme_warning(line: str) -> bool:
     return f"<{PRIVATE_SCHEME}>" in line
 
 
+#: Shorter identifiers (``ukbb_scrubbed.xml`` has patient ID ``1``) cannot be told from the numbers of any output.
+MIN_SCANNED_LENGTH = 3
+
+
 def phi_found(text: str | bytes, phi: dict[str, Any]) -> list[str]:
     """The file's patient name and ID wherever they stand as themselves in an output (an ID of digits inside a longer
-    number, ``9999`` in ``0.9999``, is not one)."""
+    number, ``9999`` in ``0.9999``, is not one); values shorter than :data:`MIN_SCANNED_LENGTH` are not scanned."""
     if isinstance(text, bytes):
         text = text.decode("latin-1")
     found = []
     for key in ("patient_id", "name"):
         value = str(phi.get(key) or "").strip()
-        if value and re.search(rf"(?<![0-9A-Za-z.]){re.escape(value)}(?![0-9A-Za-z])", text):
+        if len(value) >= MIN_SCANNED_LENGTH and re.search(rf"(?<![0-9A-Za-z.]){re.escape(value)}(?![0-9A-Za-z])", text):
             found.append(f"{key}={value}")
     return found

@@ -23,7 +23,7 @@ from cardiacnets.edge.hospital import codes as project
 from cardiacnets.measure.schema import MEASUREMENT_KEYS
 from cardiacnets.targets import DISEASES, phenotypes
 
-__all__ = ["PRIVATE_SCHEME", "dicom_sr", "write_dicom_sr"]
+__all__ = ["PRIVATE_SCHEME", "dicom_sr", "valid_uid", "write_dicom_sr"]
 
 PRIVATE_SCHEME = "99CNETS"
 _TWELVE_LEAD_ECG = "1.2.840.10008.5.1.4.1.1.9.1.1"
@@ -193,6 +193,12 @@ def _summary(result: dict[str, Any]) -> Any:
     return _container(_standard("DCM", "Summary"), items, "3719")
 
 
+def valid_uid(uid: str) -> bool:
+    """Whether ``uid`` obeys the UI rules (PS3.5 9.1). A source instance whose UID does not is listed in the header's
+    evidence as it is, but not referenced from the content tree, where DICOM toolkits refuse to read such an item."""
+    return len(uid) <= 64 and re.fullmatch(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*", uid) is not None
+
+
 def _device_uid(digest: str) -> str:
     """A stable UID for the model bundle (2.25 form from its digest): the same bundle is the same device observer."""
     return "2.25." + str(int(hashlib.sha256(digest.encode()).hexdigest()[:32], 16))
@@ -224,7 +230,7 @@ def _content(result: dict[str, Any], source: dict[str, Any] | None) -> Any:
     items += [_text(_standard("DCM", "AlgorithmName"), str(model.get("name"))),
               _text(_standard("DCM", "AlgorithmVersion"), str(model.get("version"))),
               _text(_private("model-digest"), str(model.get("digest")))]  # fmt: skip
-    if source:
+    if source and valid_uid(source["sop_instance_uid"]):
         # COMPOSITE rather than WAVEFORM: highdicom 0.28 cannot read WAVEFORM items back; both are references.
         items.append(CompositeContentItem(name=_standard("DCM", "SourceOfMeasurement"),
                                           referenced_sop_class_uid=source["sop_class_uid"],
