@@ -36,6 +36,8 @@ def _header(result: dict[str, Any]) -> list[Any]:
     record, model = result.get("record", {}), result.get("model", {})
     header = Text(f"{result.get('path')}  ", style="bold")
     header.append(f"{record.get('format')}  {record.get('sampling_rate_hz')} Hz  {record.get('duration_s')} s")
+    if result.get("lead_set"):
+        header.append(f"  lead set {result['lead_set']}")
     parts: list[Any] = [header]
     parts.append(
         Text(

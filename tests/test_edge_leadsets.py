@@ -5,6 +5,7 @@ screens as before."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,7 @@ def test_cnscreen_json_names_the_lead_set(bundles: dict[str, Path], tmp_path: Pa
                           text=True, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["lead_set"] == "limb6"
+    summary = subprocess.run([*CNSCREEN, str(path), "--bundle", str(bundles["sets"])], capture_output=True, text=True,
+                             check=False, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    assert summary.returncode == 0, summary.stderr
+    assert "lead set limb6" in summary.stdout and "screened with the 6 limb leads" in summary.stdout

@@ -47,6 +47,12 @@ def external(
     lead_sets: str | None = typer.Option(None, "--lead-sets", help="Comma list of lead sets (default: all)."),
     n_test: int = typer.Option(400, "--n-test", min=20, help="Test subjects per site."),
     n_recalibration: int = typer.Option(100, "--n-recalibration", min=20, help="Labelled subjects for recalibration."),
+    n_reference: int = typer.Option(
+        300, "--n-reference", min=32, help="Training-site subjects the out-of-distribution check is fitted on."
+    ),
+    n_ood_calibration: int = typer.Option(
+        150, "--n-ood-calibration", min=20, help="Training-site subjects that set its threshold."
+    ),
     mode: str = typer.Option("balanced", "--mode", help="Site cohorts: 'balanced' (case-control) or 'population'."),
     seed: int = typer.Option(7, "--seed", help="Seed of the evaluation cohorts (differ from the fine-tuning seed)."),
     n_bootstrap: int = typer.Option(500, "--n-bootstrap", min=100, help="Bootstrap resamples for mean r."),
@@ -60,7 +66,7 @@ def external(
     split = lambda text: [t.strip() for t in text.split(",") if t.strip()]  # noqa: E731
     cfg = ExternalConfig(
         runs=_runs(run), out=str(out), train_site=train_site, n_test=n_test, n_recalibration=n_recalibration,
-        mode=mode, seed=seed, n_bootstrap=n_bootstrap,
+        n_reference=n_reference, n_ood_calibration=n_ood_calibration, mode=mode, seed=seed, n_bootstrap=n_bootstrap,
         **({"sites": split(sites)} if sites else {}), **({"lead_sets": split(lead_sets)} if lead_sets else {}),
     )  # fmt: skip
     command = "cntrain " + " ".join(shlex.quote(a) for a in sys.argv[1:])
