@@ -248,7 +248,7 @@ def batch(
         None, "--address", help="--engine ray: the cluster, auto, HOST:PORT or ray://HOST:PORT (default: Ray here)."
     ),
     actors: int | None = typer.Option(
-        None, "--actors", min=1, help="--engine ray: inference actors (default: one per node, or per GPU share)."
+        None, "--actors", min=1, help="--engine ray: inference actors (default: one per CPU, or per GPU share)."
     ),
     gpus_per_actor: float | None = typer.Option(
         None, "--gpus-per-actor", min=0, help="--engine ray: GPUs each inference actor takes (default 0: the CPU)."

@@ -91,6 +91,9 @@ def header_facts(result: dict[str, Any], *, include_phi: bool = False) -> list[t
             facts.append((label, str(record[key])))
     recording = f"{record.get('format')}, {record.get('sampling_rate_hz')} Hz, {record.get('duration_s')} s"
     facts.append(("recording", recording))
+    facts.append(
+        ("leads screened", {"12": "12-lead"}.get(str(result.get("lead_set") or "12"), str(result.get("lead_set"))))
+    )
     measured = result.get("measurements") or {}
     if measured:
         paced = " (pacemaker spikes)" if measured.get("paced") else ""

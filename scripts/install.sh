@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-command set-up: a virtual environment in .venv with torch 2.13.0 (CPU build) installed first, then this package
-# with every extra (train, export, cine, parquet, dev). For the screening-only install without torch, see the README
-# ("Install for screening only").
+# with every extra (train, export, cine, parquet, dev, cluster: Ray for `--engine ray`). For the screening-only install
+# without torch, see the README ("Install for screening only").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

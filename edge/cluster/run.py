@@ -9,7 +9,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,10 @@ READ_TASK_MEMORY = 512 * 1024 * 1024
 #: ECGs per inference call on the CPU (each is still run alone, so its row is the one `cnscreen FILE` gives; a larger
 #: call only spreads Ray's per-call overhead).
 RAY_CPU_BATCH = 16
+#: Times Ray retries a reading task or an inference call whose worker died (a lost node, the OOM killer, a native
+#: crash); Ray Data's default is forever, which a file that always kills its reader would turn into a run that never
+#: ends. A block still failing is skipped, and its inputs are tried again one per task (see :func:`_stream_all`).
+RETRIES = 3
 #: Rows per part file, and the longest the driver holds rows before writing them (s): what a kill can cost.
 ROWS_PER_PART, FLUSH_SECONDS = 1000, 10.0
 
@@ -44,8 +48,9 @@ class ClusterError(CardiacNetsError):
 
 @dataclass
 class ClusterSummary(BatchSummary):
-    """:class:`~cardiacnets.edge.batch.run.BatchSummary` plus where the time went: ``startup_seconds`` from the call to
-    the first row written (listing, Ray start or connection, workers and actors starting), and the cluster's nodes."""
+    """:class:`~cardiacnets.edge.batch.run.BatchSummary` plus ``startup_seconds``, from the call to the first rows back
+    from Ray (listing, Ray's start or connection, workers and actors starting, the first block through both stages),
+    and the cluster's ``nodes``."""
 
     startup_seconds: float | None = None
     nodes: int = 0
@@ -84,36 +89,43 @@ def ray_session(address: str | None) -> Iterator[Any]:
 
 def _data_context(ray: Any) -> None:
     """Ray Data settings of this driver: no progress bars or execution banners of its own (we show one), order not
-    kept (rows are keyed), failures of a block not tolerated (the run stops; rerunning resumes)."""
+    kept (rows are keyed), a block still failing after its retries skipped (its inputs are retried one by one)."""
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     context.enable_auto_log_stats = False
     context.execution_options.preserve_order = False
-    context.max_errored_blocks = 0
+    context.max_errored_blocks = -1
     from ray.util import log_once
 
     log_once("ray_data_progress_manager_disabled")  # Ray Data's notice that its own bars are off: they are, by design
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # and its per-run "execution finished" banners
 
 
-def _build_dataset(ray: Any, todo: list[Any], stages: dict[str, Any]) -> Any:
-    """The lazy Ray Data pipeline: inputs -> reading tasks -> inference actors."""
+def _build_dataset(ray: Any, todo: list[Any], stages: dict[str, Any], read_batch: int = READ_BATCH) -> Any:
+    """The lazy Ray Data pipeline: inputs -> reading tasks (``read_batch`` inputs each) -> inference actors."""
+    import warnings
+
     from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
-    blocks = max(1, math.ceil(len(todo) / READ_BATCH))
-    dataset = ray.data.from_items(input_rows(todo), override_num_blocks=blocks)
-    # The reading tasks' memory reservation also keeps Ray Data from fusing them into the inference actors (it fuses
-    # stages whose resource requests agree), which would leave each actor's one process to read its inputs too.
-    dataset = dataset.map_batches(
-        prepare_batch, batch_size=READ_BATCH, batch_format="pyarrow", fn_kwargs={"config": stages["config"]},
-        num_cpus=1, memory=READ_TASK_MEMORY, compute=TaskPoolStrategy(size=stages["workers"]),
-    )  # fmt: skip
-    return dataset.map_batches(
-        InferenceActor, batch_size=stages["batch_size"], batch_format="pyarrow",
-        fn_constructor_args=(stages["bundle_ref"], stages["digest"], stages["job"]),
-        fn_constructor_kwargs=stages["actor_options"], compute=ActorPoolStrategy(size=stages["actors"]),
-        num_cpus=stages["cpus_per_actor"], num_gpus=stages["gpus_per_actor"] or None,
-    )  # fmt: skip
+    dataset = ray.data.from_items(input_rows(todo), override_num_blocks=max(1, math.ceil(len(todo) / read_batch)))
+    with warnings.catch_warnings():
+        # Retry bounds are still passed as Ray remote arguments (deprecated, without a named replacement yet in 2.60).
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        # The reading tasks' memory reservation also keeps Ray Data from fusing them into the inference actors (it
+        # fuses stages whose resource requests agree), which would leave each actor's one process to read too.
+        dataset = dataset.map_batches(
+            prepare_batch, batch_size=read_batch, batch_format="pyarrow", fn_kwargs={"config": stages["config"]},
+            num_cpus=1, memory=READ_TASK_MEMORY, compute=TaskPoolStrategy(size=stages["workers"]),
+            max_retries=RETRIES,
+        )  # fmt: skip
+        return dataset.map_batches(
+            InferenceActor, batch_size=stages["batch_size"], batch_format="pyarrow",
+            fn_constructor_args=(stages["bundle_ref"], stages["digest"], stages["job"]),
+            fn_constructor_kwargs=stages["actor_options"], compute=ActorPoolStrategy(size=stages["actors"]),
+            num_cpus=stages["cpus_per_actor"], num_gpus=stages["gpus_per_actor"] or None, max_task_retries=RETRIES,
+            scheduling_strategy="SPREAD",  # actors that reserve no CPU would otherwise all start on one node
+        )  # fmt: skip
 
 
 def _alive_nodes(ray: Any) -> list[dict[str, Any]]:
@@ -146,9 +158,10 @@ def run_ray_batch(
 
     ``address``: the Ray cluster (``auto``, ``HOST:PORT``, ``ray://HOST:PORT``); None starts Ray on this machine.
     ``workers``: most reading tasks at once (default: as many as the cluster's free CPUs allow, one CPU each).
-    ``actors``: inference actors (default: one per node on the CPU; with ``gpus_per_actor``, as many as the cluster's
-    GPUs hold). ``cpus_per_actor``: CPUs each actor reserves, and its onnxruntime threads on the CPU (default: none
-    on the CPU, with one thread; 1 with a GPU).
+    ``actors``: inference actors (default: one per CPU of the cluster, each with one onnxruntime thread, as the
+    built-in engine runs one stream per core; with ``gpus_per_actor``, as many as the cluster's GPUs hold).
+    ``cpus_per_actor``: CPUs each actor reserves, and its onnxruntime threads on the CPU (default: none on the CPU,
+    with one thread; 1 with a GPU).
     ``batch_size``: most ECGs per inference call (default 16 on the CPU, where each is still run alone; 32 on a GPU).
     ``streams`` is the built-in engine's and refused here. The other arguments are
     :func:`~cardiacnets.edge.batch.run_batch`'s."""
@@ -174,14 +187,18 @@ def run_ray_batch(
         if todo:
             with ray_session(address) as ray:
                 summary.nodes = len(_alive_nodes(ray))
-                stages = _stages(ray, loaded, config, job, summary.nodes, actors=actors, gpus_per_actor=gpus_per_actor,
+                stages = _stages(ray, loaded, config, job, actors=actors, gpus_per_actor=gpus_per_actor,
                                  cpus_per_actor=cpus_per_actor, workers=workers, batch_size=batch_size, device=device,
                                  operating_point=operating_point, include_phi=include_phi,
                                  allow_fallback=allow_fallback)  # fmt: skip
-                _stream_rows(ray, todo, stages, store, summary, progress, started)
+                _stream_all(ray, todo, stages, store, summary, progress, started)
         missing = sum(item.key not in store.done for item in todo)
         if missing:
-            raise ClusterError(f"{missing} inputs got no row from the Ray run; rerun the same command to resume")
+            raise ClusterError(
+                f"{missing} inputs got no row: Ray failed them {RETRIES + 1} times, each alone at the end (their worker"
+                " died or raised; Ray's log says why); the other rows are written. Rerun to retry them, or leave them"
+                " out with --exclude"
+            )
         store.compact()
     finally:
         store.close()
@@ -189,13 +206,13 @@ def run_ray_batch(
     return summary
 
 
-def _stages(ray: Any, loaded: Any, config: dict[str, Any], job: dict[str, Any], nodes: int, **options: Any) -> dict:
+def _stages(ray: Any, loaded: Any, config: dict[str, Any], job: dict[str, Any], **options: Any) -> dict:
     """What :func:`_build_dataset` needs: the bundle in the object store, resources and sizes with their defaults."""
     gpus = options["gpus_per_actor"]
     actors = options["actors"]
-    if actors is None:
-        cluster_gpus = ray.cluster_resources().get("GPU", 0)
-        actors = max(1, int(cluster_gpus // gpus)) if gpus else max(1, nodes)
+    if actors is None:  # as the built-in engine runs one inference stream per core, or one per GPU
+        resources = ray.cluster_resources()
+        actors = max(1, int(resources.get("GPU", 0) // gpus) if gpus else int(resources.get("CPU", 1)))
     on_gpu = gpus > 0 and options["device"] != "cpu"
     # On the CPU an actor reserves nothing by default: it shares the cores with the reading tasks as the built-in
     # engine's inference streams share them with its readers, and no node size can leave the reading without a CPU.
@@ -220,15 +237,29 @@ def _stages(ray: Any, loaded: Any, config: dict[str, Any], job: dict[str, Any], 
     }
 
 
-def _stream_rows(
+def _stream_all(
     ray: Any, todo: list[Any], stages: dict[str, Any], store: PartStore, summary: ClusterSummary, progress: bool,
     started: float,
+) -> None:  # fmt: skip
+    """Every input through Ray; those of blocks Ray gave up on again, one input per reading task, so that an input
+    that kills its worker costs only itself."""
+    _data_context(ray)
+    with _progress(progress, len(todo)) as advance:
+        _stream_rows(ray, todo, stages, store, summary, advance, started, READ_BATCH)
+        missing = [item for item in todo if item.key not in store.done]
+        if missing:
+            logger.warning("%d inputs got no row; trying them again, one per reading task", len(missing))
+            _stream_rows(ray, missing, stages, store, summary, advance, started, 1)
+
+
+def _stream_rows(
+    ray: Any, todo: list[Any], stages: dict[str, Any], store: PartStore, summary: ClusterSummary,
+    advance: Callable[[int], None], started: float, read_batch: int,
 ) -> None:  # fmt: skip
     """Drive the dataset and write its rows as parts (every :data:`ROWS_PER_PART` rows or :data:`FLUSH_SECONDS`)."""
     import pyarrow as pa
 
-    _data_context(ray)
-    dataset = _build_dataset(ray, todo, stages)
+    dataset = _build_dataset(ray, todo, stages, read_batch)
     pending: list[Any] = []
     last_flush = time.monotonic()
 
@@ -241,20 +272,19 @@ def _stream_rows(
         summary.ok += statuses.count(STATUS_OK)
         summary.qc_failed += statuses.count(STATUS_QC)
         summary.error += statuses.count(STATUS_ERROR)
-        if summary.startup_seconds is None and statuses:
-            summary.startup_seconds = round(time.perf_counter() - started, 2)
 
-    with _progress(progress, len(todo)) as advance:
-        try:
-            for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-                pending.append(table)
-                advance(table.num_rows)
-                if sum(t.num_rows for t in pending) >= ROWS_PER_PART or time.monotonic() - last_flush > FLUSH_SECONDS:
-                    flush()
-        except ray.exceptions.RayError as exc:
-            raise _explain(exc) from None
-        if pending:
-            flush()
+    try:
+        for table in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
+            if summary.startup_seconds is None:
+                summary.startup_seconds = time.perf_counter() - started
+            pending.append(table)
+            advance(table.num_rows)
+            if sum(t.num_rows for t in pending) >= ROWS_PER_PART or time.monotonic() - last_flush > FLUSH_SECONDS:
+                flush()
+    except ray.exceptions.RayError as exc:
+        raise _explain(exc) from None
+    if pending:
+        flush()
 
 
 def _explain(exc: BaseException) -> CardiacNetsError:
