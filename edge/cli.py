@@ -19,6 +19,39 @@ from rich.console import Console
 
 from cardiacnets.cli_options import AllowFallbackOption, BundleOption, DeviceOption, OperatingPointOption
 from cardiacnets.cli_support import EXIT_INPUT, App
+from cardiacnets.edge.cli_params import (
+    BATCH_HELP,
+    SCREEN_HELP,
+    Actors,
+    Address,
+    BatchFhirTransaction,
+    BatchOut,
+    BatchSize,
+    CineDir,
+    CineFlag,
+    CineSteps,
+    CpusPerActor,
+    DicomSrPath,
+    EcgFile,
+    Engine,
+    Exclude,
+    FhirPath,
+    FhirTransaction,
+    GpusPerActor,
+    Include,
+    IncludePhi,
+    JsonFlag,
+    JsonOut,
+    OutputFormat,
+    PhiColumns,
+    Quiet,
+    ReportPath,
+    ReportSignal,
+    Source,
+    Streams,
+    TrustedKeys,
+    Workers,
+)
 from cardiacnets.errors import OutputError
 
 PROG = "cnscreen"
@@ -33,10 +66,6 @@ app = App(
     " written; 5 the model bundle failed verification.",
 )
 err = Console(stderr=True)
-
-_TRUSTED_KEY_HELP = (
-    "Public key (PEM) that must have signed the bundle; repeat for several. Unsigned bundles are refused."
-)
 
 
 def _operating_point(value: str | None) -> str | None:
@@ -74,78 +103,30 @@ def inspect(
         sys.stdout.write(format_inspection(report) + "\n")  # plain text: file content must not be read as markup
 
 
-@app.command("screen")
+@app.command("screen", help=SCREEN_HELP)
 def screen(
-    file: Path = typer.Argument(..., help="ECG file (any supported format)."),
+    file: EcgFile,
     bundle: BundleOption = None,
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON to stdout."),
-    out: Path | None = typer.Option(None, "--out", help="Also write the JSON result to this file ('-' = stdout)."),
-    report: Path | None = typer.Option(
-        None, "--report", help="Write a report: self-contained HTML (.html) or a one-page printable PDF (.pdf)."
-    ),
-    report_signal: str = typer.Option(
-        "raw", "--report-signal", help="ECG drawn in the report: raw (as recorded) or cleaned (the model's filtering)."
-    ),
-    cine: bool = typer.Option(
-        False, "--cine", help="Generate short- and long-axis cines (GPU recommended): into the HTML report, --cine-dir."
-    ),
-    cine_dir: Path | None = typer.Option(
-        None, "--cine-dir", help="Also write the cines as GIF, MP4, NIfTI and NumPy files into this folder."
-    ),
-    cine_steps: int | None = typer.Option(
-        None, "--cine-steps", min=1, help="Diffusion sampling steps per cine (default: the bundle's scheduler default)."
-    ),
-    fhir: Path | None = typer.Option(
-        None, "--fhir", help="Also write the result as a FHIR R4 Bundle (JSON) to this file (the [hospital] extra)."
-    ),
-    fhir_transaction: bool = typer.Option(
-        False, "--fhir-transaction", help="Write a transaction Bundle (POST entries) instead of a collection."
-    ),
-    dicom_sr: Path | None = typer.Option(
-        None, "--dicom-sr", help="Also write the result as a DICOM Comprehensive SR (ECG report) to this file."
-    ),
+    as_json: JsonFlag = False,
+    out: JsonOut = None,
+    report: ReportPath = None,
+    report_signal: ReportSignal = "raw",
+    cine: CineFlag = False,
+    cine_dir: CineDir = None,
+    cine_steps: CineSteps = None,
+    fhir: FhirPath = None,
+    fhir_transaction: FhirTransaction = False,
+    dicom_sr: DicomSrPath = None,
     device: DeviceOption = "auto",
     allow_fallback: AllowFallbackOption = False,
     operating_point: OperatingPointOption = None,
-    trusted_key: list[Path] = typer.Option([], "--trusted-key", help=_TRUSTED_KEY_HELP),
-    include_phi: bool = typer.Option(
-        False, "--include-phi", help="Include patient identifiers (and the full path in the report) in the output."
-    ),
+    trusted_key: TrustedKeys = [],  # noqa: B006 - typer's default for a repeatable option, never mutated
+    include_phi: IncludePhi = False,
 ) -> None:
-    """Screen one ECG: calibrated disease probabilities with decisions, phenotypes with intervals, whether the ECG is
-    like the model's training data, rhythm and intervals, QC.
-
-    Exit codes: 0 screened (also when QC fails or the ECG is out of distribution: the output says so); 1 user error;
-    3 the file could not be read; 4 an output could not be written; 5 the bundle failed verification.
-
-    Examples:
-
-      cnscreen ecg.xml
-
-      cnscreen ecg.xml --json --out result.json --report report.html
-
-      cnscreen ecg.xml --report printout.pdf --report-signal cleaned
-
-      cnscreen ecg.xml --cine --report report.html --cine-dir cines/
-
-      cnscreen ecg.xml --device trt --json    (model.execution_provider names what ran)
-
-      cnscreen ecg.xml --operating-point high-specificity --trusted-key team.pub
-
-      cnscreen ecg.dcm --fhir result.fhir.json --dicom-sr result-sr.dcm
-    """
     from cardiacnets.edge.screen import Screener
     from cardiacnets.edge.summary import render_result
 
-    if report_signal not in ("raw", "cleaned"):
-        raise typer.BadParameter(f"{report_signal!r}: choose raw or cleaned", param_hint="--report-signal")
-    if report is not None and report.suffix.lower() not in (".html", ".htm", ".pdf"):
-        raise typer.BadParameter(f"{report.name}: use a .html or .pdf file name", param_hint="--report")
-    html_report = report is not None and report.suffix.lower() in (".html", ".htm")
-    if cine and not (html_report or cine_dir):
-        raise typer.BadParameter(
-            "say where the cines go: an HTML --report, --cine-dir DIR or both", param_hint="--cine"
-        )
+    html_report = _check_screen_outputs(report, report_signal, cine, cine_dir)
     screener = Screener(bundle, device=device, operating_point=_operating_point(operating_point),
                         trusted_keys=trusted_key, allow_fallback=allow_fallback)  # fmt: skip
     result, prepared = screener.screen_file(file, include_phi=include_phi, keep_signal=report is not None)
@@ -182,6 +163,19 @@ def screen(
         err.print(f"wrote {path}", highlight=False, soft_wrap=True)
 
 
+def _check_screen_outputs(report: Path | None, report_signal: str, cine: bool, cine_dir: Path | None) -> bool:
+    """Usage errors of ``screen``'s output options; whether the report is HTML (the one that can hold cines)."""
+    if report_signal not in ("raw", "cleaned"):
+        raise typer.BadParameter(f"{report_signal!r}: choose raw or cleaned", param_hint="--report-signal")
+    if report is not None and report.suffix.lower() not in (".html", ".htm", ".pdf"):
+        raise typer.BadParameter(f"{report.name}: use a .html or .pdf file name", param_hint="--report")
+    html_report = report is not None and report.suffix.lower() in (".html", ".htm")
+    if cine and not (html_report or cine_dir):
+        raise typer.BadParameter("say where the cines go: an HTML --report, --cine-dir DIR or both",
+                                 param_hint="--cine")  # fmt: skip
+    return html_report
+
+
 def _write_hospital_outputs(
     result: dict[str, Any], fhir: Path | None, transaction: bool, dicom_sr: Path | None, include_phi: bool
 ) -> list[str]:
@@ -211,81 +205,30 @@ def _write_hospital_outputs(
     return written
 
 
-@app.command("batch")
+@app.command("batch", help=BATCH_HELP)
 def batch(
-    source: Path = typer.Argument(..., help="Directory tree, zip archive, or a text file listing one path per line."),
-    out: Path = typer.Option(..., "--out", help="Output file: .csv, .jsonl or .parquet (rerun to resume)."),
+    source: Source,
+    out: BatchOut,
     bundle: BundleOption = None,
-    workers: int | None = typer.Option(
-        None, "--workers", help="Reader processes (default: one per CPU core; 1 reads in this process)."
-    ),
-    batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Most ECGs per inference call (default: 2 on the CPU, 32 on a GPU)."
-    ),
-    streams: int | None = typer.Option(
-        None, "--streams", help="Inference calls run at once (default: one per CPU core on the CPU, 1 on a GPU)."
-    ),
+    workers: Workers = None,
+    batch_size: BatchSize = None,
+    streams: Streams = None,
     device: DeviceOption = "auto",
     allow_fallback: AllowFallbackOption = False,
     operating_point: OperatingPointOption = None,
-    trusted_key: list[Path] = typer.Option([], "--trusted-key", help=_TRUSTED_KEY_HELP),
-    include_phi: bool = typer.Option(False, "--include-phi", help="Add patient identifier columns to the output."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
-    include: list[str] = typer.Option(
-        [], "--include", help="Only inputs matching this shell pattern (file name, or path with '/'); repeatable."
-    ),
-    exclude: list[str] = typer.Option([], "--exclude", help="Leave out inputs matching this pattern; repeatable."),
-    output_format: str | None = typer.Option(
-        None, "--format", help="fhir: one FHIR R4 Bundle per input, NDJSON (--out X.ndjson; the [hospital] extra)."
-    ),
-    fhir_transaction: bool = typer.Option(
-        False, "--fhir-transaction", help="With --format fhir: transaction Bundles (POST entries), not collections."
-    ),
-    engine: str = typer.Option(
-        "builtin", "--engine", help="builtin (this machine) or ray (Ray Data; the [cluster] extra; --out is a folder)."
-    ),
-    address: str | None = typer.Option(
-        None, "--address", help="--engine ray: the cluster, auto, HOST:PORT or ray://HOST:PORT (default: Ray here)."
-    ),
-    actors: int | None = typer.Option(
-        None, "--actors", min=1, help="--engine ray: inference actors (default: one per CPU, or per GPU share)."
-    ),
-    gpus_per_actor: float | None = typer.Option(
-        None, "--gpus-per-actor", min=0, help="--engine ray: GPUs each inference actor takes (default 0: the CPU)."
-    ),
-    cpus_per_actor: float | None = typer.Option(
-        None, "--cpus-per-actor", min=0, help="--engine ray: CPUs an actor reserves (default 0; 1 with GPUs)."
-    ),
+    trusted_key: TrustedKeys = [],  # noqa: B006 - typer's default for a repeatable option, never mutated
+    include_phi: PhiColumns = False,
+    quiet: Quiet = False,
+    include: Include = [],  # noqa: B006
+    exclude: Exclude = [],  # noqa: B006
+    output_format: OutputFormat = None,
+    fhir_transaction: BatchFhirTransaction = False,
+    engine: Engine = "builtin",
+    address: Address = None,
+    actors: Actors = None,
+    gpus_per_actor: GpusPerActor = None,
+    cpus_per_actor: CpusPerActor = None,
 ) -> None:
-    """Screen every ECG in an archive; one output row per input file, errors included. Resumable.
-
-    With --engine ray the same rows are computed on a Ray cluster (reading as Ray tasks, inference in an actor pool)
-    and written as a Parquet dataset folder; SOURCE may also be a glob or a URI of any filesystem pyarrow or fsspec
-    reaches (s3://bucket/ecg/**/*.xml). Rerunning resumes from the folder's manifest; see docs/cluster.md.
-
-    Files that are plainly not ECGs (images, PDFs and office documents, README and other text) are counted as skipped,
-    not screened, and do not change the exit code.
-
-    Exit codes: 0 every file screened (QC failures and out-of-distribution ECGs are rows that say so); 3 some files
-    could not be read (rows with status error, in this run or an earlier interrupted run of the same job); 1 a user
-    error stopped the run; 2 a usage error; 4 the output could not be written (missing or read-only folder, disk
-    full; rows already written are kept) or another run is writing it, or it holds rows of another bundle; 5 the
-    bundle failed verification.
-
-    Examples:
-
-      cnscreen batch /archive/ecg --out results.csv
-
-      cnscreen batch ecgs.zip --out results.parquet --workers 4
-
-      cnscreen batch /archive --out results.csv --include '*.xml' --exclude 'test/*'
-
-      cnscreen batch /archive --out results.ndjson --format fhir
-
-      cnscreen batch 's3://bucket/ecg/**/*.xml' --engine ray --address auto --out results/
-    """
-    from cardiacnets.edge.batch import summary_dict
-
     run = _batch_engine(engine, address=address, actors=actors, gpus_per_actor=gpus_per_actor,
                         cpus_per_actor=cpus_per_actor)  # fmt: skip
     summary = run(
@@ -305,6 +248,15 @@ def batch(
         allow_fallback=allow_fallback,
         **_fhir_batch_options(output_format, fhir_transaction, engine),
     )
+    _print_batch_summary(summary, out)
+    if summary.error or summary.errors_before:  # the job's output, resumed runs included, holds error rows
+        raise typer.Exit(EXIT_INPUT)
+
+
+def _print_batch_summary(summary: Any, out: Path) -> None:
+    """What a batch run did, on stderr: counts, rate, and what was skipped."""
+    from cardiacnets.edge.batch import summary_dict
+
     info = summary_dict(summary)
     err.print(
         f"{info['inputs']} inputs: {info['ok']} ok, {info['qc_failed']} qc_failed, {info['error']} error"
@@ -316,8 +268,6 @@ def batch(
     skipped += [f"{info['excluded']} by --include/--exclude"] if info["excluded"] else []
     if skipped:
         err.print("skipped: " + ", ".join(skipped), highlight=False, soft_wrap=True)
-    if summary.error or summary.errors_before:  # the job's output, resumed runs included, holds error rows
-        raise typer.Exit(EXIT_INPUT)
 
 
 def _fhir_batch_options(output_format: str | None, transaction: bool, engine: str) -> dict[str, Any]:
