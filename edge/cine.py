@@ -174,11 +174,14 @@ def generate_cines(
     allow_fallback: bool = False,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Generate every view the bundle has. Returns (info, GIF bytes by view); with ``out_dir`` also writes each view as
-    GIF, MP4, NIfTI and NumPy files there (listed in ``info["views"][view]["files"]``). Nothing is written elsewhere."""
+    GIF, MP4, NIfTI and NumPy files there (listed in ``info["views"][view]["files"]``). Nothing is written elsewhere.
+    A view whose frames do not all show a heart (:mod:`cardiacnets.edge.cine_gate`) is neither written nor shown: its
+    info says why (``refused``) and its GIF is a still image carrying that line."""
     require_cine_stack()
     from rich.console import Console
 
     from cardiacnets.diffusion.io import save_cine
+    from cardiacnets.edge.cine_gate import gate_cine, refusal_image
     from cardiacnets.edge.screen import select_providers
 
     providers = select_providers(device)
@@ -201,8 +204,9 @@ def generate_cines(
         cine, sample_info = sample_view(bundle, view, prepared.ecg, providers=providers, steps=steps,
                                         scheduler=scheduler, seed=seed, progress=progress,
                                         allow_fallback=allow_fallback or device == "auto")  # fmt: skip
+        refused = gate_cine(cine, view, sample_info)  # a cine without a heart in every frame is not shown
         files = {}
-        for suffix in (".gif", ".mp4", ".nii.gz", ".npy") if out_dir is not None else ():
+        for suffix in (".gif", ".mp4", ".nii.gz", ".npy") if out_dir is not None and not refused else ():
             path = out_dir / f"{stem}.cine_{view}{suffix}"
             try:
                 save_cine(cine, path, metadata=sample_info)
@@ -211,5 +215,6 @@ def generate_cines(
                 logger.warning("could not write %s: %s", suffix, exc)
         sample_info["files"] = files
         info["views"][view] = sample_info
-        gifs[{"sa": "short axis", "la": "4-chamber long axis"}.get(view, view)] = _gif_bytes(cine)
+        name = {"sa": "short axis", "la": "4-chamber long axis"}.get(view, view)
+        gifs[f"{name}: {refused}" if refused else name] = refusal_image(refused) if refused else _gif_bytes(cine)
     return info, gifs

@@ -141,6 +141,9 @@ def screen(
         )  # fmt: skip
         result["cine"] = cine_info
         written += [p for view in cine_info["views"].values() for p in view.get("files", {}).values()]
+        for view, info in cine_info["views"].items():
+            if info.get("refused"):
+                err.print(f"cine {view}: {info['refused']}", highlight=False, soft_wrap=True)
     written += _write_hospital_outputs(result, fhir, fhir_transaction, dicom_sr, include_phi)
     if report is not None:
         from cardiacnets.edge.report import write_report

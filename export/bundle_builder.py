@@ -375,8 +375,7 @@ def _add_diffusion(
     (the usual case: the aligned encoder), else once per view. Returns the manifest's ``cine`` section.
     """
     from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
-    from cardiacnets.export.onnx_export import export_ecg_encoder, export_unet, export_vae_decoder
-    from cardiacnets.export.precision import convert_to_fp16
+    from cardiacnets.export.onnx_export import export_ecg_encoder
 
     pipelines = [EcgToCmrPipeline.from_pretrained(d) for d in directories]
     views = [p.config.view for p in pipelines]
@@ -386,8 +385,6 @@ def _add_diffusion(
     cine_dir.mkdir(parents=True, exist_ok=True)
     shared = all(_same_weights(pipelines[0].ecg_encoder, p.ecg_encoder) for p in pipelines[1:])
     section: dict[str, Any] = {"views": {}, "label": None}
-    import torch
-
     for k, (directory, pipeline) in enumerate(zip(directories, pipelines, strict=True)):
         view = pipeline.config.view
         view_dir = cine_dir / view
@@ -401,42 +398,53 @@ def _add_diffusion(
             encoder_rel = f"cine/{view}/ecg_encoder.onnx"
             result = export_ecg_encoder(pipeline.ecg_encoder, root / encoder_rel, weights_fp16=weights_fp16)
             models[f"cine_{view}_ecg_encoder"] = result.manifest_entry(encoder_rel)
-        with torch.no_grad():
-            n_tokens = int(pipeline.ecg_encoder.forward_tokens(torch.zeros(1, 1, 12, 5000)).shape[1])
-        unet_rel = f"cine/{view}/unet.onnx"
-        unet = export_unet(pipeline.denoiser, root / unet_rel, n_tokens=n_tokens, weights_fp16=weights_fp16)
-        models[f"cine_{view}_unet"] = unet.manifest_entry(unet_rel)
-        if fp16:  # GPU variant; a CPU-only bundle can leave it out (TensorRT can also build from the FP32 graph)
-            fp16_path = root / f"cine/{view}/unet.fp16.onnx"
-            counts = convert_to_fp16(root / unet_rel, fp16_path)
-            models[f"cine_{view}_unet"]["variants"] = {
-                "fp16": {
-                    "file": f"cine/{view}/unet.fp16.onnx",
-                    "precision": "fp16",
-                    "target": "gpu",
-                    "conversion": counts,
-                }
-            }
-        c, f, h, w = pipeline.config.latent_shape
-        vae_rel = f"cine/{view}/vae_decoder.onnx"
-        vae = export_vae_decoder(pipeline.vae, root / vae_rel, latent_hw=(h, w), weights_fp16=weights_fp16)
-        models[f"cine_{view}_vae_decoder"] = vae.manifest_entry(vae_rel)
-        scheduler_rel = f"cine/{view}/scheduler_config.json"
-        (root / scheduler_rel).write_text(json.dumps(pipeline.scheduler_config, indent=2) + "\n")
         meta = json.loads((Path(directory) / "pipeline.json").read_text())
         section["label"] = meta.get("label")
-        section["views"][view] = {
-            "ecg_encoder": encoder_rel,
-            "unet": unet_rel,
-            "vae_decoder": vae_rel,
-            "n_tokens": n_tokens,
-            "latent_shape": [c, f, h, w],
-            "cine_shape": [pipeline.config.num_frames, pipeline.config.height, pipeline.config.width],
-            "default_scheduler": pipeline.default_scheduler,
-            "scheduler_config": scheduler_rel,
-            "classifier_free_guidance": "batch [latents, latents] with drop_condition [True]*B + [False]*B",
-        }
+        section["views"][view] = export_cine_view(pipeline, root, models, encoder_rel, fp16=fp16,
+                                                  weights_fp16=weights_fp16)  # fmt: skip
     return section
+
+
+def export_cine_view(
+    pipeline: Any, root: Path, models: dict[str, Any], encoder_rel: str, *, fp16: bool, weights_fp16: bool
+) -> dict[str, Any]:
+    """Export one view's denoiser (and its FP16 GPU variant when ``fp16``), frame decoder and noise schedule into
+    ``root/cine/<view>/``, each graph checked against torch; register the graphs in ``models`` and return the view's
+    entry of the manifest's ``cine`` section (its ECG encoder graph, ``encoder_rel``, is exported by the caller)."""
+    import torch
+
+    from cardiacnets.export.onnx_export import export_unet, export_vae_decoder
+    from cardiacnets.export.precision import convert_to_fp16
+
+    view = pipeline.config.view
+    (root / "cine" / view).mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        n_tokens = int(pipeline.ecg_encoder.forward_tokens(torch.zeros(1, 1, 12, 5000)).shape[1])
+    unet_rel = f"cine/{view}/unet.onnx"
+    unet = export_unet(pipeline.denoiser, root / unet_rel, n_tokens=n_tokens, weights_fp16=weights_fp16)
+    models[f"cine_{view}_unet"] = unet.manifest_entry(unet_rel)
+    if fp16:  # GPU variant; a CPU-only bundle can leave it out (TensorRT can also build from the FP32 graph)
+        counts = convert_to_fp16(root / unet_rel, root / f"cine/{view}/unet.fp16.onnx")
+        models[f"cine_{view}_unet"]["variants"] = {
+            "fp16": {"file": f"cine/{view}/unet.fp16.onnx", "precision": "fp16", "target": "gpu", "conversion": counts}
+        }
+    c, f, h, w = pipeline.config.latent_shape
+    vae_rel = f"cine/{view}/vae_decoder.onnx"
+    vae = export_vae_decoder(pipeline.vae, root / vae_rel, latent_hw=(h, w), weights_fp16=weights_fp16)
+    models[f"cine_{view}_vae_decoder"] = vae.manifest_entry(vae_rel)
+    scheduler_rel = f"cine/{view}/scheduler_config.json"
+    (root / scheduler_rel).write_text(json.dumps(pipeline.scheduler_config, indent=2) + "\n")
+    return {
+        "ecg_encoder": encoder_rel,
+        "unet": unet_rel,
+        "vae_decoder": vae_rel,
+        "n_tokens": n_tokens,
+        "latent_shape": [c, f, h, w],
+        "cine_shape": [pipeline.config.num_frames, pipeline.config.height, pipeline.config.width],
+        "default_scheduler": pipeline.default_scheduler,
+        "scheduler_config": scheduler_rel,
+        "classifier_free_guidance": "batch [latents, latents] with drop_condition [True]*B + [False]*B",
+    }
 
 
 __all__ = ["NOT_FOR_CLINICAL_USE", "build_bundle", "label_spec", "load_screening", "resolve_model_dir"]

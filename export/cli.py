@@ -23,6 +23,7 @@ app = App(
     "  cnexport bundle --screening runs/finetune --out bundle/\n\n"
     "  cnexport bundle --screening runs/finetune --diffusion runs/ecg2cmr/pipeline --out bundle/\n\n"
     "  cnexport verify bundle/\n\n"
+    "  cnexport bundle-update-cine bundle/ --pipeline runs/demo/pipeline-la --version 0.2.1\n\n"
     "  cnexport onnx --model runs/finetune/best --out screening.onnx\n\n"
     "  cnexport trt bundle/            (needs TensorRT and an NVIDIA GPU)\n\n"
     "  cnexport bench --bundle bundle/ --batches 1,8,32",
@@ -173,6 +174,33 @@ def verify(
 
         signer = f"; signed by trusted key {check_signature(bundle_dir, manifest['digest'], trusted_key)}"
     typer.echo(f"ok: {bundle_dir} ({len(manifest['files'])} files verified; digest {manifest['digest']}{signer})")
+
+
+@app.command("bundle-update-cine")
+def bundle_update_cine(
+    bundle_dir: Path = typer.Argument(..., metavar="BUNDLE", help="Bundle to update."),
+    pipeline: Path = typer.Option(..., "--pipeline", help="EcgToCmrPipeline directory of the view to replace."),
+    out: Path | None = typer.Option(None, "--out", help="New bundle directory (default: replace BUNDLE in place)."),
+    bundle_version: str = typer.Option(..., "--version", help="Version string of the updated bundle."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
+    verbose: VerboseOption = False,
+) -> None:
+    """Replace one view's denoiser and frame decoder graphs in a bundle (exported and parity-checked as cnexport
+    bundle does, FP16-stored weights as before); everything else stays byte for byte. The pipeline's ECG encoder must
+    compute what the bundle's shared ECG encoder graph computes. Manifest hashes and digest are recomputed and the
+    result is verified before it replaces anything.
+
+    Examples:\n
+      cnexport bundle-update-cine bundle/ --pipeline runs/demo/pipeline-la --version 0.2.1\n
+      cnexport bundle-update-cine bundle/ --pipeline runs/demo/pipeline-la --version 0.2.1 --out bundle-new/
+    """
+    _setup_logging(verbose)
+    from cardiacnets.export.bundle_update import update_bundle_cine
+
+    target = out if out is not None else bundle_dir
+    manifest = update_bundle_cine(bundle_dir, pipeline, target, version=bundle_version, overwrite=force)
+    typer.echo(f"wrote {target} (version {manifest['version']}, digest {manifest['digest']})", err=True)
+    typer.echo(str(target))
 
 
 @app.command()

@@ -4,6 +4,9 @@
 #   -> frame autoencoders + ECG2CMR denoisers (SA and LA) -> export -> bundle.
 # Usage: scripts/demo_model.sh [RUN_DIR] [BUNDLE_DIR]    (sizes below are overridable through the environment)
 # `make demo-model` runs it and installs the bundle as the package's default (cardiacnets/data/default-bundle).
+# The 2,000-step long-axis denoiser below draws a heart in about a quarter of its frames (cnscreen --cine refuses such
+# cines); scripts/la_generator.sh retrains it on the shipped aligned ECG encoder and replaces it in a bundle only when
+# >= 95 % of its frames show a heart (benchmarks/results/demo-model.md, issue 23).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:-runs/demo}

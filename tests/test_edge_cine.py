@@ -42,11 +42,31 @@ def test_same_seed_same_cine_other_seed_other_cine(prepared) -> None:
     assert info["steps"] == 3 and info["scheduler"] == "dpm"
 
 
-def test_generate_writes_every_format_labelled_as_ai_generated(prepared, tmp_path: Path) -> None:
+def _sampler(noise_views: set[str]):
+    """A stand-in for ``sample_view``: a real synthetic cine of the bundle's shape, or noise for ``noise_views``."""
+    from cardiacnets.diffusion.data import resample_cine
+    from cardiacnets.synth import simulate
+
+    subject = simulate(1, seed=11, mode="balanced")
+    rng = np.random.default_rng(0)
+
+    def sample(bundle, view, ecg, **kwargs):
+        shape = bundle.manifest["cine"]["views"][view]["cine_shape"]
+        cine = resample_cine(subject[f"cine_{view}"], *shape).numpy()[0]
+        if view in noise_views:
+            cine = rng.random(shape).astype(np.float32)
+        return cine, {"view": view, "steps": kwargs.get("steps"), "seed": kwargs.get("seed")}
+
+    return sample
+
+
+def test_generate_writes_every_format_labelled_as_ai_generated(prepared, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("cardiacnets.edge.cine.sample_view", _sampler(set()))
     bundle = load_bundle(default_bundle_path())
-    info, gifs = generate_cines(bundle, prepared, out_dir=tmp_path, stem="ecg", device="cpu", steps=2)
-    assert set(info["views"]) == {"sa", "la"} and len(gifs) == 2
+    info, gifs = generate_cines(bundle, prepared, out_dir=tmp_path, stem="ecg", device="cpu")
+    assert set(info["views"]) == {"sa", "la"} and set(gifs) == {"short axis", "4-chamber long axis"}
     for view, entry in info["views"].items():
+        assert entry["frames_with_heart"] == "8/8" and "refused" not in entry
         for kind in ("gif", "nii.gz", "npy"):
             path = Path(entry["files"][kind])
             assert path.is_file(), path
@@ -54,6 +74,21 @@ def test_generate_writes_every_format_labelled_as_ai_generated(prepared, tmp_pat
             assert "AI-generated" in json.dumps(sidecar)
         cine = np.load(entry["files"]["npy"])
         assert cine.shape == tuple(bundle.manifest["cine"]["views"][view]["cine_shape"])
+
+
+def test_a_cine_without_a_heart_is_neither_written_nor_shown(prepared, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("cardiacnets.edge.cine.sample_view", _sampler({"la"}))
+    info, gifs = generate_cines(
+        load_bundle(default_bundle_path()), prepared, out_dir=tmp_path, stem="ecg", device="cpu"
+    )
+    la, sa = info["views"]["la"], info["views"]["sa"]
+    assert la["files"] == {} and la["frames_with_heart"] == "0/8"
+    assert la["refused"].startswith("not shown: no heart found in 8 of 8 frames")
+    assert "refused" not in sa and set(sa["files"]) >= {"gif", "npy"}
+    assert sorted(p.name for p in tmp_path.iterdir() if "cine_la" in p.name) == []  # nothing of the LA cine on disk
+    caption = next(k for k in gifs if k.startswith("4-chamber long axis"))
+    assert la["refused"] in caption and gifs[caption].startswith(b"GIF")  # the report shows the line, not the cine
+    assert gifs["short axis"].startswith(b"GIF")
 
 
 def _cnscreen(*args: str) -> subprocess.CompletedProcess:
@@ -81,5 +116,11 @@ def test_cines_go_where_the_user_asked_never_beside_the_input(tmp_path: Path) ->
         str(report),
         str(tmp_path / "result.json"),
     }
-    assert on_disk <= written and len(on_disk) >= 8  # every file written is listed (GIF/NIfTI/NumPy per view at least)
-    assert report.read_text().count("data:image/gif;base64,") == 2
+    assert on_disk <= written  # every file written is listed
+    result = json.loads((tmp_path / "result.json").read_text())
+    html = report.read_text()
+    for entry in result["cine"]["views"].values():  # 2 denoising steps: noise, refused; or a heart, written
+        shown = "refused" not in entry
+        assert (set(entry["files"]) >= {"gif", "nii.gz", "npy"}) if shown else entry["files"] == {}
+        assert shown or entry["refused"] in html
+    assert html.count("data:image/gif;base64,") == 2  # each view: its cine, or the still saying why not

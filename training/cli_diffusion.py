@@ -34,7 +34,7 @@ Examples:
 
 
 def ecg2cmr_report_command(
-    pipeline: Path = typer.Option(..., "--pipeline", help="EcgToCmrPipeline directory (short-axis view)."),
+    pipeline: Path = typer.Option(..., "--pipeline", help="EcgToCmrPipeline directory (either view)."),
     data: str = typer.Option("synthetic", "--data", help="'synthetic' or a dataset directory."),
     n_subjects: int | None = typer.Option(None, "--n-subjects", help="Cohort size (synthetic) or cap."),
     seed: int = typer.Option(0, "--seed", help="Cohort and sampling seed."),
@@ -48,7 +48,11 @@ def ecg2cmr_report_command(
     """Generated-vs-real phenotype correlation against shuffled-ECG and unconditional controls; SSIM/PSNR; DDIM-100
     vs DPM-Solver-20.
 
+    Both views go into one --out: run it once per view (the other view's results there are kept).
+
     Example: cntrain ecg2cmr-report --pipeline runs/demo/pipeline-sa --data runs/demo/cohort --out reports/ecg2cmr
+
+    Example: cntrain ecg2cmr-report --pipeline runs/demo/pipeline-la --data runs/demo/cohort --out reports/ecg2cmr
     """
     import json
     import sys

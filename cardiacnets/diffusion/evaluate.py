@@ -12,9 +12,11 @@ Proxies (pixel units; only correlations are reported): volume = area ** 1.5 (sph
 min over the cycle, EF = (EDV - ESV) / EDV, LVM = myocardial ring area at end diastole (one mid-ventricular slice;
 kept free of LV size so the LVM correlation is not LVEDV's in disguise).
 
-The study functions (:func:`faithfulness_study`) compare generated-vs-real Pearson r, with paired bootstrap intervals,
-against two controls: the same model conditioned on a shuffled ECG, and unconditional samples. Image similarity is
-SSIM (Gaussian window, Wang et al. 2004) and PSNR against the real cine. Measurement functions need only numpy/scipy.
+The 4-chamber long-axis view is measured by :mod:`cardiacnets.diffusion.measure_la` (LV and LA areas, area-length
+volumes, LV long-axis length); :func:`measure_cines` measures either view. The study functions
+(:func:`faithfulness_study`) compare generated-vs-real Pearson r, with paired bootstrap intervals, against two
+controls: the same model conditioned on a shuffled ECG, and unconditional samples. Image similarity is SSIM (Gaussian
+window, Wang et al. 2004) and PSNR against the real cine. Measurement functions need only numpy/scipy.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def otsu_thresholds(image: np.ndarray, classes: int = 3, bins: int = 64) -> tupl
     return float(edges[best_pair[0]]), float(edges[best_pair[1]])
 
 
-def _compactness(mask: np.ndarray) -> float:
+def compactness(mask: np.ndarray) -> float:
     """Area / area of the disc through the farthest pixel from the centroid (1 for a disc, small for a crescent)."""
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
@@ -108,7 +110,7 @@ def segment_sa_frame(frame: np.ndarray, min_area: int = 12, ring_factor: float =
         return FrameSegmentation(empty, empty.copy(), empty.copy())
     # LV: among the two largest pools, the more compact (disc vs crescent)
     top = candidates[:2]
-    lv_label = max(top, key=lambda k: _compactness(labels == k))
+    lv_label = max(top, key=lambda k: compactness(labels == k))
     lv = ndimage.binary_fill_holes(labels == lv_label)
     rv_labels = [k for k in top if k != lv_label]
     rv = ndimage.binary_fill_holes(labels == rv_labels[0]) if rv_labels else empty.copy()
@@ -160,10 +162,25 @@ def measure_sa_cine(cine: np.ndarray) -> dict[str, float]:
     }
 
 
-def measure_cines(cines: np.ndarray) -> dict[str, np.ndarray]:
-    """Measure a batch ``(B, F, H, W)``; returns phenotype name -> ``(B,)`` array."""
-    rows = [measure_sa_cine(c) for c in np.asarray(cines)]
-    return {name: np.array([row[name] for row in rows], dtype=np.float64) for name in PHENOTYPES}
+def view_phenotypes(view: str) -> tuple[str, ...]:
+    """The phenotype proxies measured on cines of ``view``: :data:`PHENOTYPES` for the short axis, the 4-chamber
+    view's :data:`~cardiacnets.diffusion.measure_la.LA_PHENOTYPES`."""
+    from cardiacnets.diffusion.measure_la import LA_PHENOTYPES
+
+    known = {"sa": PHENOTYPES, "la": LA_PHENOTYPES}
+    if view not in known:
+        raise InputError(f"unknown cine view {view!r}; known: {', '.join(sorted(known))}")
+    return known[view]
+
+
+def measure_cines(cines: np.ndarray, view: str = "sa") -> dict[str, np.ndarray]:
+    """Measure a batch ``(B, F, H, W)`` of ``view`` cines; returns phenotype name -> ``(B,)`` array."""
+    from cardiacnets.diffusion.measure_la import measure_la_cine
+
+    names = view_phenotypes(view)
+    measure = measure_sa_cine if view == "sa" else measure_la_cine
+    rows = [measure(c) for c in np.asarray(cines)]
+    return {name: np.array([row[name] for row in rows], dtype=np.float64) for name in names}
 
 
 # ------------------------------------------------------------------------------------------- image similarity
@@ -276,7 +293,8 @@ def faithfulness_study(pipeline: Any, ecgs: np.ndarray, real_cines: np.ndarray, 
     """Generated-vs-real phenotype correlation against controls, image similarity and speed per sampler.
 
     Args:
-        pipeline: an :class:`~cardiacnets.diffusion.pipeline.EcgToCmrPipeline` (short-axis view).
+        pipeline: an :class:`~cardiacnets.diffusion.pipeline.EcgToCmrPipeline` of either view; its view chooses the
+            measurement (:func:`view_phenotypes`).
         ecgs: ``(N, 12, 5000)`` preprocessed test ECGs.
         real_cines: ``(N, F, H, W)`` the same subjects' real cines, at the pipeline's frames and resolution.
         settings: sampling and bootstrap settings; the first sampler runs the three conditions.
@@ -288,8 +306,11 @@ def faithfulness_study(pipeline: Any, ecgs: np.ndarray, real_cines: np.ndarray, 
         ceiling: the real cines passed through the pipeline's autoencoder (encode, decode) and measured; a generated
         cine cannot track the real one better than its own autoencoder does. ``conditional_minus`` holds
         :func:`paired_r_difference` of the conditional samples against each control. SSIM/PSNR compare the
-        conditional samples with the real cines.
+        conditional samples with the real cines. ``frames_with_heart`` holds, per condition, the share of frames
+        that show a heart (:func:`~cardiacnets.diffusion.frame_quality.fraction_with_heart`).
     """
+    from cardiacnets.diffusion.frame_quality import fraction_with_heart
+
     ecgs = np.asarray(ecgs, dtype=np.float32)
     real_cines = np.asarray(real_cines, dtype=np.float32)
     n = len(ecgs)
@@ -299,7 +320,10 @@ def faithfulness_study(pipeline: Any, ecgs: np.ndarray, real_cines: np.ndarray, 
     if tuple(real_cines.shape[1:]) != expected:
         raise InputError(f"real cines are {real_cines.shape[1:]}; the pipeline generates {expected}")
     perm = derangement(n, np.random.default_rng(settings.seed))
-    real_ph = measure_cines(real_cines)
+    view = getattr(pipeline.config, "view", "sa")
+    names = view_phenotypes(view)
+    real_ph = measure_cines(real_cines, view)
+    heart: dict[str, float] = {"real": fraction_with_heart(real_cines, view)}
 
     results: dict[str, Any] = {"n_subjects": n, "settings": asdict(settings)}
     per_sampler: dict[str, dict[str, float]] = {}
@@ -308,14 +332,18 @@ def faithfulness_study(pipeline: Any, ecgs: np.ndarray, real_cines: np.ndarray, 
     measured: dict[str, dict[str, np.ndarray]] = {}
     for condition, cond_ecgs in conditions.items():
         cines, seconds = _generate(pipeline, cond_ecgs, n, first_sampler, first_steps, settings)
-        measured[condition] = measure_cines(cines)
+        measured[condition] = measure_cines(cines, view)
+        heart[condition] = fraction_with_heart(cines, view)
         if condition == "conditional":
             per_sampler[first_name] = _similarity(cines, real_cines, seconds)
-    measured["autoencoder"] = measure_cines(_autoencoder_round_trip(pipeline, real_cines, settings.batch_size))
+    round_trip = _autoencoder_round_trip(pipeline, real_cines, settings.batch_size)
+    measured["autoencoder"] = measure_cines(round_trip, view)
+    heart["autoencoder"] = fraction_with_heart(round_trip, view)
+    results["frames_with_heart"] = heart
     for condition, gen_ph in measured.items():
         results[condition] = {
             name: pearson_with_ci(gen_ph[name], real_ph[name], settings.n_bootstrap, seed=settings.seed)
-            for name in PHENOTYPES
+            for name in names
         }
         logger.info("faithfulness %s: LVEDV r=%.3f", condition, results[condition]["LVEDV"]["value"])
     results["conditional_minus"] = {
@@ -327,7 +355,7 @@ def faithfulness_study(pipeline: Any, ecgs: np.ndarray, real_cines: np.ndarray, 
                 settings.n_bootstrap,
                 seed=settings.seed,
             )
-            for name in PHENOTYPES
+            for name in names
         }
         for control in ("shuffled_ecg", "unconditional")
     }

@@ -5,8 +5,9 @@ The same measurement runs on real and generated cines, so its biases cancel in t
 bright blood, mid-grey myocardium). Per frame:
 
 * the bright intensity class (3-class Otsu, as for the short axis) holds the four blood pools; the thin walls between
-  them are about one pixel wide at the CPU recipe's 48 x 48, so the pools are split by eroding the bright mask by one
-  pixel, labelling, and giving every bright pixel back to its nearest seed;
+  them are one or two pixels wide at the CPU recipe's 48 x 48 and partial volume lifts them into the bright class,
+  so the pools are split by removing valley pixels (darker than both neighbours one or two steps away), eroding by
+  one pixel, labelling, and giving every bright pixel back to its nearest seed;
 * the LV is the right-hand one of the two largest seeds above the heart's centre; its long axis is the principal axis
   of its pixels, oriented from the apex (top) to the mitral plane (bottom);
 * the LA is the largest bright region beyond the LV's base along that axis and within the LV's width across it (the
@@ -74,7 +75,8 @@ def _valleys(frame: np.ndarray, depth: float) -> np.ndarray:
 
 
 def _pools(frame: np.ndarray, min_area: int) -> tuple[np.ndarray, list[int]]:
-    """Bright pools split at one-pixel walls: a label image ``(H, W)`` and the labels of seeds >= ``min_area``."""
+    """Bright pools split at their thin walls: a label image ``(H, W)`` and the labels of pools >= ``min_area``
+    pixels, largest first."""
     smooth = ndimage.gaussian_filter(frame, 0.5)
     t_low, t_high = otsu_thresholds(smooth, classes=3)
     bright = frame > t_high

@@ -1,0 +1,126 @@
+"""Replace one view's cine generator in a bundle (``cnexport bundle-update-cine``) without rebuilding the rest.
+
+The screening graph, trust artefacts and the other view stay byte for byte. The view's denoiser and frame decoder are
+exported from an ``EcgToCmrPipeline`` exactly as :func:`~cardiacnets.export.bundle_builder.build_bundle` exports them
+(:func:`~cardiacnets.export.bundle_builder.export_cine_view`: parity against torch, FP16-stored weights when asked),
+the manifest's entries, file hashes and digest are recomputed by :func:`~cardiacnets.bundle.write_manifest`, and the
+result is verified before it replaces anything.
+
+The bundle's ECG encoder graph is shared by its views, so the new generator must be conditioned on what that graph
+computes: its ECG encoder's tokens are compared with the graph's on seeded ECG-like inputs, and a pipeline whose
+encoder differs is refused (no half-consistent bundle).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cardiacnets.errors import BundleIntegrityError, InputError
+
+logger = logging.getLogger(__name__)
+
+#: Largest token difference accepted between the pipeline's ECG encoder and the bundle's graph (FP16-stored weights
+#: in the graph differ from FP32 torch by about 1e-3; a different encoder by orders of magnitude more).
+ENCODER_ATOL = 0.02
+
+
+def _encoder_difference(bundle_root: Path, encoder_rel: str, encoder: Any, n: int = 3, seed: int = 0) -> float:
+    """Largest |token difference| between the bundle's ECG encoder graph and ``encoder`` on ``n`` seeded inputs."""
+    import onnxruntime as ort
+    import torch
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(5000) / 500.0
+    # smooth, ECG-scaled inputs (a sum of a few sines per lead, about 1 mV) rather than white noise
+    ecg = sum(
+        rng.normal(0, 0.4, (n, 12, 1)) * np.sin(2 * np.pi * rng.uniform(0.5, 15, (n, 12, 1)) * t) for _ in range(4)
+    )
+    ecg = ecg.astype(np.float32)
+    session = ort.InferenceSession(str(bundle_root / encoder_rel), providers=["CPUExecutionProvider"])
+    graph = session.run(["tokens"], {"ecg": ecg})[0]
+    with torch.no_grad():
+        tokens = encoder.forward_tokens(torch.from_numpy(ecg)[:, None]).numpy()
+    if graph.shape != tokens.shape:
+        return float("inf")
+    return float(np.abs(graph - tokens).max())
+
+
+def update_bundle_cine(
+    bundle: str | os.PathLike[str],
+    pipeline_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    version: str,
+    weights_fp16: bool | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Copy ``bundle`` to ``out`` with the cine generator of the pipeline's view replaced; return the new manifest.
+
+    Args:
+        bundle: a bundle directory that verifies and has a cine model for the pipeline's view.
+        pipeline_dir: an ``EcgToCmrPipeline`` directory (``save_pretrained``) of that view.
+        out: the new bundle directory (``out == bundle`` replaces it in place, atomically).
+        version: the new bundle's version string.
+        weights_fp16: store the new graphs' weights as FP16; default: as the replaced UNet graph stored them.
+        overwrite: replace a non-empty ``out``.
+    """
+    from cardiacnets.bundle import MANIFEST_NAME, load_bundle, verify_bundle, write_manifest
+    from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
+    from cardiacnets.export.bundle_builder import export_cine_view, tool_versions
+
+    source, out = Path(bundle), Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite and out.resolve() != source.resolve():
+        raise InputError(f"{out} exists and is not empty; choose another --out or pass --force")
+    manifest = json.loads(json.dumps(load_bundle(source).manifest))  # verified, and a deep copy
+    pipeline = EcgToCmrPipeline.from_pretrained(pipeline_dir)
+    view = pipeline.config.view
+    old = ((manifest.get("cine") or {}).get("views") or {}).get(view)
+    if old is None:
+        raise InputError(f"bundle {source} has no cine model for view {view!r} to replace")
+    difference = _encoder_difference(source, old["ecg_encoder"], pipeline.ecg_encoder)
+    if not difference <= ENCODER_ATOL:
+        raise InputError(
+            f"the pipeline's ECG encoder differs from the bundle's {old['ecg_encoder']} (max token difference"
+            f" {difference:.3g} > {ENCODER_ATOL}); train the generator on that encoder"
+        )
+    unet_entry = manifest["models"][f"cine_{view}_unet"]
+    if weights_fp16 is None:
+        weights_fp16 = (unet_entry.get("weights_storage") or {}).get("dtype") == "float16"
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial, ignore=shutil.ignore_patterns(MANIFEST_NAME, "signature.json"))
+    try:
+        for variant in (unet_entry.get("variants") or {}).values():
+            (partial / variant["file"]).unlink(missing_ok=True)
+        models = manifest["models"]
+        entry = export_cine_view(pipeline, partial, models, old["ecg_encoder"], fp16=bool(unet_entry.get("variants")),
+                                 weights_fp16=weights_fp16)  # fmt: skip
+        models[f"cine_{view}_unet"]["encoder_parity"] = {"max_abs": difference, "atol": ENCODER_ATOL}
+        manifest["cine"]["views"][view] = {**old, **entry}
+        history = list(manifest.get("history") or [])
+        change = f"cine view {view!r} replaced from {Path(pipeline_dir)}"
+        utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        history.append({"utc": utc, "from_version": manifest.get("version"), "change": change})
+        manifest.update(version=version, history=history, tools=tool_versions())
+        for key in ("files", "digest", "bundle_format_version"):
+            manifest.pop(key, None)
+        write_manifest(partial, manifest)
+        problems = verify_bundle(partial)
+        if problems:
+            raise BundleIntegrityError(f"the updated bundle failed verification: {problems[0]}")
+        if out.exists():
+            shutil.rmtree(out)
+        partial.replace(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    logger.info("bundle %s: cine view %s replaced (encoder token difference %.2g)", out, view, difference)
+    return load_bundle(out).manifest

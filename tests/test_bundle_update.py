@@ -1,0 +1,70 @@
+"""``cnexport bundle-update-cine``: one view's cine graphs replaced, everything else kept byte for byte, the manifest
+re-hashed and verified, and a generator conditioned on another ECG encoder refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+from cardiacnets.bundle import default_bundle_path, load_bundle, verify_bundle  # noqa: E402
+from cardiacnets.diffusion.pipeline import EcgToCmrPipeline, load_ecg_encoder  # noqa: E402
+from cardiacnets.diffusion.unet import Ecg2CmrConfig, EcgConditionedUNet3D  # noqa: E402
+from cardiacnets.diffusion.vae import create_vae  # noqa: E402
+from cardiacnets.errors import InputError  # noqa: E402
+from cardiacnets.export.bundle_update import update_bundle_cine  # noqa: E402
+from cardiacnets.models.shipped import aligned_encoder_path  # noqa: E402
+
+
+def _la_pipeline(encoder: torch.nn.Module, directory: Path) -> Path:
+    """An untrained tiny 4-chamber generator (8 frames at 16 x 16) on ``encoder``."""
+    torch.manual_seed(0)
+    config = Ecg2CmrConfig.from_preset("tiny", "la", num_frames=8, height=16, width=16, latent_downsample=2,
+                                       condition_dim=192, condition_tokens=12, global_condition=True)  # fmt: skip
+    pipeline = EcgToCmrPipeline(encoder, EcgConditionedUNet3D(config), create_vae("tiny", image_size=16))
+    return pipeline.save_pretrained(directory)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    if not (default_bundle_path() / "manifest.json").is_file():
+        pytest.fail("the default bundle is missing: run `make demo-model`")
+    root = tmp_path_factory.mktemp("bundle") / "old"
+    shutil.copytree(default_bundle_path(), root)
+    return root
+
+
+def test_one_view_is_replaced_and_the_rest_kept(source: Path, tmp_path: Path) -> None:
+    pipe = _la_pipeline(load_ecg_encoder(aligned_encoder_path()), tmp_path / "pipe-la")
+    old = load_bundle(source).manifest
+    manifest = update_bundle_cine(source, pipe, tmp_path / "new", version="9.9.9")
+    assert verify_bundle(tmp_path / "new") == [] and manifest["version"] == "9.9.9"
+    assert manifest["digest"] != old["digest"]
+    for rel, entry in old["files"].items():  # screening, trust, the short axis and the shared encoder: unchanged
+        if not rel.startswith("cine/la/"):
+            assert manifest["files"][rel]["sha256"] == entry["sha256"], rel
+    assert manifest["files"]["cine/la/unet.onnx"]["sha256"] != old["files"]["cine/la/unet.onnx"]["sha256"]
+    la = manifest["cine"]["views"]["la"]
+    assert la["cine_shape"] == [8, 16, 16] and la["latent_shape"] == [4, 8, 8, 8]
+    assert la["ecg_encoder"] == "cine/ecg_encoder.onnx"
+    unet = manifest["models"]["cine_la_unet"]
+    assert unet["weights_storage"]["dtype"] == "float16"  # stored as the replaced graph was
+    assert unet["encoder_parity"]["max_abs"] < 0.02
+    assert manifest["history"][-1]["from_version"] == old["version"]
+    assert json.loads((source / "manifest.json").read_text())["digest"] == old["digest"]  # the source is untouched
+
+
+def test_a_generator_on_another_ecg_encoder_is_refused(source: Path, tmp_path: Path) -> None:
+    from cardiacnets.models.registry import create_model
+
+    torch.manual_seed(1)
+    other = create_model("ecg-vit-tiny").eval()  # same shape as the aligned encoder, other weights
+    pipe = _la_pipeline(other, tmp_path / "pipe-other")
+    with pytest.raises(InputError, match="ECG encoder differs"):
+        update_bundle_cine(source, pipe, tmp_path / "new", version="9.9.9")
+    assert not (tmp_path / "new").exists() and not (tmp_path / "new.partial").exists()
