@@ -53,7 +53,8 @@ def _dicom_bytes(
     syntax: str = "plain",
 ) -> bytes:
     """One MR DICOM frame. ``syntax``: ``plain`` (explicit VR little endian), ``rle`` (RLE Lossless, which pydicom
-    decodes by itself) or ``jpegls`` (JPEG-LS Lossless, encapsulated: needs a decoder plugin such as pylibjpeg)."""
+    decodes by itself) or ``jpegls`` (JPEG-LS Lossless, encapsulated: a truncated stream that no decoder can decode,
+    so it stands for undecodable pixel data whether or not a plugin such as pylibjpeg is installed)."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.encaps import encapsulate
     from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, MRImageStorage, RLELossless, generate_uid
