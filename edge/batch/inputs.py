@@ -11,9 +11,10 @@ import os
 import shutil
 import zipfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cardiacnets.errors import InputError, UnsupportedFormatError
 from cardiacnets.io import max_file_bytes
@@ -181,15 +182,24 @@ def select_inputs(
     ``exclude`` pattern (shell patterns, matched case-sensitively on the path relative to the source, or on the file
     name when the pattern has no slash), and setting aside files that are plainly not ECGs (:func:`not_an_ecg`)."""
     source = Path(source)
+    entries = [(_relative_key(item, source), item) for item in enumerate_inputs(source)]
+    return select_entries(entries, include, exclude, _head)
+
+
+def select_entries(
+    entries: Sequence[tuple[str, Any]], include: Sequence[str], exclude: Sequence[str],
+    head: Callable[[Any], bytes | None],
+) -> InputSelection:  # fmt: skip
+    """The selection rules of :func:`select_inputs` over ``(path relative to the source, input)`` pairs of any kind
+    of input (``head(input)``: its first bytes, read only for files whose extension says nothing)."""
     selection = InputSelection(items=[])
-    for item in enumerate_inputs(source):
-        relative = _relative_key(item, source)
+    for relative, item in entries:
         if (include and not _matches(relative, include)) or (exclude and _matches(relative, exclude)):
             selection.excluded += 1
             continue
         kind = not_an_ecg(relative, None)
         if kind is None and _needs_sniff(relative):
-            kind = not_an_ecg(relative, _head(item))
+            kind = not_an_ecg(relative, head(item))
         if kind is not None:
             selection.not_ecg[kind] += 1
             continue

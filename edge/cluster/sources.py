@@ -16,7 +16,7 @@ import os
 import posixpath
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,7 @@ from cardiacnets.edge.batch.inputs import (
     InputItem,
     InputSelection,
     _is_companion,
-    _matches,
-    _needs_sniff,
-    not_an_ecg,
+    select_entries,
     select_inputs,
 )
 from cardiacnets.errors import InputError
@@ -148,7 +146,7 @@ def _list_local_glob(text: str, include: Sequence[str], exclude: Sequence[str]) 
         relative = os.path.relpath(path, base or ".").replace(os.sep, "/")
         if _visible(relative) and not _is_companion(path, siblings):
             entries.append((relative, ClusterInput(key=path, path=path)))
-    return _select(entries, include, exclude, _local_head)
+    return select_entries(entries, include, exclude, _local_head)
 
 
 def _local_head(item: ClusterInput) -> bytes | None:
@@ -185,7 +183,7 @@ def _list_remote(uri: str, include: Sequence[str], exclude: Sequence[str]) -> In
             companions = tuple(p for p in by_stem[posixpath.splitext(path)[0]] if p != path)
         key = f"{base_uri.rstrip('/')}/{relative}"
         entries.append((relative, ClusterInput(key=key, path=path, fs_uri=base_uri, companions=companions)))
-    return _select(entries, include, exclude, lambda item: _remote_head(fs, item.path))
+    return select_entries(entries, include, exclude, lambda item: _remote_head(fs, item.path))
 
 
 def _remote_head(fs: Any, path: str) -> bytes | None:
@@ -194,28 +192,6 @@ def _remote_head(fs: Any, path: str) -> bytes | None:
             return handle.read(4096)
     except OSError:
         return None  # the reader reports it
-
-
-def _select(
-    entries: list[tuple[str, ClusterInput]],
-    include: Sequence[str],
-    exclude: Sequence[str],
-    head: Callable[[ClusterInput], bytes | None],
-) -> InputSelection:
-    """:func:`~cardiacnets.edge.batch.inputs.select_inputs`'s rules over listed ``(relative path, input)`` pairs."""
-    selection = InputSelection(items=[])
-    for relative, item in entries:
-        if (include and not _matches(relative, include)) or (exclude and _matches(relative, exclude)):
-            selection.excluded += 1
-            continue
-        kind = not_an_ecg(relative, None)
-        if kind is None and _needs_sniff(relative):
-            kind = not_an_ecg(relative, head(item))
-        if kind is not None:
-            selection.not_ecg[kind] += 1
-            continue
-        selection.items.append(item)
-    return selection
 
 
 def fetch_remote(item: ClusterInput, workdir: Path) -> Path:
