@@ -425,7 +425,9 @@ def test_include_and_exclude_patterns_select_the_inputs(tiny_bundle: Path, tmp_p
         for i in range(2):
             write_wfdb_ecg(archive / folder, f"rec{i}")
     out = tmp_path / "rows.jsonl"
-    proc = _batch_cli(archive, out, tiny_bundle, "--include", "ward/*", "--exclude", "ward/test/*", "--exclude", "rec1*")
+    proc = _batch_cli(
+        archive, out, tiny_bundle, "--include", "ward/*", "--exclude", "ward/test/*", "--exclude", "rec1*"
+    )
     assert proc.returncode == 0, proc.stderr
     assert [Path(r["path"]).relative_to(archive).as_posix() for r in read_rows(out)] == ["ward/rec0.hea"]
     assert "5 by --include/--exclude" in proc.stderr
