@@ -141,6 +141,31 @@ def test_denoiser_save_load_round_trip_and_strict_config(tmp_path) -> None:
         EcgConditionedUNet3D.from_pretrained(tmp_path / "d")
 
 
+def test_frame_position_makes_the_denoiser_see_frame_order_and_round_trips(tmp_path) -> None:
+    """Issue 23's hypothesis: without a frame embedding the UNet3D's temporal attention cannot tell frames apart (at
+    initialisation, where diffusers' temporal convolutions are the identity, permuting the input frames permutes the
+    output); with ``frame_position="sinusoidal"`` it can. The option round-trips through save/load."""
+    x = torch.randn(1, 4, FRAMES, SIZE // 2, SIZE // 2)
+    tokens = torch.randn(1, 600, 16)
+    order = torch.tensor([2, 0, 3, 1])
+    changes = {}
+    for frame_position in ("none", "sinusoidal"):
+        torch.manual_seed(0)
+        model = EcgConditionedUNet3D(tiny_config(frame_position=frame_position)).eval()
+        with torch.no_grad():
+            out, shuffled = model(x, 200, tokens), model(x[:, :, order], 200, tokens)
+        changes[frame_position] = float((shuffled - out[:, :, order]).abs().max())
+    assert changes["none"] < 1e-5
+    assert changes["sinusoidal"] > 1e-3
+    model.save_pretrained(tmp_path / "d")
+    loaded = EcgConditionedUNet3D.from_pretrained(tmp_path / "d").eval()
+    assert loaded.config.frame_position == "sinusoidal"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, 200, tokens), model(x, 200, tokens))
+    with pytest.raises(ConfigError, match="frame_position"):
+        tiny_config(frame_position="learned-somehow")
+
+
 def test_config_views_and_validation() -> None:
     la = Ecg2CmrConfig.from_preset("small", "la")
     assert (la.num_frames, la.height, la.width) == (50, 96, 96)

@@ -17,6 +17,13 @@ which is the paper's model:
 - ``global_condition``: the mean of the cross-attention context is also added to the timestep embedding
   (diffusers' ``time_cond_proj_dim``), so the ECG modulates every ResNet block, not only the attention layers. The
   null context gives the null token's embedding, so classifier-free guidance is unchanged.
+
+``frame_position = "sinusoidal"`` (issue 23) gives the temporal attention the frame index: diffusers' UNet3D builds its
+temporal transformers without positional embeddings, so attention over the frames is permutation-equivariant and
+only the temporal convolutions' zero padding tells a frame where it lies in the cycle. With the option, every
+temporal transformer block adds a fixed sinusoidal embedding of the frame index to its normalised input (diffusers'
+``SinusoidalPositionalEmbedding``, as AnimateDiff's motion modules do); the residual stream is unchanged. Default
+``"none"`` (the paper's model and every denoiser trained before the option).
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "cardiacnets-ecg2cmr-denoiser"
 FORMAT_VERSION = 1
+
+#: Frame-position options of the temporal attention (:class:`Ecg2CmrConfig.frame_position`).
+FRAME_POSITIONS = ("none", "sinusoidal")
 
 #: View -> (frames, height, width) of the training cines (docs/architecture.md, "Data contracts").
 VIEW_SHAPES: dict[str, tuple[int, int, int]] = {"sa": (50, 80, 80), "la": (50, 96, 96)}
@@ -89,6 +99,7 @@ class Ecg2CmrConfig:
     norm_num_groups: int = 32
     condition_tokens: int = 0  # 0: every ECG token (paper); K: tokens averaged in K consecutive groups
     global_condition: bool = False  # also add the mean context to the timestep embedding
+    frame_position: str = "none"  # "sinusoidal": frame-index embedding in every temporal attention block
     extra: dict = field(default_factory=dict)  # free-form provenance (training data, recipe)
 
     def __post_init__(self) -> None:
@@ -104,6 +115,8 @@ class Ecg2CmrConfig:
                 f"condition_tokens must be 0 (all tokens) or a positive integer; got {self.condition_tokens}"
             )
         self.global_condition = bool(self.global_condition)
+        if self.frame_position not in FRAME_POSITIONS:
+            raise ConfigError(f"frame_position must be one of {list(FRAME_POSITIONS)}; got {self.frame_position!r}")
         if self.height % self.latent_downsample or self.width % self.latent_downsample:
             raise ConfigError(
                 f"frame size {self.height}x{self.width} is not divisible by latent_downsample={self.latent_downsample}"
@@ -143,6 +156,23 @@ class Ecg2CmrConfig:
         return out
 
 
+def add_frame_position(unet: nn.Module, num_frames: int) -> int:
+    """Give every temporal transformer block of diffusers' ``unet`` a sinusoidal frame-index embedding (added to the
+    block's normalised input before its attention over frames). Returns the number of blocks changed."""
+    from diffusers.models.embeddings import SinusoidalPositionalEmbedding
+    from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
+
+    changed = 0
+    for module in unet.modules():
+        if isinstance(module, TransformerTemporalModel):
+            for block in module.transformer_blocks:
+                block.pos_embed = SinusoidalPositionalEmbedding(block.norm1.normalized_shape[0], int(num_frames))
+                changed += 1
+    if not changed:
+        raise ConfigError("this UNet has no temporal transformer to give a frame position")
+    return changed
+
+
 class EcgConditionedUNet3D(nn.Module):
     """UNet3D denoiser with a projected ECG-token condition and a learned null condition.
 
@@ -172,6 +202,8 @@ class EcgConditionedUNet3D(nn.Module):
             norm_num_groups=config.norm_num_groups,
             time_cond_proj_dim=config.cross_attention_dim if config.global_condition else None,
         )
+        if config.frame_position == "sinusoidal":
+            add_frame_position(self.unet, config.num_frames)
         self.condition_proj = nn.Linear(config.condition_dim, config.cross_attention_dim)
         # One learned token, broadcast over the condition length: attention over identical keys returns its value,
         # so the unconditional branch sees no ECG information whatever the token count.

@@ -55,6 +55,7 @@ class DiffusionTaskConfig:
     ema_decay: float = 0.999
     preprocess_ecg: bool = True
     sample_every_eval: bool = True
+    frame_position: str = "none"  # "sinusoidal": frame-index embedding in the temporal attention (issue 23)
 
 
 class DenoiserWithEma(nn.Module):
@@ -194,6 +195,7 @@ class DiffusionTask(Task):
             value = getattr(opts, key)
             if value:
                 overrides[key] = int(value)
+        overrides["frame_position"] = opts.frame_position
         config = Ecg2CmrConfig.from_preset(cfg.model, opts.view, **overrides)
         d = cfg.data
         return cls(vae=vae, ecg_encoder=encoder, config=config, source=d.source, n_subjects=d.n_subjects, seed=d.seed,
