@@ -1,5 +1,5 @@
 """External validation (issue 22): recalibration, the out-of-distribution fit, DeLong pairs, site cohorts, the report
-writer and the command line. The full ``cntrain external`` run is exercised by the committed report's command."""
+writer, the command line, and a whole run with untrained tiny arms (ECG and CMR input)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cardiacnets.metrics import expected_calibration_error
 from cardiacnets.targets import DISEASES
 from cardiacnets.training.cli import app
-from cardiacnets.training.external import delong_pairs, site_cohort
+from cardiacnets.training.external import ExternalConfig, delong_pairs, run_external, site_cohort
 from cardiacnets.training.external_report import write_external_report
 from cardiacnets.training.recalibrate import apply_site_calibration, calibration_summary, fit_site_calibration
 from cardiacnets.trust.ood import fit_ood, ood_scores
@@ -89,6 +89,71 @@ def test_site_cohort_is_model_ready() -> None:
     assert "community" in cohort.description and cohort.covariate_mask.all()
 
 
+def test_site_cohort_gives_the_cmr_arm_the_same_subjects_cines() -> None:
+    ecg, raw = site_cohort("community", 0, 4, 7, "balanced", "full")
+    cmr, raw_cmr = site_cohort("community", 0, 4, 7, "balanced", "full", "cmr")
+    sa, la = cmr.x
+    assert sa.shape == (4, 50, 80, 80) and la.shape == (4, 50, 96, 96) and sa.dtype == np.uint8
+    assert sa.max() > 100 and sa.min() < 20  # a cine: bright blood pool on a dark background
+    np.testing.assert_array_equal(cmr.labels, ecg.labels)
+    np.testing.assert_array_equal(cmr.phenotypes, ecg.phenotypes)
+    np.testing.assert_array_equal(raw_cmr, raw)  # the same subjects: the ECGs do not depend on rendering the cines
+
+
+def _tiny_run(root: Path, name: str, input: str, lead_sets: list[str] | None) -> str:
+    import torch
+
+    from cardiacnets.models.registry import create_model, save_pretrained
+
+    torch.manual_seed(len(name))
+    if input == "cmr":
+        model = create_model("screening-cmr-tiny")
+    else:
+        model = create_model("screening-ecg-tiny", ecg={"embed_dim": 24, "depth": 1, "num_heads": 2})
+    meta = {"stage": "finetune", "input": input, "ecg_preprocess": "full", "init": {"init": "random"}}
+    if lead_sets:
+        meta["lead_sets"] = lead_sets
+    save_pretrained(model, root / name / "best", metadata=meta)
+    return str(root / name)
+
+
+def test_a_whole_external_run_with_ecg_and_cmr_arms(tmp_path: Path) -> None:
+    runs = {
+        "aligned": _tiny_run(tmp_path, "aligned", "ecg", ["12", "I"]),
+        "ecg_only": _tiny_run(tmp_path, "ecg_only", "ecg", ["12", "I"]),
+        "cmr": _tiny_run(tmp_path, "cmr", "cmr", None),
+    }
+    cfg = ExternalConfig(runs=runs, out=str(tmp_path / "out"), sites=["default", "community"], lead_sets=["12", "I"],
+                         n_test=24, n_recalibration=20, n_reference=30, n_ood_calibration=30, n_bootstrap=100)  # fmt: skip
+    payload = run_external(cfg, command="cntrain external (test)")
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["sites"].keys() == {"default", "community"}
+    for site in saved["sites"].values():
+        assert site.keys() == {"aligned", "ecg_only", "cmr"}
+        assert site["cmr"]["ood_flag_rate"]["value"] is None  # the check is the ECG model's
+        assert 0.0 <= site["aligned"]["ood_flag_rate"]["value"] <= 1.0
+        assert site["cmr"]["mean_r"]["n_targets"] > 40
+    # the CMR reference stands unchanged in every lead set's table; the ECG arms are scored per lead set
+    for ls in ("12", "I"):
+        assert saved["lead_sets"][ls]["cmr"]["uses_ecg"] is False
+        assert saved["lead_sets"][ls]["cmr"]["auc"] == saved["sites"]["default"]["cmr"]["auc"]
+    assert "delong_vs_12" in saved["lead_sets"]["I"]["aligned"]
+    assert saved["lead_sets"]["I"]["aligned"]["auc"] != saved["lead_sets"]["12"]["aligned"]["auc"]
+    assert set(saved["delong_aligned_vs_cmr"]["sites"]) == {"default", "community"}
+    assert payload["sites"]["community"]["cmr"]["auc"] == saved["sites"]["community"]["cmr"]["auc"]
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "AUROC difference aligned - CMR-based" in text and "does not use the ECG" in text
+    assert "In short: the advantage holds at" in text
+
+
+def test_a_cmr_model_in_an_ecg_arm_is_refused(tmp_path: Path) -> None:
+    from cardiacnets.errors import ConfigError
+
+    runs = {"aligned": _tiny_run(tmp_path, "cmr", "cmr", None)}
+    with pytest.raises(ConfigError, match="CMR-input model"):
+        run_external(ExternalConfig(runs=runs, out=str(tmp_path / "out"), sites=["default"]))
+
+
 def _payload() -> dict:
     auc = {d: {"value": 0.7, "ci": [0.6, 0.8]} for d in DISEASES}
     arm = {"auc": auc, "mean_r": {"value": 0.3, "ci": [0.2, 0.4]}, "ece": 0.1, "ece_recalibrated": 0.05,
@@ -127,6 +192,9 @@ def test_report_has_every_table_and_figure(tmp_path: Path) -> None:
     assert "| community | aligned (CardiacNets) | 0.700 (0.600-0.800)" in text
     assert "0.100 / 0.050" in text and "+0.050 (p=0.04)" in text
     assert "| single lead I | aligned (CardiacNets) |" in text
+    # identical arms: no advantage; the verdict counts the sites compared
+    assert "- site default: mean AUROC 0.700 vs 0.700 (+0.000)" in text and "**Does not hold.**" in text
+    assert "the advantage holds at 0 of 2 sites" in text
     assert (tmp_path / "fig_sites_auc.png").stat().st_size > 0 and (tmp_path / "fig_lead_sets_auc.png").is_file()
     json.dumps(_payload())  # the payload is plain JSON
 

@@ -13,8 +13,12 @@ applied unchanged to a fresh case-control cohort of every site, and scored for
   there is about ``alpha`` by construction);
 
 and, on the training site's cohort, every lead set of :mod:`cardiacnets.leadsets` (leads outside the set zeroed), with
-DeLong tests against the same model's 12-lead AUROC. Every cohort is simulated in memory from its own seed and
-subject range, disjoint from the fine-tuning cohort (another seed). Writes ``results.json``, ``report.md`` and figures.
+DeLong tests against the same model's 12-lead AUROC. A CMR-input arm (``cntrain finetune --input cmr``) is scored on
+the same subjects' cines (the sites differ in population only for it: their carts and electrodes do not touch the
+CMR); it has no out-of-distribution rate (the check is the ECG model's) and stands unchanged in every lead set's table
+as the reference an ECG model is compared with (DeLong aligned vs CMR per site). Every cohort is simulated in memory
+from its own seed and subject range, disjoint from the fine-tuning cohort (another seed). Writes ``results.json``,
+``report.md`` and figures.
 """
 
 from __future__ import annotations
@@ -79,17 +83,24 @@ class ExternalConfig:
 # Cohorts and predictions
 
 
-@lru_cache(maxsize=6)  # the arms share each cohort; treat the arrays as read-only
-def site_cohort(site: str, start: int, n: int, seed: int, mode: str, ecg_preprocess: str) -> tuple[Any, np.ndarray]:
+@lru_cache(maxsize=8)  # the arms share each cohort; treat the arrays as read-only
+def site_cohort(
+    site: str, start: int, n: int, seed: int, mode: str, ecg_preprocess: str, input: str = "ecg"
+) -> tuple[Any, np.ndarray]:
     """Subjects ``start .. start+n-1`` of ``site`` (seed ``seed``) as a fine-tuning
-    :class:`~cardiacnets.training.tasks.finetune_cohort.CohortSplit` and their raw ECGs ``(n, 12, 5000)`` mV."""
+    :class:`~cardiacnets.training.tasks.finetune_cohort.CohortSplit` and their raw ECGs ``(n, 12, 5000)`` mV.
+    ``input="cmr"``: the split's ``x`` is the subjects' cines (uint8 short axis and 4-chamber, as fine-tuning reads
+    them) instead of their ECGs; the same subjects, labels and phenotypes."""
     from cardiacnets.synth import simulate
     from cardiacnets.training.data import ecg_transform
     from cardiacnets.training.tasks.finetune_cohort import CohortSplit
 
-    d = simulate(n, seed, start=start, site=site, mode=mode, with_cines=False)
-    transform = ecg_transform(ecg_preprocess)
-    x = np.stack([transform(e) for e in d["ecg"]]).astype(np.float32)
+    d = simulate(n, seed, start=start, site=site, mode=mode, with_cines=input == "cmr")
+    if input == "cmr":
+        x: Any = tuple(np.round(d[k] * 255.0).astype(np.uint8) for k in ("cine_sa", "cine_la"))
+    else:
+        transform = ecg_transform(ecg_preprocess)
+        x = np.stack([transform(e) for e in d["ecg"]]).astype(np.float32)
     covariates = np.stack([d["sex"], d["age"], d["heart_rate"]], axis=1).astype(np.float32)
     groups = np.asarray([f"{site}-{seed}-{i}" for i in d["subject_index"]])
     cohort = CohortSplit(
@@ -184,6 +195,13 @@ class _Arm:
     train_calibration: dict[str, Any] | None = None
     ood: dict[str, Any] | None = None
 
+    @property
+    def input(self) -> str:
+        return str(self.meta.get("input") or "ecg")
+
+    def cohort(self, cfg: ExternalConfig, site: str, start: int, n: int) -> tuple[Any, np.ndarray]:
+        return site_cohort(site, start, n, cfg.seed, cfg.mode, self.meta.get("ecg_preprocess", "full"), self.input)
+
 
 def _fit_training_site(cfg: ExternalConfig, arms: dict[str, _Arm]) -> None:
     """Per arm: the training site's Platt maps (on its recalibration sample) and out-of-distribution check."""
@@ -192,15 +210,16 @@ def _fit_training_site(cfg: ExternalConfig, arms: dict[str, _Arm]) -> None:
 
     start = cfg.n_test
     for arm in arms.values():
-        pre = arm.meta.get("ecg_preprocess", "full")
-        sample, _ = site_cohort(cfg.train_site, start, cfg.n_recalibration, cfg.seed, cfg.mode, pre)
+        sample, _ = arm.cohort(cfg, cfg.train_site, start, cfg.n_recalibration)
         pred = predict_cohort(arm.model, sample, cfg.batch_size)
         arm.train_calibration = fit_site_calibration(pred["labels"], pred["disease_prob"])
+        if arm.input != "ecg":
+            continue  # the out-of-distribution check is the ECG model's
         ref_start = start + cfg.n_recalibration
         rows = {}
         for name, first, n in (("reference", ref_start, cfg.n_reference),
                                ("calibration", ref_start + cfg.n_reference, cfg.n_ood_calibration)):  # fmt: skip
-            cohort, raw = site_cohort(cfg.train_site, first, n, cfg.seed, cfg.mode, pre)
+            cohort, raw = arm.cohort(cfg, cfg.train_site, first, n)
             rows[name] = {"embedding": predict_cohort(arm.model, cohort, cfg.batch_size)["embedding"],
                           **signal_rows(raw, cohort.covariates[:, 2])}  # fmt: skip
         arm.ood = fit_ood(rows["reference"], rows["calibration"], cfg.alpha)
@@ -213,16 +232,18 @@ def _evaluate_site(cfg: ExternalConfig, site: str, arms: dict[str, _Arm]) -> tup
 
     results, preds = {}, {}
     for name, arm in arms.items():
-        pre = arm.meta.get("ecg_preprocess", "full")
-        cohort, raw = site_cohort(site, 0, cfg.n_test, cfg.seed, cfg.mode, pre)
-        sample, _ = site_cohort(site, cfg.n_test, cfg.n_recalibration, cfg.seed, cfg.mode, pre)
+        cohort, raw = arm.cohort(cfg, site, 0, cfg.n_test)
+        sample, _ = arm.cohort(cfg, site, cfg.n_test, cfg.n_recalibration)
         pred = predict_cohort(arm.model, cohort, cfg.batch_size)
         before = apply_site_calibration(arm.train_calibration, pred["disease_prob"])
         local = fit_site_calibration(sample.labels, predict_cohort(arm.model, sample, cfg.batch_size)["disease_prob"])
         after = apply_site_calibration(local, pred["disease_prob"])
         cal_before, cal_after = calibration_summary(pred["labels"], before), calibration_summary(pred["labels"], after)
-        flags = ood_scores(arm.ood, {"embedding": pred["embedding"], **signal_rows(raw, cohort.covariates[:, 2])})
-        flagged = int((flags > arm.ood["threshold"]).sum())
+        if arm.ood is None:
+            ood_rate: dict[str, Any] = {"value": None, "ci": None, "reason": "CMR input: the check is the ECG model's"}
+        else:
+            flags = ood_scores(arm.ood, {"embedding": pred["embedding"], **signal_rows(raw, cohort.covariates[:, 2])})
+            ood_rate = metrics.proportion(int((flags > arm.ood["threshold"]).sum()), len(flags)).as_dict()
         results[name] = {
             "auc": _auc(pred),
             "mean_r": _mean_r(pred, cfg.n_bootstrap, cfg.seed),
@@ -230,7 +251,7 @@ def _evaluate_site(cfg: ExternalConfig, site: str, arms: dict[str, _Arm]) -> tup
             "ece_recalibrated": cal_after["ece"],
             "calibration_slope": cal_before["slope"],
             "calibration_slope_recalibrated": cal_after["slope"],
-            "ood_flag_rate": metrics.proportion(flagged, len(flags)).as_dict(),
+            "ood_flag_rate": ood_rate,
             "n_test": len(cohort),
             "n_recalibration": len(sample),
         }
@@ -244,17 +265,18 @@ def _mean_auc(auc: dict[str, Any]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def _lead_sets(cfg: ExternalConfig, arms: dict[str, _Arm]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _lead_sets(
+    cfg: ExternalConfig, arms: dict[str, _Arm], reference: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Per lead set and arm on the training site's test cohort: AUROC, mean r, DeLong vs the same model at 12 leads;
-    and aligned vs ECG-only per lead set."""
+    and aligned vs ECG-only per lead set. ``reference``: the training site's results per arm (the CMR arm's row)."""
     names = cfg.lead_set_arms or [a for a, arm in arms.items() if arm.meta.get("lead_sets")]
+    names = [a for a in names if arms[a].input == "ecg"]
     out: dict[str, Any] = {ls: {} for ls in cfg.lead_sets}
     preds: dict[str, dict[str, Any]] = {ls: {} for ls in cfg.lead_sets}
     for name in names:
         arm = arms[name]
-        cohort, _ = site_cohort(
-            cfg.train_site, 0, cfg.n_test, cfg.seed, cfg.mode, arm.meta.get("ecg_preprocess", "full")
-        )
+        cohort, _ = arm.cohort(cfg, cfg.train_site, 0, cfg.n_test)
         for ls in cfg.lead_sets:
             preds[ls][name] = predict_cohort(arm.model, cohort, cfg.batch_size, ls)
         for ls in cfg.lead_sets:
@@ -262,6 +284,10 @@ def _lead_sets(cfg: ExternalConfig, arms: dict[str, _Arm]) -> tuple[dict[str, An
             out[ls][name] = {"auc": _auc(pred), "mean_r": _mean_r(pred, cfg.n_bootstrap, cfg.seed)}
             if full is not None and ls != "12":
                 out[ls][name]["delong_vs_12"] = delong_pairs(pred["labels"], pred["disease_prob"], full["disease_prob"])
+    for name, arm in arms.items():
+        if arm.input != "ecg":  # the CMR reference does not depend on the ECG's leads: the same row in every table
+            for ls in cfg.lead_sets:
+                out[ls][name] = {**{k: reference[name][k] for k in ("auc", "mean_r")}, "uses_ecg": False}
     comparisons = {}
     if {"aligned", "ecg_only"} <= set(names):
         for ls in cfg.lead_sets:
@@ -280,23 +306,28 @@ def run_external(cfg: ExternalConfig, command: str | None = None) -> dict[str, A
     arms = {}
     for name, run in cfg.runs.items():
         model, meta = load_arm(run)
-        if meta.get("input", "ecg") != "ecg":
-            raise ConfigError(f"arm {name}: {run} is not an ECG-input model; the CMR arm needs cines at every site")
         arms[name] = _Arm(model, meta)
+        if arms[name].input not in ("ecg", "cmr"):
+            raise ConfigError(f"arm {name}: {run} has input {arms[name].input!r}; expected 'ecg' or 'cmr'")
+        if (name == "cmr") != (arms[name].input == "cmr"):
+            kind = arms[name].input.upper()
+            raise ConfigError(f"arm {name}: {run} is a {kind}-input model; the cmr arm, and only it, takes cines")
     _fit_training_site(cfg, arms)
-    sites, comparisons = {}, {}
+    sites, comparisons, versus_cmr = {}, {}, {}
     for site in cfg.sites:
         sites[site], preds = _evaluate_site(cfg, site, arms)
-        if {"aligned", "ecg_only"} <= set(arms):
-            a, b = preds["aligned"], preds["ecg_only"]
-            comparisons[site] = delong_pairs(a["labels"], a["disease_prob"], b["disease_prob"])
-    lead_sets, lead_set_comparisons = _lead_sets(cfg, arms)
+        for other, table in (("ecg_only", comparisons), ("cmr", versus_cmr)):
+            if {"aligned", other} <= set(arms):
+                a, b = preds["aligned"], preds[other]
+                table[site] = delong_pairs(a["labels"], a["disease_prob"], b["disease_prob"])
+    lead_sets, lead_set_comparisons = _lead_sets(cfg, arms, sites[cfg.train_site])
     payload = {
         "synthetic": True,
         "train_site": cfg.train_site,
         "sites": sites,
         "lead_sets": lead_sets,
         "delong_aligned_vs_ecg_only": {"sites": comparisons, "lead_sets": lead_set_comparisons},
+        "delong_aligned_vs_cmr": {"sites": versus_cmr},
         "site_descriptions": {s: SITES[s].description for s in cfg.sites},
         "runs": {
             name: {

@@ -60,12 +60,13 @@ def _site_tables(payload: dict[str, Any]) -> list[str]:
             ood = _est(r["ood_flag_rate"])
             lines.append(f"| {tag} | {ARM_LABELS[arm]} | " + " | ".join(cells) + f" | {_est(r['mean_r'])} | {ece} |"
                          f" {slope} | {ood} |")  # fmt: skip
-    comparisons = payload["delong_aligned_vs_ecg_only"]["sites"]
-    if comparisons:
-        lines += ["", "AUROC difference aligned - ECG-only (DeLong p, same subjects):", "",
-                  "| site | " + " | ".join(DISEASES) + " |", "|---|" + "---|" * len(DISEASES)]  # fmt: skip
-        for site, per in comparisons.items():
-            lines.append(f"| {site} | " + " | ".join(_p(per.get(d)) for d in DISEASES) + " |")
+    for key, other in (("delong_aligned_vs_ecg_only", "ECG-only"), ("delong_aligned_vs_cmr", "CMR-based")):
+        comparisons = (payload.get(key) or {}).get("sites")
+        if comparisons:
+            lines += ["", f"AUROC difference aligned - {other} (DeLong p, same subjects):", "",
+                      "| site | " + " | ".join(DISEASES) + " |", "|---|" + "---|" * len(DISEASES)]  # fmt: skip
+            for site, per in comparisons.items():
+                lines.append(f"| {site} | " + " | ".join(_p(per.get(d)) for d in DISEASES) + " |")
     return lines
 
 
@@ -77,7 +78,10 @@ def _lead_set_tables(payload: dict[str, Any]) -> list[str]:
         for arm, r in arms.items():
             cells = [_est(r["auc"][d]) for d in DISEASES]
             vs = r.get("delong_vs_12")
-            change = "reference" if vs is None else "; ".join(f"{d} {_p(vs.get(d))}" for d in DISEASES)
+            if r.get("uses_ecg") is False:
+                change = "does not use the ECG (the 12-lead site results, repeated)"
+            else:
+                change = "reference" if vs is None else "; ".join(f"{d} {_p(vs.get(d))}" for d in DISEASES)
             lines.append(f"| {LEAD_SET_WORDS[ls]} | {ARM_LABELS[arm]} | " + " | ".join(cells) +
                          f" | {_est(r['mean_r'])} | {change} |")  # fmt: skip
     comparisons = payload["delong_aligned_vs_ecg_only"]["lead_sets"]
@@ -86,6 +90,49 @@ def _lead_set_tables(payload: dict[str, Any]) -> list[str]:
                   "| lead set | " + " | ".join(DISEASES) + " |", "|---|" + "---|" * len(DISEASES)]  # fmt: skip
         for ls, per in comparisons.items():
             lines.append(f"| {LEAD_SET_WORDS[ls]} | " + " | ".join(_p(per.get(d)) for d in DISEASES) + " |")
+    return lines
+
+
+def _advantage(label: str, arms: dict[str, Any], delong: dict[str, Any] | None) -> tuple[str, bool | None]:
+    """One line comparing aligned with ECG-only on one site or lead set, and whether the advantage holds there
+    (higher mean AUROC, higher mean r, and no disease significantly worse at p < 0.05); None: not both arms."""
+    if not {"aligned", "ecg_only"} <= set(arms):
+        return "", None
+    a, b = arms["aligned"], arms["ecg_only"]
+    auc_a, auc_b = mean_auc(a["auc"]), mean_auc(b["auc"])
+    better = [d for d, v in (delong or {}).items() if v and v["p"] < 0.05 and v["difference"] > 0]
+    worse = [d for d, v in (delong or {}).items() if v and v["p"] < 0.05 and v["difference"] < 0]
+    r_a, r_b = a["mean_r"].get("value"), b["mean_r"].get("value")
+    holds = bool(auc_a > auc_b and not worse and r_a is not None and r_b is not None and r_a > r_b)
+    line = (
+        f"- {label}: mean AUROC {_num(auc_a)} vs {_num(auc_b)} ({auc_a - auc_b:+.3f}); aligned significantly better"
+        f" for {len(better)}/{len(DISEASES)} diseases{' (' + ', '.join(better) + ')' if better else ''}, worse for"
+        f" {len(worse)}{' (' + ', '.join(worse) + ')' if worse else ''}; mean r {_est(a['mean_r'])} vs"
+        f" {_est(b['mean_r'])}. **{'Holds' if holds else 'Does not hold'}.**"
+    )
+    return line, holds
+
+
+def _advantage_section(payload: dict[str, Any]) -> list[str]:
+    """Whether the aligned encoder's advantage over ECG-only holds at each site and with each lead set."""
+    lines = ["## Does the aligned encoder's advantage over ECG-only hold?", "",
+             "Aligned vs ECG-only on the same subjects; \"holds\" means a higher mean AUROC over the five diseases, a"
+             " higher mean phenotype r, and no disease with a significantly lower AUROC (DeLong p < 0.05).",
+             ""]  # fmt: skip
+    delong = payload["delong_aligned_vs_ecg_only"]
+    counts = {}
+    for key, groups, name in (("sites", payload["sites"], "site"), ("lead_sets", payload["lead_sets"], "lead set")):
+        verdicts = []
+        for group, arms in groups.items():
+            label = LEAD_SET_WORDS.get(group, group) if key == "lead_sets" else group
+            line, holds = _advantage(f"{name} {label}", arms, delong[key].get(group))
+            if holds is not None:
+                lines.append(line)
+                verdicts.append(holds)
+        counts[name] = (sum(verdicts), len(verdicts))
+    if any(n for _, n in counts.values()):
+        lines += ["", "In short: the advantage holds at " + " and with ".join(
+            f"{k} of {n} {name}s" for name, (k, n) in counts.items()) + "."]  # fmt: skip
     return lines
 
 
@@ -146,6 +193,8 @@ def write_external_report(payload: dict[str, Any], out: Path) -> None:
         ),  # fmt: skip
         "",
         "Sites: " + "; ".join(f"**{s}**: {d}" for s, d in payload["site_descriptions"].items()),
+        "",
+        *_advantage_section(payload),
         "",
         *_site_tables(payload),
         "",
