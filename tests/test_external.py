@@ -123,8 +123,9 @@ def test_a_whole_external_run_with_ecg_and_cmr_arms(tmp_path: Path) -> None:
         "ecg_only": _tiny_run(tmp_path, "ecg_only", "ecg", ["12", "I"]),
         "cmr": _tiny_run(tmp_path, "cmr", "cmr", None),
     }
+    sizes = {"n_test": 24, "n_recalibration": 20, "n_reference": 30, "n_ood_calibration": 30, "n_bootstrap": 100}
     cfg = ExternalConfig(runs=runs, out=str(tmp_path / "out"), sites=["default", "community"], lead_sets=["12", "I"],
-                         n_test=24, n_recalibration=20, n_reference=30, n_ood_calibration=30, n_bootstrap=100)  # fmt: skip
+                         **sizes)  # fmt: skip
     payload = run_external(cfg, command="cntrain external (test)")
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["sites"].keys() == {"default", "community"}
