@@ -11,6 +11,7 @@ import binascii
 import datetime as dt
 import importlib
 import io
+import json
 import struct
 import zipfile
 from pathlib import Path
@@ -465,6 +466,67 @@ def test_csv_rate_from_time_column_or_comment(tmp_path: Path) -> None:
     irregular = ["time,I,II", "0,1,2", "0.002,1,2", "0.010,1,2"]
     path.write_text("\n".join(irregular))
     with pytest.raises(CorruptFileError, match="uniform"):
+        read_ecg(path)
+
+
+def _watch_export(values_uv: np.ndarray, *, decimal_comma: bool = False, keys: dict[str, str] | None = None) -> str:
+    """A single-lead export as the Apple Watch ECG app writes it (key-value header, blank lines, one value a line)."""
+    k = {"name": "Name", "birth": "Date of Birth", "recorded": "Recorded Date", "classification": "Classification",
+         "device": "Device", "rate": "Sample Rate", "lead": "Lead", "unit": "Unit", **(keys or {})}  # fmt: skip
+    head = [f"{k['name']},Test Person", f'{k["birth"]},"Jan 8, 2002"', f"{k['recorded']},2026-05-30 16:32:18 -0700",
+            f"{k['classification']},Sinus Rhythm", "Symptoms,", "Software Version,1.90", f'{k["device"]},"Watch7,12"',
+            f"{k['rate']},512 hertz", "", "", f"{k['lead']},Lead I", f"{k['unit']},µV", "", ""]  # fmt: skip
+    cells = [f"{v:.3f}".replace(".", ",") if decimal_comma else f"{v:.3f}" for v in values_uv]
+    return "\n".join(head + cells) + "\n"
+
+
+@pytest.mark.parametrize("variant", ["english", "decimal-comma", "other-language-keys"])
+def test_single_lead_key_value_export_reads_lead_i_in_mv(tmp_path: Path, variant: str) -> None:
+    t = np.arange(512 * 30) / 512
+    lead_i_uv = np.round(400 * np.sin(2 * np.pi * 1.1 * t) - 120 * np.cos(2 * np.pi * 7 * t), 3)
+    keys = {"rate": "Abtastrate", "lead": "Ableitung", "unit": "Einheit", "name": "Nom", "birth": "Geburtsdatum"}
+    path = tmp_path / "ecg_2026-05-30.csv"
+    path.write_text(
+        _watch_export(lead_i_uv, decimal_comma=variant == "decimal-comma", keys=keys if "other" in variant else None),
+        encoding="utf-8",
+    )
+    record = read_ecg(path)
+    assert record.fs == 512.0 and record.signal.shape == (12, 512 * 30)
+    np.testing.assert_allclose(record.signal[LEADS.index("I")], lead_i_uv / 1000.0, atol=1e-9)
+    assert record.meta["stored_leads"] == ["I"] and len(record.meta["missing_leads"]) == 11
+    assert not record.signal[1:].any()  # nothing invented for the leads a single lead cannot give
+    assert record.meta["device"] == "Watch7,12" and record.meta["cart_measurements"]["rhythm"] == "sinus"
+    if variant == "other-language-keys":  # the patient's name is recognised by its English key only; never kept else
+        assert record.meta["phi"] == {} and "Test Person" not in json.dumps(record.without_phi(), default=str)
+    else:
+        assert record.meta["phi"] == {"name": "Test Person", "birth_date": "Jan 8, 2002"}
+        assert record.meta["acquired"] == "2026-05-30 16:32:18 -0700"
+    assert "Test Person" not in " ".join(record.warnings)
+
+
+def test_single_lead_exports_refuse_what_they_cannot_read(tmp_path: Path) -> None:
+    path = tmp_path / "ecg.csv"
+    text = _watch_export(np.zeros(600))
+    path.write_text(text.replace("Lead,Lead I", "Lead,Lead Z"), encoding="utf-8")
+    with pytest.raises(CorruptFileError, match="not one of the 12 standard leads"):
+        read_ecg(path)
+    path.write_text(text.replace("\n0.000\n", "\n0.000\nnoise\n", 1), encoding="utf-8")
+    with pytest.raises(CorruptFileError, match="not one number"):
+        read_ecg(path)
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(CorruptFileError, match="states 512 Hz"):
+        array_reader.read(path, path.read_bytes(), fs=500.0)
+
+
+def test_single_column_csv_with_a_lead_name_header(tmp_path: Path) -> None:
+    values = np.round(np.sin(np.arange(2500) / 40.0), 4)
+    path = tmp_path / "lead2.csv"
+    path.write_text("\n".join(["# fs=250", "Lead II", *(f"{v:.4f}".replace(".", ",") for v in values)]))
+    record = read_ecg(path)
+    assert record.fs == 250.0 and record.meta["stored_leads"] == ["II"]
+    np.testing.assert_allclose(record.signal[LEADS.index("II")], values, atol=1e-9)
+    path.write_text("\n".join(["# fs=250", "amplitude", "0.1", "0.2"]))
+    with pytest.raises(CorruptFileError, match="single column needs a lead"):
         read_ecg(path)
 
 

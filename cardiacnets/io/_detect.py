@@ -87,6 +87,17 @@ def _looks_like_scp(data: bytes) -> bool:
     return plausible and self_pointer and 6 + s0_length <= record_length <= 16 * len(data)
 
 
+def _single_column(text: str) -> bool:
+    """A one-column CSV: a header word (a lead name such as ``I`` or ``Lead II``; the reader refuses others with the
+    fix), then one number a line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")][:3]
+    return (
+        len(lines) == 3
+        and re.match(r"^\"?[A-Za-z][\w ()-]{0,40}\"?$", lines[0]) is not None
+        and all(re.match(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$", line) for line in lines[1:])
+    )
+
+
 def detect_format(data: bytes, path: Path | None = None) -> str:
     """Return the format id of an ECG file's content (a key of :data:`FORMATS`)."""
     head = data[:4096]
@@ -116,6 +127,8 @@ def detect_format(data: bytes, path: Path | None = None) -> str:
     ):
         return "wfdb"
     if re.match(r"^\s*[A-Za-z\"#]?[\w\s\"',;.\t-]*$", first) and ("," in first or ";" in first or "\t" in first):
+        return "csv"
+    if _single_column(stripped):
         return "csv"
     raise UnsupportedFormatError(
         f"{path or 'input'}: content matches no supported ECG format (MUSE/Philips/aECG/CardioSoft XML, DICOM, SCP-ECG,"

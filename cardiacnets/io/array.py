@@ -19,7 +19,15 @@ CSV (``.csv``, comma, semicolon or tab separated)
     Optional comment lines starting with ``#``: ``# fs=500`` (Hz) and ``# units=mV`` or ``# units=uV`` (default mV).
     A header row of lead names; an optional first column ``time`` (seconds). Then one row per sample. The rate comes
     from ``# fs=`` or from the (uniform) time column; when both are present they must agree within 1 %. Empty cells
-    are missing samples (NaN, flagged).
+    are missing samples (NaN, flagged). A single lead needs no separator: a header ``I`` then one value per row.
+
+Single-lead CSV with a key-value header (a wearable's export; the Apple Watch ECG app's "Export as CSV" writes it)
+    ``key,value`` lines (values may be quoted and hold commas: ``Device,"Watch7,12"``), then one voltage per line.
+    Recognised by a ``Sample Rate,512 hertz`` line (``Hz`` too, any case). ``Lead,Lead I`` names the lead (lead I if
+    absent), ``Unit,µV`` the unit (uV if absent, with a warning); ``Recorded Date`` is the acquisition time, ``Device``
+    the device, ``Classification`` the device's rhythm statement (the cart-measurement ``rhythm``); ``Name`` and
+    ``Date of Birth`` are kept only under ``meta["phi"]``. Samples written with a decimal comma (``-265,868``, the
+    device's locale) are read as decimals. Unknown keys are ignored.
 
 Safety: ``np.load(..., allow_pickle=False)``; array headers are checked before any data is decoded (declared shape x
 item size against the bytes present, and against :data:`MAX_ARRAY_BYTES`), and NPZ members' uncompressed sizes and
@@ -42,7 +50,7 @@ import numpy as np
 
 from cardiacnets.errors import CorruptFileError, FileTooLargeError, UnsupportedFormatError
 from cardiacnets.io._units import millivolts_per_unit
-from cardiacnets.record import LEADS, EcgRecord, assemble_record
+from cardiacnets.record import LEADS, EcgRecord, assemble_record, canonical_lead_name
 
 logger = logging.getLogger(__name__)
 
@@ -212,15 +220,92 @@ def _read_npz(path: Path, data: bytes, fs: float | None, leads: Sequence[str] | 
     return _build(signal, names, _check_fs(fs, where), _units_factor(units, where), "NPZ", path, [])
 
 
+#: A header value stating the sampling rate (``512 hertz``, ``500 Hz``): it marks a key-value single-lead export.
+_KV_RATE = re.compile(r"^([0-9]+(?:[.,][0-9]+)?)\s*(?:hertz|hz)$", re.IGNORECASE)
+#: One voltage on its own line, with a decimal point or a decimal comma.
+_KV_SAMPLE = re.compile(r"^[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?$")
+
+
+def _key_value_header(lines: list[str]) -> tuple[dict[str, str], int] | None:
+    """``(header key (lower case) -> value, index of the first sample line)`` of a key-value single-lead export, or
+    None when ``lines`` are not one (no ``key,<n> hertz`` line before the first line that is one number)."""
+    import csv
+
+    header: dict[str, str] = {}
+    for k, line in enumerate(lines[:200]):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if _KV_SAMPLE.match(stripped):
+            has_rate = any(_KV_RATE.match(value) for value in header.values())
+            return (header, k) if has_rate else None
+        cells = next(csv.reader([stripped], skipinitialspace=True), [])
+        if cells and cells[0].strip():
+            header.setdefault(cells[0].strip().lower(), ",".join(c.strip() for c in cells[1:]).strip())
+    return None
+
+
+def _read_key_value_csv(
+    path: Path, lines: list[str], header: dict[str, str], first: int, fs: float | None, units: str | None
+) -> EcgRecord:
+    """The single-lead layout with a key-value header (module docstring). Keys may be in the device's language: the
+    rate, lead and unit are recognised by their values; the patient's name and birth date only by the English keys
+    (kept under ``meta["phi"]``; other keys are dropped)."""
+    from cardiacnets.io.cart_measurements import complete, rhythm_from_statements
+
+    where = str(path)
+    samples = [line.strip() for line in lines[first:] if line.strip()]
+    values = np.empty(len(samples))
+    for k, cell in enumerate(samples):
+        if not _KV_SAMPLE.match(cell):
+            raise CorruptFileError(f"{where}: sample line {k + 1} ({cell[:20]!r}) is not one number")
+        values[k] = float(cell.replace(",", "."))
+    if values.size < 2:
+        raise CorruptFileError(f"{where}: the export holds fewer than 2 samples after its header")
+    warnings: list[str] = []
+    stated = next(m for v in header.values() if (m := _KV_RATE.match(v)))
+    rate = _check_fs(float(stated.group(1).replace(",", ".")), where)
+    if fs is not None and abs(_check_fs(fs, where) - rate) > 0.01 * rate:
+        raise CorruptFileError(f"{where}: the export states {rate:g} Hz but fs={fs} was passed")
+    named = header.get("lead")
+    leads = [lead for v in ([named] if named else header.values()) if (lead := canonical_lead_name(v))]
+    if named and not leads:
+        raise CorruptFileError(f"{where}: lead {named!r} is not one of the 12 standard leads")
+    if not leads:
+        warnings.append("the export names no lead; read as lead I")
+    unit = units if units is not None else header.get("unit")
+    if unit is None:
+        unit = next((v for v in header.values() if millivolts_per_unit(v) is not None), None)
+    if unit is None:
+        warnings.append("the export states no unit; assumed uV")
+    factor = _units_factor(unit or "uV", where)
+    phi_keys = (("name", "name"), ("birth_date", "date of birth"))
+    phi = {key: header[field] for key, field in phi_keys if header.get(field)}
+    rhythm, paced = rhythm_from_statements([header["classification"]] if header.get("classification") else [])
+    meta = {
+        "warnings": warnings,
+        "device": header.get("device") or None,
+        "acquired": header.get("recorded date") or None,
+        "phi": phi,
+        "cart_measurements": complete({"rhythm": rhythm, "paced": paced}),
+    }
+    channels = {(leads[0] if leads else "I"): values * factor}
+    return assemble_record(channels, rate, source_format="CSV", path=where, meta=meta)
+
+
 def _read_csv(path: Path, data: bytes, fs: float | None, units: str | None) -> EcgRecord:
     where = str(path)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
+    all_lines = text.splitlines()
+    key_value = _key_value_header(all_lines)
+    if key_value is not None:
+        return _read_key_value_csv(path, all_lines, *key_value, fs, units)
     declared: dict[str, str] = {}
     rows: list[str] = []
-    for line in text.splitlines():
+    for line in all_lines:
         stripped = line.strip()
         if not stripped:
             continue
@@ -232,14 +317,21 @@ def _read_csv(path: Path, data: bytes, fs: float | None, units: str | None) -> E
     if len(rows) < 2:
         raise CorruptFileError(f"{where}: CSV needs a header row and at least one sample row")
     header_row = rows[0]
-    delimiter = max((",", ";", "\t"), key=header_row.count)
-    if header_row.count(delimiter) == 0:
-        raise CorruptFileError(f"{where}: CSV header row has no comma, semicolon or tab separator")
-    header = [h.strip().strip('"').strip("'") for h in header_row.split(delimiter)]
+    delimiter: str | None = max((",", ";", "\t"), key=header_row.count)
+    if header_row.count(delimiter) == 0:  # type: ignore[arg-type]
+        if canonical_lead_name(header_row.strip().strip('"')) is None:
+            raise CorruptFileError(
+                f"{where}: CSV header row has no comma, semicolon or tab separator (a single column needs a lead"
+                " name such as 'I' as its header)"
+            )
+        delimiter = None  # one lead: one value per row, which may carry a decimal comma
+    header = [
+        h.strip().strip('"').strip("'") for h in ([header_row] if delimiter is None else header_row.split(delimiter))
+    ]
     n_cols = len(header)
     values = np.full((len(rows) - 1, n_cols), np.nan)
     for r, row in enumerate(rows[1:]):
-        cells = row.split(delimiter)
+        cells = [row.replace(",", ".")] if delimiter is None else row.split(delimiter)
         if len(cells) != n_cols:
             raise CorruptFileError(f"{where}: CSV row {r + 2} has {len(cells)} fields, the header {n_cols}")
         for c, cell in enumerate(cells):
@@ -275,8 +367,8 @@ def _read_csv(path: Path, data: bytes, fs: float | None, units: str | None) -> E
     if not rate_sources:
         raise CorruptFileError(f"{where}: CSV states no sampling rate: add a '# fs=500' line or a 'time' column (s)")
     factor = _units_factor(units if units is not None else declared.get("units", "mV"), where)
-    names = _leads_list(header, where)
-    return _build(values.T, names, rate_sources[0], factor, "CSV", path, warnings)
+    names = [canonical_lead_name(h) or h for h in header] if delimiter is None else header
+    return _build(values.T, _leads_list(names, where), rate_sources[0], factor, "CSV", path, warnings)
 
 
 def read(
