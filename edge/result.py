@@ -47,7 +47,9 @@ def ood_note(distribution: dict[str, Any]) -> str:
 
 
 def _thresholds(bundle: Bundle, trust: TrustModel | None, disease: str, operating_point: str | None) -> dict[str, Any]:
-    entry = bundle.thresholds.get(disease) or {}
+    # a reduced lead set's trust artefacts carry its own thresholds; the manifest's are the 12-lead model's
+    entry = ((trust.thresholds if trust is not None and trust.thresholds is not None else bundle.thresholds)
+             .get(disease) or {})  # fmt: skip
     point = operating_point or str(entry.get("default", "youden"))
     value = entry.get(point)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -76,6 +78,8 @@ def build_result(
     outputs, ``trust`` the bundle's trust artefacts (None: uncalibrated, no intervals, no out-of-distribution check),
     ``execution_provider`` the onnxruntime provider the screening graph actually ran on.
     """
+    lead_set = getattr(prepared, "lead_set", None) or "12"
+    trust = trust.for_lead_set(lead_set) if trust is not None else None
     diseases = _disease_results(bundle, trust, outputs, operating_point)
     all_phenotypes, key = _phenotype_results(trust, prepared, outputs)
     distribution = None
@@ -103,7 +107,7 @@ def build_result(
         "record": prepared.record_info,
         "measurements": measurements or None,
         "cart_measurements": getattr(prepared, "cart_measurements", None),
-        "lead_set": getattr(prepared, "lead_set", None) or "12",
+        "lead_set": lead_set,
         "covariates_used": {
             name: (float(v) if m else None)
             for name, v, m in zip(

@@ -317,7 +317,14 @@ def load_trust(bundle: Bundle) -> TrustModel | None:
     if not entry:
         logger.debug("bundle %s has no trust data", bundle.root)
         return None
-    return TrustModel.from_file(bundle.path(entry["file"]))
+    trust = TrustModel.from_file(bundle.path(entry["file"]))
+    lacking = [ls for ls in bundle.lead_sets or [] if trust.for_lead_set(ls) is None]
+    if lacking:
+        raise BundleError(
+            f"bundle {bundle.root} declares lead set(s) {', '.join(lacking)} but its trust data has none for them;"
+            " re-fit it with `cnexport trust`"
+        )
+    return trust
 
 
 def screen_error_result(path: str, exc: CardiacNetsError) -> dict[str, Any]:

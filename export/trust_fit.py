@@ -13,6 +13,11 @@ ECGs go through the bundle's own preprocessing (``preprocess_ecg``), the heart r
 as :mod:`cardiacnets.edge.screen` does for a file. For the synthetic cohort, subject ``i`` and its split are pure
 functions of ``(seed, i)``: a cohort larger than the training one (same seed) holds the training cohort as its first
 subjects, so its validation and test splits gain unseen subjects while keeping the training cohort's own.
+
+A bundle whose model screens from reduced lead sets (``manifest["lead_sets"]``) gets one set of artefacts per lead set
+(``trust.json``'s ``lead_sets``): for each, the cohort's ECGs lose the leads outside the set before anything else (as
+a file holding only those leads reaches the edge: the others zero-filled), so calibration, thresholds, intervals and
+the out-of-distribution check are those of the model given that set.
 """
 
 from __future__ import annotations
@@ -97,10 +102,13 @@ def score_split(
     rng: np.random.Generator | None = None,
     chunk: int = 128,
     batch: int = 32,
+    lead_set: str | None = None,
 ) -> ScoredSplit:
-    """Run the screening graph at ``graph`` on a cohort split, the edge's way (see the module docstring)."""
+    """Run the screening graph at ``graph`` on a cohort split, the edge's way (see the module docstring); with
+    ``lead_set`` (:mod:`cardiacnets.leadsets`) the leads outside the set are zeroed in the raw ECGs first."""
     from cardiacnets.bundle import SCREENING_OUTPUTS
     from cardiacnets.export.onnx_export import ort_session
+    from cardiacnets.leadsets import apply_lead_set
     from cardiacnets.preprocess import PreprocessConfig, preprocess_ecg
     from cardiacnets.trust.ood import SIGNAL_VIEWS, signal_views
 
@@ -112,6 +120,8 @@ def score_split(
         raw, fs, hr_factor = np.asarray(data["ecg"], np.float64), 500.0, 1.0
         if transform is not None:
             raw, fs, hr_factor = transform(raw, fs, rng)
+        if lead_set not in (None, "12"):
+            raw = apply_lead_set(raw, lead_set)  # type: ignore[arg-type]
         covariates = np.array(data["covariates"], np.float32)
         mask = np.array(data["covariate_mask"], np.float32)
         known = (mask[:, 2] > 0) & np.isfinite(covariates[:, 2])
@@ -140,6 +150,7 @@ def score_split(
     joined = {k: np.concatenate(v) for k, v in parts.items()}
     n = joined["labels"].shape[0]
     where = f"{source} {split} split" + (f" of {n_subjects} subjects, seed {seed}" if source == "synthetic" else "")
+    where += f", lead set {lead_set}" if lead_set not in (None, "12") else ""
     return ScoredSplit(
         description=f"{where}: {n} subjects",
         outputs={k: joined[k] for k in SCREENING_OUTPUTS},
@@ -355,6 +366,22 @@ def attach_trust(
     evaluation = evaluate_trust(trust, thresholds, splits["test"])
     trust["fitted_on"]["graph"] = graph
     trust["evaluation"] = _evaluation_summary(evaluation)
+    for lead_set in manifest.get("lead_sets") or []:
+        if lead_set == "12":
+            continue
+        parts = {}
+        for split in ("train", "val", "test"):
+            say(f"running {graph} on the {data.source} {split} split with lead set {lead_set}...")
+            parts[split] = score_split(root / graph, data.source, split, preprocess=manifest.get("preprocess"),
+                                       n_subjects=data.n_subjects, seed=data.seed, mode=data.mode,
+                                       max_items=data.max_items, lead_set=lead_set)  # fmt: skip
+        sub, sub_thresholds = fit_trust(parts["train"], parts["val"], coverage=coverage, alpha=alpha)
+        sub_evaluation = evaluate_trust(sub, sub_thresholds, parts["test"])
+        sub.update(thresholds=sub_thresholds, evaluation=_evaluation_summary(sub_evaluation))
+        for key in ("schema", "diseases"):  # the lead set's artefacts share the top level's
+            sub.pop(key)
+        trust.setdefault("lead_sets", {})[lead_set] = sub
+        evaluation.setdefault("lead_sets", {})[lead_set] = sub_evaluation
     (root / TRUST_FILE).write_text(json.dumps(trust, indent=1, sort_keys=True) + "\n")
     updated = dict(manifest)
     previous = manifest.get("thresholds") or {}
@@ -362,6 +389,8 @@ def attach_trust(
                              for d, entry in thresholds.items()}  # fmt: skip
     updated["thresholds_source"] = f"chosen on the calibrated probabilities of the {splits['val'].description}"
     updated["trust"] = {"file": TRUST_FILE, "fitted_on": trust["fitted_on"], "evaluation": trust["evaluation"]}
+    if trust.get("lead_sets"):
+        updated["trust"]["lead_sets"] = {ls: sub["evaluation"] for ls, sub in trust["lead_sets"].items()}
     return updated, evaluation
 
 
@@ -499,7 +528,30 @@ def write_trust_report(evaluation: Mapping[str, Any], spec: Mapping[str, Any], o
               f"Flagged: {ood['flag_rate']:.1%} (threshold {ood['threshold']:.3f}; target about"
               f" {spec['ood']['alpha']:.0%}). By view: "
               + ", ".join(f"{k} {v:.1%}" for k, v in ood["flag_rate_by_view"].items()) + ".", ""]  # fmt: skip
+    lines += _lead_set_lines(evaluation)
     (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _lead_set_lines(evaluation: Mapping[str, Any]) -> list[str]:
+    """The report's table of the artefacts fitted per reduced lead set (none: no lines)."""
+    from cardiacnets.leadsets import LEAD_SET_WORDS
+
+    sets = evaluation.get("lead_sets") or {}
+    if not sets:
+        return []
+    lines = ["## Per lead set (test split; each set's own calibration, thresholds, intervals and check)", "",
+             "Each lead set's artefacts are fitted on the same splits with the leads outside the set removed.", "",
+             "| lead set | mean AUROC | mean ECE raw / calibrated | indeterminate | phenotype mean r (reconciled) |"
+             " conformal coverage | OOD flagged |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, e in {"12": evaluation, **sets}.items():
+        d = e["diseases"].values()
+        auc = float(np.nanmean([x["auroc"]["calibrated"] for x in d]))
+        ece_raw, ece_cal = (float(np.mean([x["ece"][k] for x in d])) for k in ("raw", "calibrated"))
+        ind = float(np.mean([x["decisions"]["indeterminate"] for x in d]))
+        ph = e["phenotypes"]
+        rest = f" {ph['mean_r']['reconciled']:.3f} | {ph['coverage_mean']:.1%} | {e['ood']['flag_rate']:.1%} |"
+        lines.append(f"| {LEAD_SET_WORDS[name]} | {auc:.3f} | {ece_raw:.3f} / {ece_cal:.3f} | {ind:.1%} |" + rest)
+    return [*lines, ""]
 
 
 def _reliability_figure(evaluation: Mapping[str, Any], path: Any) -> None:

@@ -111,3 +111,45 @@ def test_signed_bundles_and_trusted_keys_through_the_clis(trusted_bundle: Path, 
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     edited = run(*CNSCREEN, str(ecg), "--bundle", str(bundle), "--trusted-key", str(tmp_path / "k.pub"))
     assert edited.returncode == 5 and "edited" in edited.stderr
+
+
+def test_each_declared_lead_set_gets_its_own_trust_artefacts(trusted_bundle: Path, tmp_path: Path) -> None:
+    """A bundle screening from reduced lead sets is calibrated, thresholded and OOD-checked per set: the single-lead
+    artefacts are fitted on the cohort with only lead I, and a single-lead file is decided with them."""
+    from cardiacnets.bundle import write_manifest
+    from tests.test_edge_leadsets import write_single_lead_csv
+
+    source = make_tiny_bundle(tmp_path / "tiny", lead_sets=["12", "I"])
+    out = tmp_path / "trusted"
+    proc = subprocess.run([*CNEXPORT, "trust", str(source), "--out", str(out), "--subjects", "600", "--report",
+                           str(tmp_path / "report")], capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    spec = json.loads((out / "trust.json").read_text())
+    single = spec["lead_sets"]["I"]
+    assert set(spec["lead_sets"]) == {"I"} and "lead set I" in single["fitted_on"]["calibration"]
+    assert single["calibration"] != spec["calibration"] and single["ood"]["threshold"] > 0
+    manifest = load_bundle(out).manifest
+    assert set(manifest["trust"]["lead_sets"]) == {"I"}
+    assert "single lead I" in (tmp_path / "report" / "report.md").read_text()
+
+    done = subprocess.run([*CNSCREEN, str(write_single_lead_csv(tmp_path)), "--bundle", str(out), "--json"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["lead_set"] == "I" and result["model"]["calibrated"] is True
+    for disease, entry in result["diseases"].items():  # the single-lead thresholds, not the manifest's 12-lead ones
+        assert entry["threshold"] == round(single["thresholds"][disease][entry["operating_point"]], 4)
+    assert result["distribution"]["threshold"] == round(single["ood"]["threshold"], 4)
+
+    # A bundle that declares a lead set its trust data lacks is refused with one line, not screened uncalibrated.
+    lacking = tmp_path / "lacking"
+    import shutil
+
+    shutil.copytree(trusted_bundle, lacking)
+    edited = json.loads((lacking / "manifest.json").read_text())
+    edited["lead_sets"] = ["12", "limb6"]
+    write_manifest(lacking, {k: v for k, v in edited.items() if k not in ("files", "digest", "bundle_format_version")})
+    refused = subprocess.run([*CNSCREEN, str(write_single_lead_csv(tmp_path)), "--bundle", str(lacking)],
+                             capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode != 0 and "limb6" in refused.stderr and "cnexport trust" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

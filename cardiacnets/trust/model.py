@@ -80,12 +80,23 @@ class TrustModel:
             ood = spec["ood"]
             self.ood_views = {name: (ood["views"][name]["model"], float(ood["views"][name]["scale"])) for name in VIEWS}
             self.ood_threshold = float(ood["threshold"])
-        except (KeyError, TypeError, ValueError) as exc:
+            # a reduced lead set's artefacts carry their own operating thresholds (the manifest's are the 12-lead's)
+            self.thresholds: dict[str, Any] | None = dict(spec["thresholds"]) if "thresholds" in spec else None
+            shared = {"schema": spec["schema"], "diseases": self.diseases}
+            self.lead_sets = {
+                str(name): TrustModel({**sub, **shared}) for name, sub in (spec.get("lead_sets") or {}).items()
+            }
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise BundleError(f"trust data is malformed ({type(exc).__name__}: {exc})") from None
         if self.half_widths.shape != (82,) or set(self.calibrators) != set(self.diseases):
             raise BundleError(
                 "trust data does not match the screening graph (82 phenotypes, one calibrator per disease)"
             )
+
+    def for_lead_set(self, name: str | None) -> TrustModel | None:
+        """The artefacts of the model given lead set ``name`` (``"12"`` or None: these); None when none were
+        fitted for that set."""
+        return self if name in (None, "12") else self.lead_sets.get(str(name))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> TrustModel:
