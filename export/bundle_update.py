@@ -1,5 +1,12 @@
-"""Replace one view's cine generator in a bundle (``cnexport bundle-update-cine``) without rebuilding the rest.
+"""Replace one part of a bundle without rebuilding the rest: one view's cine generator (``cnexport
+bundle-update-cine``) or the screening model (``cnexport bundle-update-screening``).
 
+Screening model: the new model's graph is exported and parity-checked as :func:`~cardiacnets.export.bundle_builder.
+build_bundle` exports it (FP32; no precision variants), its thresholds, training data and declared lead sets replace
+the old ones, and the trust artefacts are re-fitted for it (for every lead set it declares); the cine graphs stay
+byte for byte. The new model must preprocess ECGs as the bundle does (the cine generators read the same input).
+
+Cine generator:
 The screening graph, trust artefacts and the other view stay byte for byte. The view's denoiser and frame decoder are
 exported from an ``EcgToCmrPipeline`` exactly as :func:`~cardiacnets.export.bundle_builder.build_bundle` exports them
 (:func:`~cardiacnets.export.bundle_builder.export_cine_view`: parity against torch, FP16-stored weights when asked),
@@ -124,3 +131,85 @@ def update_bundle_cine(
         raise
     logger.info("bundle %s: cine view %s replaced (encoder token difference %.2g)", out, view, difference)
     return load_bundle(out).manifest
+
+
+def update_bundle_screening(
+    bundle: str | os.PathLike[str],
+    screening: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    version: str,
+    trust_data: Any = None,
+    overwrite: bool = False,
+    progress: Any = None,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Copy ``bundle`` to ``out`` with its screening model replaced by ``screening`` (a saved screening model or a
+    fine-tuning run); return ``(manifest, trust evaluation or None)``.
+
+    ``trust_data`` (:class:`~cardiacnets.export.trust_fit.TrustData`): re-fit the trust artefacts for the new model;
+    required when the bundle had them (old artefacts describe the old model and are never kept). ``out == bundle``
+    replaces the bundle in place, atomically.
+    """
+    from cardiacnets.bundle import MANIFEST_NAME, load_bundle, verify_bundle, write_manifest
+    from cardiacnets.export.bundle_builder import (
+        _screening_entry,
+        load_screening,
+        preprocess_from_metadata,
+        thresholds_from_metadata,
+        tool_versions,
+        training_data_from_metadata,
+    )
+    from cardiacnets.export.trust_fit import attach_trust
+    from cardiacnets.reporting import json_ready
+
+    source, out = Path(bundle), Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite and out.resolve() != source.resolve():
+        raise InputError(f"{out} exists and is not empty; choose another --out or pass --force")
+    manifest = json.loads(json.dumps(load_bundle(source).manifest))  # verified, and a deep copy
+    if manifest.get("trust") and trust_data is None:
+        raise InputError(f"bundle {source} has trust artefacts: give the cohort to re-fit them for the new model")
+    model, metadata, model_dir = load_screening(screening)
+    preprocess = preprocess_from_metadata(metadata)
+    if manifest.get("cine") and preprocess != manifest.get("preprocess"):
+        raise InputError(
+            f"the model in {screening} preprocesses ECGs differently from bundle {source}, whose cine generators read"
+            " the same input; build a new bundle with cnexport bundle instead"
+        )
+    thresholds, thresholds_source = thresholds_from_metadata(metadata)
+    old = manifest["models"]["screening"]
+    old_files = [old["file"], *(v["file"] for v in (old.get("variants") or {}).values())]
+    old_files += [manifest["trust"]["file"]] if manifest.get("trust") else []
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial, ignore=shutil.ignore_patterns(MANIFEST_NAME, "signature.json"))
+    evaluation = None
+    try:
+        for rel in old_files:
+            (partial / rel).unlink(missing_ok=True)
+        entry, _ = _screening_entry(model, model_dir, partial, (), None)
+        manifest["models"]["screening"] = entry
+        manifest.update(preprocess=preprocess, thresholds=thresholds, thresholds_source=thresholds_source,
+                        training_data=training_data_from_metadata(metadata, None), precision_report=None)  # fmt: skip
+        for key in ("trust", "lead_sets", "files", "digest", "bundle_format_version"):
+            manifest.pop(key, None)
+        if metadata.get("lead_sets"):
+            manifest["lead_sets"] = list(metadata["lead_sets"])
+        if trust_data is not None:
+            manifest, evaluation = attach_trust(partial, manifest, trust_data, progress=progress)
+        history = list(manifest.get("history") or [])
+        utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        change = f"screening model replaced from {Path(screening)}" + (", trust re-fitted" if evaluation else "")
+        history.append({"utc": utc, "from_version": manifest.get("version"), "change": change})
+        manifest.update(version=version, history=history, tools=tool_versions())
+        write_manifest(partial, json_ready(manifest))
+        problems = verify_bundle(partial)
+        if problems:
+            raise BundleIntegrityError(f"the updated bundle failed verification: {problems[0]}")
+        if out.exists():
+            shutil.rmtree(out)
+        partial.replace(out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    logger.info("bundle %s: screening model replaced from %s", out, screening)
+    return load_bundle(out).manifest, evaluation

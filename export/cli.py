@@ -24,6 +24,7 @@ app = App(
     "  cnexport bundle --screening runs/finetune --diffusion runs/ecg2cmr/pipeline --out bundle/\n\n"
     "  cnexport verify bundle/\n\n"
     "  cnexport bundle-update-cine bundle/ --pipeline runs/demo/pipeline-la --version 0.2.1\n\n"
+    "  cnexport bundle-update-screening bundle/ --screening runs/ft-masked --version 0.3.0 --trust-data synthetic\n\n"
     "  cnexport onnx --model runs/finetune/best --out screening.onnx\n\n"
     "  cnexport trt bundle/            (needs TensorRT and an NVIDIA GPU)\n\n"
     "  cnexport bench --bundle bundle/ --batches 1,8,32",
@@ -199,6 +200,49 @@ def bundle_update_cine(
 
     target = out if out is not None else bundle_dir
     manifest = update_bundle_cine(bundle_dir, pipeline, target, version=bundle_version, overwrite=force)
+    typer.echo(f"wrote {target} (version {manifest['version']}, digest {manifest['digest']})", err=True)
+    typer.echo(str(target))
+
+
+@app.command("bundle-update-screening")
+def bundle_update_screening(
+    bundle_dir: Path = typer.Argument(..., metavar="BUNDLE", help="Bundle to update."),
+    screening: Path = typer.Option(..., "--screening", help="Saved screening model or fine-tuning run directory."),
+    out: Path | None = typer.Option(None, "--out", help="New bundle directory (default: replace BUNDLE in place)."),
+    bundle_version: str = typer.Option(..., "--version", help="Version string of the updated bundle."),
+    trust_data: str | None = typer.Option(
+        None, "--trust-data", help="Re-fit the trust artefacts on 'synthetic' or a dataset directory."
+    ),
+    trust_subjects: int = typer.Option(6000, "--trust-subjects", help="Synthetic trust cohort size."),
+    seed: int = typer.Option(0, help="Synthetic trust cohort seed (the training cohort's)."),
+    report: Path | None = typer.Option(None, "--report", help="Write the trust report (report.md, ...) here."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
+    verbose: VerboseOption = False,
+) -> None:
+    """Replace a bundle's screening model (exported and parity-checked as cnexport bundle does) and re-fit its trust
+    artefacts for it, per declared lead set; the cine graphs stay byte for byte. The new model's thresholds, training
+    data and lead sets replace the old ones. Manifest hashes and digest are recomputed and the result is verified
+    before it replaces anything.
+
+    Examples:\n
+      cnexport bundle-update-screening bundle/ --screening runs/ft-masked --version 0.3.0 --trust-data synthetic\n
+      cnexport bundle-update-screening bundle/ --screening runs/ft --version 0.3.0 --trust-data data/ukb --out new/
+    """
+    _setup_logging(verbose)
+    from cardiacnets.export.bundle_update import update_bundle_screening
+    from cardiacnets.export.trust_fit import TrustData, write_trust_report
+
+    data = None
+    if trust_data is not None:
+        data = TrustData(source=trust_data, n_subjects=trust_subjects if trust_data == "synthetic" else None, seed=seed)
+    target = out if out is not None else bundle_dir
+    manifest, evaluation = update_bundle_screening(bundle_dir, screening, target, version=bundle_version,
+                                                   trust_data=data, overwrite=force,
+                                                   progress=lambda text: typer.echo(text, err=True))  # fmt: skip
+    if report is not None and evaluation is not None:
+        spec = json.loads((target / manifest["trust"]["file"]).read_text())
+        command = "cnexport bundle-update-screening " + " ".join(sys.argv[2:])
+        write_trust_report(evaluation, spec, report, title=f"Trust artefacts of {manifest['name']}", command=command)
     typer.echo(f"wrote {target} (version {manifest['version']}, digest {manifest['digest']})", err=True)
     typer.echo(str(target))
 

@@ -68,3 +68,55 @@ def test_a_generator_on_another_ecg_encoder_is_refused(source: Path, tmp_path: P
     with pytest.raises(InputError, match="ECG encoder differs"):
         update_bundle_cine(source, pipe, tmp_path / "new", version="9.9.9")
     assert not (tmp_path / "new").exists() and not (tmp_path / "new.partial").exists()
+
+
+# ------------------------------------------------------------------------------------- bundle-update-screening
+def _screening_run(directory: Path, preprocess: dict, lead_sets: list[str] | None) -> Path:
+    from cardiacnets.models.registry import save_pretrained
+    from cardiacnets.targets import DISEASES
+    from tests.test_export import _tiny_screening
+
+    thresholds = {d: {"youden": 0.5, "high_specificity": 0.8, "default": "youden"} for d in DISEASES}
+    metadata = {"thresholds": thresholds, "preprocess": preprocess, "lead_sets": lead_sets,
+                "training_data": {"description": "tiny test model", "synthetic": True}}  # fmt: skip
+    save_pretrained(_tiny_screening(seed=4), directory / "best", metadata=metadata)
+    return directory
+
+
+def test_the_screening_model_is_replaced_trust_refitted_per_lead_set_and_cines_kept(
+    source: Path, tmp_path: Path
+) -> None:
+    from cardiacnets.export.bundle_update import update_bundle_screening
+    from cardiacnets.export.trust_fit import TrustData
+
+    old = load_bundle(source).manifest
+    preprocess = {"kind": "full", "config": old["preprocess"]}
+    run = _screening_run(tmp_path / "run", preprocess, ["12", "I"])
+    manifest, evaluation = update_bundle_screening(source, run, tmp_path / "new", version="9.9.8",
+                                                   trust_data=TrustData(n_subjects=600))  # fmt: skip
+    assert verify_bundle(tmp_path / "new") == [] and manifest["version"] == "9.9.8"
+    for rel, entry in old["files"].items():  # the cine graphs stay byte for byte
+        if rel.startswith("cine/"):
+            assert manifest["files"][rel]["sha256"] == entry["sha256"], rel
+    assert manifest["files"]["screening.onnx"]["sha256"] != old["files"]["screening.onnx"]["sha256"]
+    assert manifest["lead_sets"] == ["12", "I"] and manifest["cine"] == old["cine"]
+    assert manifest["training_data"]["description"] == "tiny test model"
+    trust = json.loads((tmp_path / "new" / "trust.json").read_text())
+    assert set(trust["lead_sets"]) == {"I"} and evaluation is not None and "I" in evaluation["lead_sets"]
+    assert all(entry["scale"] == "calibrated" for entry in manifest["thresholds"].values())
+    assert manifest["history"][-1]["from_version"] == old["version"]
+    assert json.loads((source / "manifest.json").read_text())["digest"] == old["digest"]  # the source is untouched
+
+
+def test_screening_update_refusals(source: Path, tmp_path: Path) -> None:
+    from cardiacnets.export.bundle_update import update_bundle_screening
+
+    old = load_bundle(source).manifest
+    run = _screening_run(tmp_path / "run", {"kind": "full", "config": old["preprocess"]}, None)
+    with pytest.raises(InputError, match="trust artefacts"):  # old artefacts would describe the old model
+        update_bundle_screening(source, run, tmp_path / "new", version="1")
+    changed = {**old["preprocess"], "savgol_window": int(old["preprocess"].get("savgol_window") or 15) + 2}
+    other = _screening_run(tmp_path / "other", {"kind": "full", "config": changed}, None)
+    with pytest.raises(InputError, match="preprocesses ECGs differently"):
+        update_bundle_screening(source, other, tmp_path / "new", version="1", trust_data=object())
+    assert not (tmp_path / "new").exists() and not (tmp_path / "new.partial").exists()
