@@ -22,10 +22,12 @@ from cardiacnets.models.shipped import aligned_encoder_path  # noqa: E402
 
 
 def _la_pipeline(encoder: torch.nn.Module, directory: Path) -> Path:
-    """An untrained tiny 4-chamber generator (8 frames at 16 x 16) on ``encoder``."""
+    """An untrained tiny 4-chamber generator (8 frames at 16 x 16) on ``encoder``, with the frame-position embedding
+    (issue 23), so its export and parity check are exercised too."""
     torch.manual_seed(0)
     config = Ecg2CmrConfig.from_preset("tiny", "la", num_frames=8, height=16, width=16, latent_downsample=2,
-                                       condition_dim=192, condition_tokens=12, global_condition=True)  # fmt: skip
+                                       condition_dim=192, condition_tokens=12, global_condition=True,
+                                       frame_position="sinusoidal")  # fmt: skip
     pipeline = EcgToCmrPipeline(encoder, EcgConditionedUNet3D(config), create_vae("tiny", image_size=16))
     return pipeline.save_pretrained(directory)
 
