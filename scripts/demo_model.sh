@@ -22,6 +22,9 @@ DIFF_STEPS=${DEMO_DIFF_STEPS:-2000} # denoisers ("cpu" preset: pooled ECG tokens
 DIFF_SA_STEPS=${DEMO_DIFF_SA_STEPS:-6000}  # the short-axis denoiser continues to here (a warm restart of the schedule)
 FRAMES=${DEMO_FRAMES:-8}          # CPU recipe: 8 of the 50 frames ...
 SCALE=${DEMO_CINE_SCALE:-2}       # ... at half resolution (SA 40 x 40, LA 48 x 48): a small latent for 2 CPU cores
+# alignment and fine-tuning: bf16 autocast where the CPU computes bf16 natively (the 0.1.0 bundle's host had AVX-512
+# BF16), fp32 elsewhere (emulated bf16 made a fine-tuning step ~10x slower on an AVX2-only host)
+PRECISION=${DEMO_PRECISION:-$(grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo 2>/dev/null && echo bf16 || echo fp32)}
 mkdir -p "$RUN"
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$RUN/timings.log" >&2; }
 stage() { local name=$1; shift; local t0=$SECONDS; log "start $name"; "$@"; log "done  $name in $((SECONDS - t0)) s"; }
@@ -40,11 +43,11 @@ export PYTHONHASHSEED=0
   --n-subjects "$N_PRETRAIN" --model tiny --max-steps "$ALIGN_STEPS" --batch-size 32 --out "$RUN/align" \
   --set task.cache_cmr_features=true --set task.augment=true --set task.min_crop_fraction=0.8 \
   --set task.p_time_flip=0.0 --set task.p_sign_flip=0.0 --set train.eval_every=200 --set train.ckpt_every=200 \
-  --set train.warmup_steps=60 --set train.lr=0.0005 --set train.precision=bf16
+  --set train.warmup_steps=60 --set train.lr=0.0005 --set train.precision="$PRECISION"
 [ -d "$RUN/finetune/best" ] || stage finetune "$BIN/cntrain" finetune --task all --init "$RUN/align" --data "$RUN/cohort" --n-subjects "$N" \
   --model tiny --batch-size 16 --out "$RUN/finetune" --set data.cache=true --set task.max_epochs=30 \
   --set task.max_steps_cap="$FT_STEPS" --set task.warmup_epochs=3 --set task.patience=8 --set train.lr=0.0001 \
-  --set train.precision=bf16
+  --set train.precision="$PRECISION"
 for view in sa la; do
   size=$(( $([ "$view" = sa ] && echo 80 || echo 96) / SCALE ))
   [ -d "$RUN/vae-$view/best" ] || stage "vae-$view" "$BIN/cntrain" vae --view "$view" --data "$RUN/cohort" --n-subjects "$N" --model small \

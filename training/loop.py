@@ -87,6 +87,16 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX; Linux ``/proc/cpuinfo``); None when unknown.
+    Elsewhere PyTorch emulates bf16 autocast, which can make a CPU training step several times slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace").split()
+    except OSError:
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     if device.type == "cuda" and precision in ("auto", "bf16") and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -143,6 +153,11 @@ class Trainer:
         self.best_step: int | None = None
         self._check_run_dir()
         seed_everything(self.tc.seed + self.dist.rank)
+        if self.device.type == "cpu" and self.tc.precision == "bf16" and cpu_has_native_bf16() is False:
+            logger.warning(
+                "train.precision=bf16 on a CPU without native bf16 (no AVX-512 BF16 or AMX): autocast is emulated"
+                " and a step can be several times slower than with train.precision=fp32"
+            )
         self._setup_model()
         epoch, position = self._restore() if resume else (0, 0)
         if self.dist.main:
