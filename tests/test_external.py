@@ -124,8 +124,9 @@ def test_a_whole_external_run_with_ecg_and_cmr_arms(tmp_path: Path) -> None:
         "cmr": _tiny_run(tmp_path, "cmr", "cmr", None),
     }
     sizes = {"n_test": 24, "n_recalibration": 20, "n_reference": 30, "n_ood_calibration": 30, "n_bootstrap": 100}
+    unmasked = _tiny_run(tmp_path, "unmasked", "ecg", None)
     cfg = ExternalConfig(runs=runs, out=str(tmp_path / "out"), sites=["default", "community"], lead_sets=["12", "I"],
-                         **sizes)  # fmt: skip
+                         unmasked=unmasked, **sizes)  # fmt: skip
     payload = run_external(cfg, command="cntrain external (test)")
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["sites"].keys() == {"default", "community"}
@@ -145,6 +146,11 @@ def test_a_whole_external_run_with_ecg_and_cmr_arms(tmp_path: Path) -> None:
     text = (tmp_path / "out" / "report.md").read_text()
     assert "AUROC difference aligned - CMR-based" in text and "does not use the ECG" in text
     assert "In short: the advantage holds at" in text
+    # what masking costs at 12 leads: the aligned arm's 12-lead AUROCs against the unmasked run's, same subjects
+    cost = saved["masking_cost"]
+    assert cost["auc"]["masked"] == saved["lead_sets"]["12"]["aligned"]["auc"]
+    assert cost["auc"]["unmasked"] != cost["auc"]["masked"] and set(cost["delong_masked_vs_unmasked"]) == set(DISEASES)
+    assert "What lead masking costs at 12 leads" in text
 
 
 def test_a_cmr_model_in_an_ecg_arm_is_refused(tmp_path: Path) -> None:

@@ -56,6 +56,9 @@ def external(
     mode: str = typer.Option("balanced", "--mode", help="Site cohorts: 'balanced' (case-control) or 'population'."),
     seed: int = typer.Option(7, "--seed", help="Seed of the evaluation cohorts (differ from the fine-tuning seed)."),
     n_bootstrap: int = typer.Option(500, "--n-bootstrap", min=100, help="Bootstrap resamples for mean r."),
+    unmasked: Path | None = typer.Option(
+        None, "--unmasked", help="The aligned recipe without lead masking: report what masking costs at 12 leads."
+    ),
 ) -> None:
     """Apply each arm's model, unchanged, to every simulated site and every lead set; writes results.json, report.md
     and figures."""
@@ -67,6 +70,7 @@ def external(
     cfg = ExternalConfig(
         runs=_runs(run), out=str(out), train_site=train_site, n_test=n_test, n_recalibration=n_recalibration,
         n_reference=n_reference, n_ood_calibration=n_ood_calibration, mode=mode, seed=seed, n_bootstrap=n_bootstrap,
+        unmasked=str(unmasked) if unmasked else None,
         **({"sites": split(sites)} if sites else {}), **({"lead_sets": split(lead_sets)} if lead_sets else {}),
     )  # fmt: skip
     command = "cntrain " + " ".join(shlex.quote(a) for a in sys.argv[1:])

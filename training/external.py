@@ -58,6 +58,7 @@ class ExternalConfig:
     sites: list[str] = field(default_factory=lambda: list(SITES))
     lead_sets: list[str] = field(default_factory=lambda: list(LEAD_SETS))
     lead_set_arms: list[str] | None = None  # arms scored per lead set (default: those trained with lead masking)
+    unmasked: str | None = None  # the aligned recipe without lead masking: what masking costs at 12 leads
     n_test: int = 400
     n_recalibration: int = 100
     n_reference: int = 300
@@ -260,6 +261,28 @@ def _evaluate_site(cfg: ExternalConfig, site: str, arms: dict[str, _Arm]) -> tup
     return results, preds
 
 
+def _masking_cost(cfg: ExternalConfig, arms: dict[str, _Arm]) -> dict[str, Any]:
+    """The lead-masked aligned model against the same recipe without masking, both given all 12 leads, on the
+    training site's test cohort: AUROC per disease (DeLong, masked - unmasked) and mean phenotype r."""
+    if "aligned" not in arms:
+        raise ConfigError("--unmasked compares with the aligned arm: give --run aligned=DIR too")
+    model, meta = load_arm(cfg.unmasked)  # type: ignore[arg-type]
+    unmasked = _Arm(model, meta)
+    if unmasked.input != "ecg":
+        raise ConfigError(f"--unmasked {cfg.unmasked} is not an ECG-input model")
+    preds = {}
+    for name, arm in (("masked", arms["aligned"]), ("unmasked", unmasked)):
+        cohort, _ = arm.cohort(cfg, cfg.train_site, 0, cfg.n_test)
+        preds[name] = predict_cohort(arm.model, cohort, cfg.batch_size)
+    a, b = preds["masked"], preds["unmasked"]
+    return {
+        "run": str(cfg.unmasked),
+        "auc": {name: _auc(p) for name, p in preds.items()},
+        "mean_r": {name: _mean_r(p, cfg.n_bootstrap, cfg.seed) for name, p in preds.items()},
+        "delong_masked_vs_unmasked": delong_pairs(a["labels"], a["disease_prob"], b["disease_prob"]),
+    }
+
+
 def _mean_auc(auc: dict[str, Any]) -> float:
     values = [v["value"] for v in auc.values() if v.get("value") is not None]
     return float(np.mean(values)) if values else float("nan")
@@ -321,6 +344,7 @@ def run_external(cfg: ExternalConfig, command: str | None = None) -> dict[str, A
                 a, b = preds["aligned"], preds[other]
                 table[site] = delong_pairs(a["labels"], a["disease_prob"], b["disease_prob"])
     lead_sets, lead_set_comparisons = _lead_sets(cfg, arms, sites[cfg.train_site])
+    masking_cost = _masking_cost(cfg, arms) if cfg.unmasked else None
     payload = {
         "synthetic": True,
         "train_site": cfg.train_site,
@@ -328,6 +352,7 @@ def run_external(cfg: ExternalConfig, command: str | None = None) -> dict[str, A
         "lead_sets": lead_sets,
         "delong_aligned_vs_ecg_only": {"sites": comparisons, "lead_sets": lead_set_comparisons},
         "delong_aligned_vs_cmr": {"sites": versus_cmr},
+        "masking_cost": masking_cost,
         "site_descriptions": {s: SITES[s].description for s in cfg.sites},
         "runs": {
             name: {

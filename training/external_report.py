@@ -136,6 +136,26 @@ def _advantage_section(payload: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _masking_lines(payload: dict[str, Any]) -> list[str]:
+    """What lead masking costs the aligned model at 12 leads (``--unmasked``), or nothing."""
+    cost = payload.get("masking_cost")
+    if not cost:
+        return []
+    lines = ["## What lead masking costs at 12 leads (training site's test cohort)", "",
+             f"The lead-masked aligned model against the same recipe without masking (`{cost['run']}`), both given all"
+             " 12 leads.", "", "| model | " + " | ".join(DISEASES) + " | mean AUROC | mean r |",
+             "|---|" + "---|" * (len(DISEASES) + 2)]  # fmt: skip
+    for name in ("masked", "unmasked"):
+        auc = cost["auc"][name]
+        lines.append(f"| {name} | " + " | ".join(_est(auc[d]) for d in DISEASES) +
+                     f" | {_num(mean_auc(auc))} | {_est(cost['mean_r'][name])} |")  # fmt: skip
+    delong = cost["delong_masked_vs_unmasked"]
+    lines += ["| masked - unmasked (DeLong p) | " + " | ".join(_p(delong.get(d)) for d in DISEASES) +
+              f" | {mean_auc(cost['auc']['masked']) - mean_auc(cost['auc']['unmasked']):+.3f} |"
+              f" {cost['mean_r']['masked']['value'] - cost['mean_r']['unmasked']['value']:+.3f} |"]  # fmt: skip
+    return lines
+
+
 def _figures(payload: dict[str, Any], out: Path) -> list[str]:
     import matplotlib
 
@@ -199,6 +219,8 @@ def write_external_report(payload: dict[str, Any], out: Path) -> None:
         *_site_tables(payload),
         "",
         *_lead_set_tables(payload),
+        "",
+        *_masking_lines(payload),
         "",
         "## Figures",
         "",
