@@ -113,3 +113,48 @@ def test_cnscreen_json_names_the_lead_set(bundles: dict[str, Path], tmp_path: Pa
                              check=False, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
     assert summary.returncode == 0, summary.stderr
     assert "lead set limb6" in summary.stdout and "screened with the 6 limb leads" in summary.stdout
+
+
+def write_single_lead_wfdb(directory: Path) -> Path:
+    """A single-lead WFDB record (lead I only), as a patch or wearable exports it."""
+    import wfdb
+
+    wfdb.wrsamp("lead1", fs=500, units=["mV"], sig_name=["I"], p_signal=_signal()[:1].T, fmt=["16"],
+                adc_gain=[1000.0], baseline=[0], write_dir=str(directory))  # fmt: skip
+    return directory / "lead1.hea"
+
+
+def write_watch_export(directory: Path) -> Path:
+    """Lead I as the Apple Watch ECG app exports it (key-value header, 512 Hz, one value in uV a line)."""
+    from scipy.signal import resample
+
+    lead_i = resample(_signal()[0], 5120) * 1000.0  # 10 s at 512 Hz, uV
+    head = ["Name,Test Person", "Recorded Date,2026-05-30 16:32:18 -0700", "Classification,Sinus Rhythm",
+            'Device,"Watch7,12"', "Sample Rate,512 hertz", "", "Lead,Lead I", "Unit,µV", ""]  # fmt: skip
+    path = directory / "ecg_2026-05-30.csv"
+    path.write_text("\n".join(head + [f"{v:.3f}" for v in lead_i]) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("writer", "expected"), [(write_limb_wfdb, "limb6"), (write_single_lead_wfdb, "I"), (write_watch_export, "I")]
+)
+def test_the_default_bundle_screens_limb_and_single_lead_files(tmp_path: Path, writer, expected: str) -> None:  # noqa: ANN001
+    """Issue 22's promise with the shipped bundle: a 6-lead and a single-lead file are screened, with the lead set
+    named, calibrated with that set's own trust artefacts."""
+    from cardiacnets.bundle import default_bundle_path
+
+    bundle = load_bundle(default_bundle_path())
+    assert set(bundle.lead_sets or []) >= {"12", "limb6", "I+II", "I"}
+    done = subprocess.run([*CNSCREEN, str(writer(tmp_path)), "--json"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["lead_set"] == expected and result["model"]["calibrated"] is True
+    spec = json.loads((default_bundle_path() / "trust.json").read_text())["lead_sets"][expected]
+    for disease, entry in result["diseases"].items():
+        assert entry["threshold"] == round(spec["thresholds"][disease][entry["operating_point"]], 4)
+    (tmp_path / "again").mkdir()
+    summary = subprocess.run([*CNSCREEN, str(writer(tmp_path / "again"))], capture_output=True, text=True,
+                             check=False, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    assert summary.returncode == 0, summary.stderr
+    assert f"lead set {expected}" in summary.stdout
