@@ -20,11 +20,13 @@ encoder differs is refused (no half-consistent bundle).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,52 @@ def _encoder_difference(bundle_root: Path, encoder_rel: str, encoder: Any, n: in
     return float(np.abs(graph - tokens).max())
 
 
+@contextlib.contextmanager
+def editing_copy(source: Path, out: Path, *, overwrite: bool) -> Iterator[Path]:
+    """A copy of the bundle ``source`` without its manifest and signature, at ``out.partial``, to edit; removed when
+    the block fails. End the block with :func:`replace_with_copy`. A non-empty ``out`` other than ``source`` is
+    refused unless ``overwrite``."""
+    from cardiacnets.bundle import MANIFEST_NAME
+
+    if out.exists() and any(out.iterdir()) and not overwrite and out.resolve() != source.resolve():
+        raise InputError(f"{out} exists and is not empty; choose another --out or pass --force")
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial, ignore=shutil.ignore_patterns(MANIFEST_NAME, "signature.json"))
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def replace_with_copy(
+    partial: Path, out: Path, manifest: dict[str, Any], *, version: str | None = None, change: str | None = None
+) -> None:
+    """Write ``manifest`` into the edited copy ``partial`` (files re-hashed, new digest; with ``version``, and a
+    ``history`` entry saying ``change``), verify it, and put it in place of ``out``."""
+    from cardiacnets.bundle import verify_bundle, write_manifest
+    from cardiacnets.export.bundle_builder import tool_versions
+    from cardiacnets.reporting import json_ready
+
+    if change is not None:
+        utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        history = [*(manifest.get("history") or []), {"utc": utc, "from_version": manifest.get("version"),
+                                                      "change": change}]  # fmt: skip
+        manifest.update(history=history, tools=tool_versions())
+    if version is not None:
+        manifest["version"] = version
+    for key in ("files", "digest", "bundle_format_version"):
+        manifest.pop(key, None)
+    write_manifest(partial, json_ready(manifest))
+    problems = verify_bundle(partial)
+    if problems:
+        raise BundleIntegrityError(f"the new bundle failed verification: {problems[0]}")
+    if out.exists():
+        shutil.rmtree(out)
+    partial.replace(out)
+
+
 def update_bundle_cine(
     bundle: str | os.PathLike[str],
     pipeline_dir: str | os.PathLike[str],
@@ -79,13 +127,11 @@ def update_bundle_cine(
         weights_fp16: store the new graphs' weights as FP16; default: as the replaced UNet graph stored them.
         overwrite: replace a non-empty ``out``.
     """
-    from cardiacnets.bundle import MANIFEST_NAME, load_bundle, verify_bundle, write_manifest
+    from cardiacnets.bundle import load_bundle
     from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
-    from cardiacnets.export.bundle_builder import export_cine_view, tool_versions
+    from cardiacnets.export.bundle_builder import export_cine_view
 
     source, out = Path(bundle), Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite and out.resolve() != source.resolve():
-        raise InputError(f"{out} exists and is not empty; choose another --out or pass --force")
     manifest = json.loads(json.dumps(load_bundle(source).manifest))  # verified, and a deep copy
     pipeline = EcgToCmrPipeline.from_pretrained(pipeline_dir)
     view = pipeline.config.view
@@ -101,10 +147,7 @@ def update_bundle_cine(
     unet_entry = manifest["models"][f"cine_{view}_unet"]
     if weights_fp16 is None:
         weights_fp16 = (unet_entry.get("weights_storage") or {}).get("dtype") == "float16"
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(source, partial, ignore=shutil.ignore_patterns(MANIFEST_NAME, "signature.json"))
-    try:
+    with editing_copy(source, out, overwrite=overwrite) as partial:
         for variant in (unet_entry.get("variants") or {}).values():
             (partial / variant["file"]).unlink(missing_ok=True)
         models = manifest["models"]
@@ -112,23 +155,8 @@ def update_bundle_cine(
                                  weights_fp16=weights_fp16)  # fmt: skip
         models[f"cine_{view}_unet"]["encoder_parity"] = {"max_abs": difference, "atol": ENCODER_ATOL}
         manifest["cine"]["views"][view] = {**old, **entry}
-        history = list(manifest.get("history") or [])
-        change = f"cine view {view!r} replaced from {Path(pipeline_dir)}"
-        utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        history.append({"utc": utc, "from_version": manifest.get("version"), "change": change})
-        manifest.update(version=version, history=history, tools=tool_versions())
-        for key in ("files", "digest", "bundle_format_version"):
-            manifest.pop(key, None)
-        write_manifest(partial, manifest)
-        problems = verify_bundle(partial)
-        if problems:
-            raise BundleIntegrityError(f"the updated bundle failed verification: {problems[0]}")
-        if out.exists():
-            shutil.rmtree(out)
-        partial.replace(out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        replace_with_copy(partial, out, manifest, version=version,
+                          change=f"cine view {view!r} replaced from {Path(pipeline_dir)}")  # fmt: skip
     logger.info("bundle %s: cine view %s replaced (encoder token difference %.2g)", out, view, difference)
     return load_bundle(out).manifest
 
@@ -150,21 +178,17 @@ def update_bundle_screening(
     required when the bundle had them (old artefacts describe the old model and are never kept). ``out == bundle``
     replaces the bundle in place, atomically.
     """
-    from cardiacnets.bundle import MANIFEST_NAME, load_bundle, verify_bundle, write_manifest
+    from cardiacnets.bundle import load_bundle
     from cardiacnets.export.bundle_builder import (
         _screening_entry,
         load_screening,
         preprocess_from_metadata,
         thresholds_from_metadata,
-        tool_versions,
         training_data_from_metadata,
     )
     from cardiacnets.export.trust_fit import attach_trust
-    from cardiacnets.reporting import json_ready
 
     source, out = Path(bundle), Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite and out.resolve() != source.resolve():
-        raise InputError(f"{out} exists and is not empty; choose another --out or pass --force")
     manifest = json.loads(json.dumps(load_bundle(source).manifest))  # verified, and a deep copy
     if manifest.get("trust") and trust_data is None:
         raise InputError(f"bundle {source} has trust artefacts: give the cohort to re-fit them for the new model")
@@ -179,37 +203,21 @@ def update_bundle_screening(
     old = manifest["models"]["screening"]
     old_files = [old["file"], *(v["file"] for v in (old.get("variants") or {}).values())]
     old_files += [manifest["trust"]["file"]] if manifest.get("trust") else []
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(source, partial, ignore=shutil.ignore_patterns(MANIFEST_NAME, "signature.json"))
     evaluation = None
-    try:
+    with editing_copy(source, out, overwrite=overwrite) as partial:
         for rel in old_files:
             (partial / rel).unlink(missing_ok=True)
         entry, _ = _screening_entry(model, model_dir, partial, (), None)
         manifest["models"]["screening"] = entry
         manifest.update(preprocess=preprocess, thresholds=thresholds, thresholds_source=thresholds_source,
                         training_data=training_data_from_metadata(metadata, None), precision_report=None)  # fmt: skip
-        for key in ("trust", "lead_sets", "files", "digest", "bundle_format_version"):
+        for key in ("trust", "lead_sets"):
             manifest.pop(key, None)
         if metadata.get("lead_sets"):
             manifest["lead_sets"] = list(metadata["lead_sets"])
         if trust_data is not None:
             manifest, evaluation = attach_trust(partial, manifest, trust_data, progress=progress)
-        history = list(manifest.get("history") or [])
-        utc = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         change = f"screening model replaced from {Path(screening)}" + (", trust re-fitted" if evaluation else "")
-        history.append({"utc": utc, "from_version": manifest.get("version"), "change": change})
-        manifest.update(version=version, history=history, tools=tool_versions())
-        write_manifest(partial, json_ready(manifest))
-        problems = verify_bundle(partial)
-        if problems:
-            raise BundleIntegrityError(f"the updated bundle failed verification: {problems[0]}")
-        if out.exists():
-            shutil.rmtree(out)
-        partial.replace(out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        replace_with_copy(partial, out, manifest, version=version, change=change)
     logger.info("bundle %s: screening model replaced from %s", out, screening)
     return load_bundle(out).manifest, evaluation

@@ -424,15 +424,13 @@ def refit_bundle_trust(
     a new ``version`` string when given),
     written atomically; return ``(manifest, evaluation)``. The source bundle must verify; a format-1 bundle is
     accepted as the source (its files' hashes are checked) and written as the current format."""
-    import shutil
     from pathlib import Path
 
-    from cardiacnets.bundle import MANIFEST_NAME, load_bundle, sha256_file, verify_bundle, write_manifest
+    from cardiacnets.bundle import MANIFEST_NAME, load_bundle, sha256_file
     from cardiacnets.errors import BundleIntegrityError
+    from cardiacnets.export.bundle_update import editing_copy, replace_with_copy
 
     source, out = Path(bundle), Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"{out} exists and is not empty; choose another --out or pass --force")
     manifest = json.loads((source / MANIFEST_NAME).read_text())
     if manifest.get("bundle_format_version", 0) >= 2:
         load_bundle(source)  # full verification, digest included
@@ -440,10 +438,7 @@ def refit_bundle_trust(
         for rel, entry in manifest.get("files", {}).items():
             if sha256_file(source / rel) != entry.get("sha256"):
                 raise BundleIntegrityError(f"bundle {source}: {rel} does not match its sha256; refusing to re-fit it")
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(source, partial, ignore=shutil.ignore_patterns(MANIFEST_NAME, "signature.json"))
-    try:
+    with editing_copy(source, out, overwrite=overwrite) as partial:
         spec = manifest["models"]["screening"]
         for variant in drop_variants:
             entry = (spec.get("variants") or {}).pop(variant, None)
@@ -460,19 +455,7 @@ def refit_bundle_trust(
             if report is not None:
                 report["removed"] = "results depend on the other ECGs in a batch (dynamic activation quantisation)"
         manifest, evaluation = attach_trust(partial, manifest, data, coverage=coverage, alpha=alpha, progress=progress)
-        for key in ("files", "digest", "bundle_format_version"):
-            manifest.pop(key, None)
-        if version is not None:
-            manifest["version"] = version
-        write_manifest(partial, manifest)
-        if verify_bundle(partial):
-            raise BundleIntegrityError(f"the re-fitted bundle failed verification: {verify_bundle(partial)[0]}")
-        if out.exists():
-            shutil.rmtree(out)
-        partial.replace(out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        replace_with_copy(partial, out, manifest, version=version)
     return load_bundle(out).manifest, evaluation
 
 
