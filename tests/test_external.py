@@ -56,6 +56,13 @@ def test_calibration_summary_ece_matches_the_metric() -> None:
     summary = calibration_summary(labels, truth)
     expected = np.mean([expected_calibration_error(labels[:, k], truth[:, k]) for k in range(5)])
     assert summary["ece"] == pytest.approx(expected)
+    assert 0.6 < summary["slope"] < 1.6  # the true probabilities: slope near 1
+    # one disease whose probabilities barely vary has a wild slope; the summary (the median) stays put
+    flat = truth.copy()
+    flat[:, 0] = 0.5 + 1e-4 * (labels[:, 0] - 0.5) * np.random.default_rng(0).random(len(flat))
+    wild = calibration_summary(labels, flat)
+    assert abs(wild["per_disease"]["CAD"]["slope"]) > 20
+    assert 0.6 < wild["slope"] < 1.6
 
 
 def test_delong_pairs_of_identical_models_and_of_a_better_one() -> None:

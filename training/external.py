@@ -252,6 +252,7 @@ def _evaluate_site(cfg: ExternalConfig, site: str, arms: dict[str, _Arm]) -> tup
             "ece_recalibrated": cal_after["ece"],
             "calibration_slope": cal_before["slope"],
             "calibration_slope_recalibrated": cal_after["slope"],
+            "calibration_per_disease": {"before": cal_before["per_disease"], "after": cal_after["per_disease"]},
             "ood_flag_rate": ood_rate,
             "n_test": len(cohort),
             "n_recalibration": len(sample),

@@ -48,7 +48,7 @@ def _site_tables(payload: dict[str, Any]) -> list[str]:
     head = (
         "| site | arm | "
         + " | ".join(DISEASES)
-        + " | mean r | ECE before / after | slope before / after | OOD flagged |"
+        + " | mean r | ECE before / after | median slope before / after | OOD flagged |"
     )
     lines += [head, "|---|---|" + "---|" * (len(DISEASES) + 4)]
     for site, arms in payload["sites"].items():

@@ -4,8 +4,8 @@ A model moved to another hospital usually keeps its ranking (AUROC) better than 
 population shift the scores. A small labelled sample of the new site refits one Platt map per disease
 (:func:`cardiacnets.trust.calibration.fit_platt`, two parameters: stable on ~100 subjects, monotone so the ranking and
 AUROC are unchanged), in the format of ``trust.json``'s ``calibration`` section. Calibration is summarised by the
-expected calibration error (10 uniform bins) and the calibration slope (1 ideal, < 1 over-confident), both averaged
-over the diseases that have at least 5 cases and 5 controls.
+expected calibration error (10 uniform bins; the mean) and the calibration slope (1 ideal, < 1 over-confident; the
+median) over the diseases that have at least 5 cases and 5 controls.
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def apply_site_calibration(calibrators: Mapping[str, Mapping[str, Any]], prob: n
 
 
 def calibration_summary(labels: np.ndarray, prob: np.ndarray) -> dict[str, Any]:
-    """``{"ece", "slope"}`` averaged over the scorable diseases, and ``per_disease`` ``{disease: {"ece", "slope"}}``
-    (None where a disease has too few cases or controls)."""
+    """``{"ece", "slope"}`` over the scorable diseases (the mean ECE; the median slope: a disease whose probabilities
+    barely vary can have a slope of any size and sign, which would swamp a mean), and ``per_disease``
+    ``{disease: {"ece", "slope"}}`` (None where a disease has too few cases or controls)."""
     per: dict[str, Any] = {}
     for k, disease in enumerate(DISEASES):
         pair = _known(labels, prob, k)
@@ -69,5 +70,7 @@ def calibration_summary(labels: np.ndarray, prob: np.ndarray) -> dict[str, Any]:
         y, p = pair
         per[disease] = {"ece": expected_calibration_error(y, np.clip(p, 0.0, 1.0)), "slope": calibration_slope(y, p)}
     scored = [v for v in per.values() if v is not None]
-    mean = (lambda key: float(np.mean([v[key] for v in scored]))) if scored else (lambda key: None)
-    return {"ece": mean("ece"), "slope": mean("slope"), "per_disease": per}
+    if not scored:
+        return {"ece": None, "slope": None, "per_disease": per}
+    ece, slope = float(np.mean([v["ece"] for v in scored])), float(np.median([v["slope"] for v in scored]))
+    return {"ece": ece, "slope": slope, "per_disease": per}
