@@ -54,6 +54,9 @@ SCREENING_INPUTS = ("ecg", "covariates", "covariate_mask")
 SCREENING_OUTPUTS = ("disease_prob", "subtype_prob", "phenotypes", "embedding")
 #: Optional output: ``saliency`` (B, 5, 12, 50), each disease logit's exact share per (lead, 0.2-s patch).
 SCREENING_OPTIONAL_OUTPUTS = ("saliency",)
+#: The manifest key of a bundle's screening model for its reduced lead sets, when it keeps another for 12-lead ECGs
+#: (``models.screening``); same inputs and outputs (``cnexport bundle-add-lead-sets``).
+LEAD_SET_MODEL = "screening_lead_sets"
 
 #: Manifest keys every bundle must have.
 REQUIRED_KEYS = ("bundle_format_version", "name", "files", "models", "training_data", "digest")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from cardiacnets.bundle import (
+    LEAD_SET_MODEL,
     SCREENING_INPUTS,
     SCREENING_OPTIONAL_OUTPUTS,
     SCREENING_OUTPUTS,
@@ -36,6 +37,7 @@ from cardiacnets.execution import (
     trt_provider_options,
 )
 from cardiacnets.io import read_ecg
+from cardiacnets.leadsets import DEFAULT_LEAD_SET
 from cardiacnets.preprocess import PreprocessConfig, preprocess_record
 from cardiacnets.qc import run_qc
 from cardiacnets.record import EcgRecord
@@ -241,37 +243,52 @@ class Screener:
         spec = self.bundle.model("screening")
         self.providers = select_providers(device)
         self.variant = choose_variant(spec, self.providers[0], variant)
-        graph = spec["file"] if self.variant == "fp32" else spec["variants"][self.variant]["file"]
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads:
             options.intra_op_num_threads = threads
         if not allow_spinning:
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        trt_options = _screening_trt_options(self.bundle, spec, graph, max_batch) if self.providers[0] == TRT else None
-        self.session, self.execution_provider = create_session(
-            self.bundle.path(graph), self.providers, session_options=options, trt_options=trt_options,
-            allow_fallback=allow_fallback or device == "auto",
-        )  # fmt: skip
+
+        def open_graph(spec: dict[str, Any], variant: str) -> tuple[Any, str]:
+            graph = spec["file"] if variant == "fp32" else spec["variants"][variant]["file"]
+            trt = _screening_trt_options(self.bundle, spec, graph, max_batch) if self.providers[0] == TRT else None
+            fallback = allow_fallback or device == "auto"
+            session, provider = create_session(
+                self.bundle.path(graph), self.providers, session_options=options, trt_options=trt,
+                allow_fallback=fallback,
+            )  # fmt: skip
+            names_in = [i.name for i in session.get_inputs()]
+            names_out = [o.name for o in session.get_outputs()]
+            if tuple(names_in) != SCREENING_INPUTS or not set(SCREENING_OUTPUTS) <= set(names_out):
+                raise BundleError(
+                    f"screening graph {graph} has inputs {names_in} and outputs {names_out}; expected"
+                    f" {list(SCREENING_INPUTS)} -> {list(SCREENING_OUTPUTS)}"
+                )
+            return session, provider
+
+        self.session, self.execution_provider = open_graph(spec, self.variant)
+        # A bundle may screen its reduced lead sets with a model of their own (``screening_lead_sets``, fine-tuned
+        # with lead masking) and keep the 12-lead model for 12-lead ECGs.
+        reduced = self.bundle.manifest["models"].get(LEAD_SET_MODEL)
+        self.reduced_session = open_graph(reduced, "fp32")[0] if reduced else None
         # On the CPU each ECG is run alone: its result is then bit-identical whatever else an archive holds (batched
         # GEMMs take other kernel paths and differ in the last bits; benchmarks/results/precision-cpu.md).
         self.per_record = self.execution_provider == CPU
-        names_in = [i.name for i in self.session.get_inputs()]
-        names_out = [o.name for o in self.session.get_outputs()]
-        self.output_names = set(names_out)
-        if tuple(names_in) != SCREENING_INPUTS or not set(SCREENING_OUTPUTS) <= set(names_out):
-            raise BundleError(
-                f"screening graph has inputs {names_in} and outputs {names_out}; expected"
-                f" {list(SCREENING_INPUTS)} -> {list(SCREENING_OUTPUTS)}"
-            )
+        self.output_names = {o.name for o in self.session.get_outputs()}
+        if self.reduced_session is not None:
+            self.output_names &= {o.name for o in self.reduced_session.get_outputs()}
         self.preprocess_config = (
             PreprocessConfig.from_dict(self.bundle.preprocess) if self.bundle.preprocess else (PreprocessConfig())
         )
         self.lead_sets = self.bundle.lead_sets  # None: 12-lead only (edge.leadset)
 
-    def infer(self, ecg: np.ndarray, covariates: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-        """Run the graph on a batch: ``ecg`` (B, 12, 5000), ``covariates`` and ``mask`` (B, 3). On the CPU each row
-        is run alone (see the constructor)."""
+    def infer(
+        self, ecg: np.ndarray, covariates: np.ndarray, mask: np.ndarray, *, reduced: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Run the graph on a batch: ``ecg`` (B, 12, 5000), ``covariates`` and ``mask`` (B, 3); ``reduced``: the
+        bundle's reduced-lead-set model where it has one. On the CPU each row is run alone (see the constructor)."""
+        session = self.reduced_session if reduced and self.reduced_session is not None else self.session
         feeds = {
             "ecg": np.ascontiguousarray(ecg, np.float32),
             "covariates": np.ascontiguousarray(covariates, np.float32),
@@ -279,19 +296,27 @@ class Screener:
         }
         names = list(SCREENING_OUTPUTS) + [n for n in SCREENING_OPTIONAL_OUTPUTS if n in self.output_names]
         if not self.per_record or feeds["ecg"].shape[0] == 1:
-            return dict(zip(names, self.session.run(names, feeds), strict=True))
-        rows = [self.session.run(names, {k: v[i : i + 1] for k, v in feeds.items()}) for i in range(len(ecg))]
+            return dict(zip(names, session.run(names, feeds), strict=True))
+        rows = [session.run(names, {k: v[i : i + 1] for k, v in feeds.items()}) for i in range(len(ecg))]
         return {name: np.concatenate([row[j] for row in rows]) for j, name in enumerate(names)}
 
     def infer_prepared(self, items: list[PreparedEcg]) -> list[dict[str, np.ndarray]]:
         for item in items:  # the lead set is chosen from the file's leads and applied to the input (edge.leadset)
             select_lead_set(item, self.lead_sets)
-        out = self.infer(
-            np.stack([p.ecg for p in items]),
-            np.stack([p.covariates for p in items]),
-            np.stack([p.covariate_mask for p in items]),
-        )
-        return [{k: v[i] for k, v in out.items()} for i in range(len(items))]
+        results: list[dict[str, np.ndarray]] = [{} for _ in items]
+        for reduced in (False, True):
+            rows = [i for i, p in enumerate(items) if (p.lead_set != DEFAULT_LEAD_SET) == reduced]
+            if not rows:
+                continue
+            out = self.infer(
+                np.stack([items[i].ecg for i in rows]),
+                np.stack([items[i].covariates for i in rows]),
+                np.stack([items[i].covariate_mask for i in rows]),
+                reduced=reduced,
+            )
+            for j, i in enumerate(rows):
+                results[i] = {k: v[j] for k, v in out.items()}
+        return results
 
     def result(
         self, prepared: PreparedEcg, outputs: dict[str, np.ndarray], *, include_phi: bool = False

@@ -200,8 +200,13 @@ def update_bundle_screening(
             " the same input; build a new bundle with cnexport bundle instead"
         )
     thresholds, thresholds_source = thresholds_from_metadata(metadata)
+    from cardiacnets.bundle import LEAD_SET_MODEL
+
     old = manifest["models"]["screening"]
     old_files = [old["file"], *(v["file"] for v in (old.get("variants") or {}).values())]
+    # the new model's own lead sets replace the old ones, and with them any separate reduced-lead-set model
+    reduced_model = manifest["models"].pop(LEAD_SET_MODEL, None)
+    old_files += [reduced_model["file"]] if reduced_model else []
     old_files += [manifest["trust"]["file"]] if manifest.get("trust") else []
     evaluation = None
     with editing_copy(source, out, overwrite=overwrite) as partial:
@@ -221,3 +226,58 @@ def update_bundle_screening(
         replace_with_copy(partial, out, manifest, version=version, change=change)
     logger.info("bundle %s: screening model replaced from %s", out, screening)
     return load_bundle(out).manifest, evaluation
+
+
+def add_lead_set_model(
+    bundle: str | os.PathLike[str],
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    version: str,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Copy ``bundle`` to ``out`` with the screening model of ``source`` (a bundle whose model was fine-tuned with
+    lead masking and whose trust artefacts were fitted per lead set) added for the reduced lead sets only; return the
+    new manifest. The bundle's own model, thresholds and trust artefacts stay those of 12-lead ECGs, byte for byte.
+
+    Both bundles must verify and preprocess ECGs the same way; ``bundle`` must have trust artefacts (the 12-lead
+    ones) and ``source`` artefacts for each of its reduced lead sets.
+    """
+    from cardiacnets.bundle import LEAD_SET_MODEL, load_bundle
+    from cardiacnets.leadsets import DEFAULT_LEAD_SET
+    from cardiacnets.trust import TRUST_FILE
+
+    root, donor, out = Path(bundle), Path(source), Path(out)
+    manifest = json.loads(json.dumps(load_bundle(root).manifest))
+    other = load_bundle(donor).manifest
+    reduced = [ls for ls in other.get("lead_sets") or [] if ls != DEFAULT_LEAD_SET]
+    if not reduced:
+        raise InputError(f"bundle {donor} declares no reduced lead set: its model was not trained with lead masking")
+    if not manifest.get("trust"):
+        raise InputError(f"bundle {root} has no trust artefacts; fit them first (cnexport trust)")
+    donor_trust = json.loads((donor / other["trust"]["file"]).read_text()) if other.get("trust") else {}
+    lacking = [ls for ls in reduced if ls not in (donor_trust.get("lead_sets") or {})]
+    if lacking:
+        raise InputError(f"bundle {donor} has no trust artefacts for lead set(s) {', '.join(lacking)}")
+    if other.get("preprocess") != manifest.get("preprocess"):
+        raise InputError(f"bundles {root} and {donor} preprocess ECGs differently; one bundle needs one preprocessing")
+    graph = "screening.lead_sets.onnx"
+    trust = json.loads((root / manifest["trust"]["file"]).read_text())
+    trust["lead_sets"] = {ls: {**donor_trust["lead_sets"][ls],
+                               "fitted_on": {**donor_trust["lead_sets"][ls]["fitted_on"], "graph": graph}}
+                          for ls in reduced}  # fmt: skip
+    donor_model = other["models"].get(LEAD_SET_MODEL) or other["models"]["screening"]  # what its lead sets ran on
+    with editing_copy(root, out, overwrite=overwrite) as partial:
+        shutil.copyfile(donor / donor_model["file"], partial / graph)
+        (partial / TRUST_FILE).write_text(json.dumps(trust, indent=1, sort_keys=True) + "\n")
+        entry = {**donor_model, "file": graph, "variants": {}, "default_variant": "fp32",
+                 "lead_sets": reduced, "from_bundle": load_bundle(donor).identity,
+                 "training_data": other.get("training_data")}  # fmt: skip
+        manifest["models"][LEAD_SET_MODEL] = entry
+        manifest["lead_sets"] = [DEFAULT_LEAD_SET, *reduced]
+        manifest["trust"] = {**manifest["trust"], "file": TRUST_FILE,
+                             "lead_sets": {ls: other["trust"]["lead_sets"][ls] for ls in reduced}}  # fmt: skip
+        change = f"screening model for lead sets {', '.join(reduced)} added from {donor}"
+        replace_with_copy(partial, out, manifest, version=version, change=change)
+    logger.info("bundle %s: %s", out, change)
+    return load_bundle(out).manifest

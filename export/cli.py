@@ -25,6 +25,7 @@ app = App(
     "  cnexport verify bundle/\n\n"
     "  cnexport bundle-update-cine bundle/ --pipeline runs/demo/pipeline-la --version 0.2.1\n\n"
     "  cnexport bundle-update-screening bundle/ --screening runs/ft-masked --version 0.3.0 --trust-data synthetic\n\n"
+    "  cnexport bundle-add-lead-sets bundle/ --from bundle-masked/ --version 0.3.0\n\n"
     "  cnexport onnx --model runs/finetune/best --out screening.onnx\n\n"
     "  cnexport trt bundle/            (needs TensorRT and an NVIDIA GPU)\n\n"
     "  cnexport bench --bundle bundle/ --batches 1,8,32",
@@ -244,6 +245,32 @@ def bundle_update_screening(
         command = "cnexport bundle-update-screening " + " ".join(sys.argv[2:])
         write_trust_report(evaluation, spec, report, title=f"Trust artefacts of {manifest['name']}", command=command)
     typer.echo(f"wrote {target} (version {manifest['version']}, digest {manifest['digest']})", err=True)
+    typer.echo(str(target))
+
+
+@app.command("bundle-add-lead-sets")
+def bundle_add_lead_sets(
+    bundle_dir: Path = typer.Argument(..., metavar="BUNDLE", help="Bundle to extend (its model stays for 12 leads)."),
+    source: Path = typer.Option(..., "--from", help="Bundle of a lead-masked model with per-lead-set trust data."),
+    out: Path | None = typer.Option(None, "--out", help="New bundle directory (default: replace BUNDLE in place)."),
+    bundle_version: str = typer.Option(..., "--version", help="Version string of the new bundle."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out."),
+    verbose: VerboseOption = False,
+) -> None:
+    """Add another bundle's lead-masked screening model for the reduced lead sets (6 limb leads, I+II, lead I) with
+    its per-lead-set trust artefacts; this bundle's model, thresholds and trust artefacts stay those of 12-lead ECGs,
+    so 12-lead results do not change. Manifest hashes and digest are recomputed and the result verified.
+
+    Example:\n
+      cnexport bundle-add-lead-sets bundle/ --from bundle-masked/ --version 0.3.0
+    """
+    _setup_logging(verbose)
+    from cardiacnets.export.bundle_update import add_lead_set_model
+
+    target = out if out is not None else bundle_dir
+    manifest = add_lead_set_model(bundle_dir, source, target, version=bundle_version, overwrite=force)
+    typer.echo(f"wrote {target} (version {manifest['version']}, lead sets {', '.join(manifest['lead_sets'])},"
+               f" digest {manifest['digest']})", err=True)  # fmt: skip
     typer.echo(str(target))
 
 

@@ -366,18 +366,22 @@ def attach_trust(
     evaluation = evaluate_trust(trust, thresholds, splits["test"])
     trust["fitted_on"]["graph"] = graph
     trust["evaluation"] = _evaluation_summary(evaluation)
+    from cardiacnets.bundle import LEAD_SET_MODEL
+
+    reduced_graph = (manifest["models"].get(LEAD_SET_MODEL) or {}).get("file") or graph
     for lead_set in manifest.get("lead_sets") or []:
         if lead_set == "12":
             continue
         parts = {}
         for split in ("train", "val", "test"):
-            say(f"running {graph} on the {data.source} {split} split with lead set {lead_set}...")
-            parts[split] = score_split(root / graph, data.source, split, preprocess=manifest.get("preprocess"),
+            say(f"running {reduced_graph} on the {data.source} {split} split with lead set {lead_set}...")
+            parts[split] = score_split(root / reduced_graph, data.source, split, preprocess=manifest.get("preprocess"),
                                        n_subjects=data.n_subjects, seed=data.seed, mode=data.mode,
                                        max_items=data.max_items, lead_set=lead_set)  # fmt: skip
         sub, sub_thresholds = fit_trust(parts["train"], parts["val"], coverage=coverage, alpha=alpha)
         sub_evaluation = evaluate_trust(sub, sub_thresholds, parts["test"])
         sub.update(thresholds=sub_thresholds, evaluation=_evaluation_summary(sub_evaluation))
+        sub["fitted_on"]["graph"] = reduced_graph
         for key in ("schema", "diseases"):  # the lead set's artefacts share the top level's
             sub.pop(key)
         trust.setdefault("lead_sets", {})[lead_set] = sub

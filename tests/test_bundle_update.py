@@ -109,6 +109,36 @@ def test_the_screening_model_is_replaced_trust_refitted_per_lead_set_and_cines_k
     assert manifest["history"][-1]["from_version"] == old["version"]
     assert json.loads((source / "manifest.json").read_text())["digest"] == old["digest"]  # the source is untouched
 
+    # The lead-masked model added to the original bundle for the reduced sets only: 12-lead results stay the same.
+    from cardiacnets.edge.screen import Screener
+    from cardiacnets.export.bundle_update import add_lead_set_model
+    from tests.test_edge_leadsets import write_single_lead_wfdb
+    from tests.test_edge_screen import write_wfdb_ecg
+
+    combined = add_lead_set_model(source, tmp_path / "new", tmp_path / "combined", version="9.9.9")
+    assert verify_bundle(tmp_path / "combined") == [] and combined["lead_sets"] == ["12", "I"]
+    assert combined["models"]["screening"] == old["models"]["screening"] and combined["thresholds"] == old["thresholds"]
+    added = combined["models"]["screening_lead_sets"]
+    assert added["lead_sets"] == ["I"] and combined["files"][added["file"]]["sha256"] == manifest["files"][
+        "screening.onnx"]["sha256"]  # fmt: skip
+    spec = json.loads((tmp_path / "combined" / "trust.json").read_text())
+    old_spec = json.loads((source / "trust.json").read_text())
+    assert spec["calibration"] == old_spec["calibration"] and spec["ood"] == old_spec["ood"]
+    assert spec["lead_sets"]["I"]["calibration"] == trust["lead_sets"]["I"]["calibration"]
+    # a single-lead file runs on the added graph and is decided with its artefacts; a 12-lead file as before
+    both, donor = Screener(tmp_path / "combined", device="cpu"), Screener(tmp_path / "new", device="cpu")
+    original = Screener(source, device="cpu")
+    single = write_single_lead_wfdb(tmp_path)
+    got, want = both.screen_file(single)[0], donor.screen_file(single)[0]
+    assert got["lead_set"] == "I" and got["diseases"] == want["diseases"] and got["phenotypes"] == want["phenotypes"]
+    twelve = write_wfdb_ecg(tmp_path / "twelve")
+    got, want = both.screen_file(twelve)[0], original.screen_file(twelve)[0]
+    assert got["lead_set"] == "12" and got["diseases"] == want["diseases"] and got["phenotypes"] == want["phenotypes"]
+    from tests.edge_fixtures import make_tiny_bundle
+
+    with pytest.raises(InputError, match="no reduced lead set"):  # a donor without a lead-masked model
+        add_lead_set_model(source, make_tiny_bundle(tmp_path / "plain"), tmp_path / "refused", version="1")
+
 
 def test_screening_update_refusals(source: Path, tmp_path: Path) -> None:
     from cardiacnets.export.bundle_update import update_bundle_screening
