@@ -205,7 +205,8 @@ def prepare_file(path: str | os.PathLike[str], config: PreprocessConfig, *, keep
 
 
 class Screener:
-    """A loaded bundle, its trust artefacts and its onnxruntime session."""
+    """A loaded bundle, its trust artefacts and its onnxruntime sessions (the screening graph, and the bundle's
+    reduced-lead-set graph where it ships one)."""
 
     def __init__(
         self,
