@@ -218,3 +218,20 @@ def test_cli_rejects_a_malformed_run() -> None:
     assert result.exit_code == 2 and "ARM=DIR" in result.output
     result = CliRunner().invoke(app, ["recalibrate", "--run", "x", "--site", "mars"])
     assert result.exit_code == 1 and "unknown site" in result.output
+
+
+def test_the_advantage_needs_a_significant_disease_and_none_worse() -> None:
+    from cardiacnets.training.external_report import _advantage
+
+    def arm(auc: float, r: float) -> dict:
+        return {"auc": {d: {"value": auc, "ci": [auc - 0.1, auc + 0.1]} for d in DISEASES},
+                "mean_r": {"value": r, "ci": [r - 0.05, r + 0.05]}}  # fmt: skip
+
+    arms = {"aligned": arm(0.70, 0.3), "ecg_only": arm(0.69, 0.2)}
+    noise = {d: {"p": 0.5, "difference": 0.01, "ci": [-0.05, 0.07]} for d in DISEASES}
+    assert _advantage("x", arms, noise)[1] is False  # ahead, but within noise
+    clear = {**noise, "CM": {"p": 0.001, "difference": 0.1, "ci": [0.05, 0.15]}}
+    assert _advantage("x", arms, clear)[1] is True
+    mixed = {**clear, "HF": {"p": 0.01, "difference": -0.08, "ci": [-0.14, -0.02]}}
+    line, holds = _advantage("x", arms, mixed)
+    assert holds is False and "worse for 1 (HF)" in line
