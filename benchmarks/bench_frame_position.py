@@ -26,7 +26,6 @@ import csv
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -43,15 +42,15 @@ def val_losses(run: Path) -> dict[int, float]:
 
 
 def evaluate(run: Path, vae: Path, encoder: Path, ecgs: np.ndarray, real: np.ndarray, seed: int) -> dict:
-    from cardiacnets.diffusion.evaluate import measure_cines, pearson_with_ci
+    from cardiacnets.diffusion.evaluate import StudySettings, _generate, measure_cines, pearson_with_ci
     from cardiacnets.diffusion.frame_quality import cine_quality
     from cardiacnets.diffusion.pipeline import EcgToCmrPipeline
 
     pipeline = EcgToCmrPipeline.from_components(encoder, run, vae)
     view = pipeline.config.view
-    t0 = time.perf_counter()
-    cines = pipeline(ecgs, num_inference_steps=20, guidance_scale=3.0, scheduler="dpm", seed=seed, batch_size=8)
-    seconds = time.perf_counter() - t0
+    # sampled exactly as the faithfulness study samples (batches of 8, seeded per batch)
+    settings = StudySettings(guidance_scale=3.0, seed=seed, batch_size=8)
+    cines, seconds_per_cine = _generate(pipeline, ecgs, len(ecgs), "dpm", 20, settings)
     checks = [cine_quality(c, view) for c in cines]
     per_frame = np.mean([[f is None for f in q.failures] for q in checks], axis=0)
     generated, truth = measure_cines(cines, view), measure_cines(real, view)
@@ -62,7 +61,7 @@ def evaluate(run: Path, vae: Path, encoder: Path, ecgs: np.ndarray, real: np.nda
         "frames_with_heart_by_frame": [round(float(v), 4) for v in per_frame],
         "cines_with_heart_in_every_frame": float(np.mean([q.ok for q in checks])),
         "r": r,
-        "seconds_per_cine": seconds / len(ecgs),
+        "seconds_per_cine": seconds_per_cine,
     }
 
 
@@ -142,7 +141,8 @@ def markdown(results: dict) -> str:
         cells = []
         for name in names:
             e = results["samples"][name]["r"][m]
-            cells.append("n/a" if e.get("value") is None else f"{e['value']:.3f} ({e['ci'][0]:.3f}-{e['ci'][1]:.3f})")
+            finite = e.get("value") is not None and np.isfinite(e["value"])  # NaN: a measure constant on one side
+            cells.append(f"{e['value']:.3f} ({e['ci'][0]:.3f}-{e['ci'][1]:.3f})" if finite else "n/a")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
