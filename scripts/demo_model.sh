@@ -25,13 +25,9 @@ SCALE=${DEMO_CINE_SCALE:-2}       # ... at half resolution (SA 40 x 40, LA 48 x 
 # alignment and fine-tuning: bf16 autocast where the CPU computes bf16 natively (the 0.1.0 bundle's host had AVX-512
 # BF16), fp32 elsewhere (emulated bf16 made a fine-tuning step ~10x slower on an AVX2-only host)
 PRECISION=${DEMO_PRECISION:-$(grep -qw -e avx512_bf16 -e amx_bf16 /proc/cpuinfo 2>/dev/null && echo bf16 || echo fp32)}
-mkdir -p "$RUN"
-log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$RUN/timings.log" >&2; }
-stage() { local name=$1; shift; local t0=$SECONDS; log "start $name"; "$@"; log "done  $name in $((SECONDS - t0)) s"; }
-
-export PYTHONHASHSEED=0
-[ -f "$RUN/cohort/manifest.json" ] || stage cohort "$BIN/cntrain" generate --n-subjects "$N" --seed 0 --mode balanced \
-  --out "$RUN/cohort"
+# shellcheck source=scripts/lib/stages.sh
+source scripts/lib/stages.sh
+demo_cohort
 [ -d "$RUN/cmr/best" ] || stage cmr-ssl "$BIN/cntrain" cmr-ssl --data "$RUN/cohort" --n-subjects "$N" --model tiny --max-steps "$SSL_STEPS" \
   --batch-size 16 --out "$RUN/cmr" --set data.cache=true --set train.eval_every=100 --set train.ckpt_every=100
 # ECG-CMR alignment on a larger pretraining cohort of its own (seed 100: no subject of the downstream cohort is seen),
@@ -44,20 +40,18 @@ export PYTHONHASHSEED=0
   --set task.cache_cmr_features=true --set task.augment=true --set task.min_crop_fraction=0.8 \
   --set task.p_time_flip=0.0 --set task.p_sign_flip=0.0 --set train.eval_every=200 --set train.ckpt_every=200 \
   --set train.warmup_steps=60 --set train.lr=0.0005 --set train.precision="$PRECISION"
-[ -d "$RUN/finetune/best" ] || stage finetune "$BIN/cntrain" finetune --task all --init "$RUN/align" --data "$RUN/cohort" --n-subjects "$N" \
-  --model tiny --batch-size 16 --out "$RUN/finetune" --set data.cache=true --set task.max_epochs=30 \
-  --set task.max_steps_cap="$FT_STEPS" --set task.warmup_epochs=3 --set task.patience=8 --set train.lr=0.0001 \
-  --set train.precision="$PRECISION"
-# the same recipe with lead masking: the model for 6-lead and single-lead ECGs (added to the bundle below)
-[ -d "$RUN/finetune-leadsets/best" ] || stage finetune-leadsets "$BIN/cntrain" finetune --task all --init "$RUN/align" \
-  --data "$RUN/cohort" --n-subjects "$N" --model tiny --batch-size 16 --out "$RUN/finetune-leadsets" \
-  --set data.cache=true --set task.max_epochs=30 --set task.max_steps_cap="$FT_STEPS" --set task.warmup_epochs=3 \
-  --set task.patience=8 --set train.lr=0.0001 --set train.precision="$PRECISION" --set task.lead_masking=true
+finetune_stage() {  # finetune_stage NAME [--set ...]: all heads from the alignment run into $RUN/NAME
+  local name=$1; shift
+  [ -d "$RUN/$name/best" ] || stage "$name" "$BIN/cntrain" finetune --task all --init "$RUN/align" --data "$RUN/cohort" \
+    --n-subjects "$N" --model tiny --batch-size 16 --out "$RUN/$name" --set data.cache=true --set task.max_epochs=30 \
+    --set task.max_steps_cap="$FT_STEPS" --set task.warmup_epochs=3 --set task.patience=8 --set train.lr=0.0001 \
+    --set train.precision="$PRECISION" "$@"
+}
+finetune_stage finetune
+finetune_stage finetune-leadsets --set task.lead_masking=true  # the model for 6-lead and single-lead ECGs (below)
 for view in sa la; do
   size=$(( $([ "$view" = sa ] && echo 80 || echo 96) / SCALE ))
-  [ -d "$RUN/vae-$view/best" ] || stage "vae-$view" "$BIN/cntrain" vae --view "$view" --data "$RUN/cohort" --n-subjects "$N" --model small \
-    --max-steps "$VAE_STEPS" --batch-size 8 --out "$RUN/vae-$view" --set data.cache=true --set task.image_size="$size" \
-    --set train.lr=0.001 --set train.warmup_steps=50 --set train.precision=fp32 --set train.eval_every=400
+  demo_vae "$view" "$size"
   [ -d "$RUN/ecg2cmr-$view/best" ] || stage "diffusion-$view" "$BIN/cntrain" diffusion --view "$view" \
     --vae "$RUN/vae-$view" --ecg-encoder "$RUN/align" --data "$RUN/cohort" --n-subjects "$N" --model cpu --max-steps "$DIFF_STEPS" \
     --batch-size 8 --out "$RUN/ecg2cmr-$view" --set data.cache=true --set task.num_frames="$FRAMES" \

@@ -19,17 +19,10 @@ ENCODER=${DEMO_ECG_ENCODER:-cardiacnets/data/aligned-ecg-encoder}
 MIN_HEART=${DEMO_MIN_FRAMES_WITH_HEART:-0.95}
 VERSION=${DEMO_BUNDLE_VERSION:-0.2.1}
 REPORT=${DEMO_REPORT_DIR:-benchmarks/results/ecg2cmr-synthetic}
-mkdir -p "$RUN"
-log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$RUN/timings.log" >&2; }
-stage() { local name=$1; shift; local t0=$SECONDS; log "start $name"; "$@"; log "done  $name in $((SECONDS - t0)) s"; }
-
-export PYTHONHASHSEED=0
-[ -f "$RUN/cohort/manifest.json" ] || stage cohort "$BIN/cntrain" generate --n-subjects "$N" --seed 0 --mode balanced \
-  --out "$RUN/cohort"
-[ -d "$RUN/vae-la/best" ] || stage vae-la "$BIN/cntrain" vae --view la --data "$RUN/cohort" --n-subjects "$N" \
-  --model small --max-steps "$VAE_STEPS" --batch-size 8 --out "$RUN/vae-la" --set data.cache=true \
-  --set task.image_size=48 --set train.lr=0.001 --set train.warmup_steps=50 --set train.precision=fp32 \
-  --set train.eval_every=400
+# shellcheck source=scripts/lib/stages.sh
+source scripts/lib/stages.sh
+demo_cohort
+demo_vae la 48
 if [ -f "$RUN/ecg2cmr-la/checkpoints/last.pt" ]; then  # resume (returns at once when it already reached LA_STEPS)
   stage diffusion-la "$BIN/cntrain" diffusion --out "$RUN/ecg2cmr-la" --resume --max-steps "$LA_STEPS"
 else
