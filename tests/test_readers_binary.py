@@ -480,16 +480,18 @@ def _watch_export(values_uv: np.ndarray, *, decimal_comma: bool = False, keys: d
     return "\n".join(head + cells) + "\n"
 
 
-@pytest.mark.parametrize("variant", ["english", "decimal-comma", "other-language-keys"])
+@pytest.mark.parametrize("variant", ["english", "decimal-comma", "other-language-keys", "re-saved"])
 def test_single_lead_key_value_export_reads_lead_i_in_mv(tmp_path: Path, variant: str) -> None:
     t = np.arange(512 * 30) / 512
     lead_i_uv = np.round(400 * np.sin(2 * np.pi * 1.1 * t) - 120 * np.cos(2 * np.pi * 7 * t), 3)
     keys = {"rate": "Abtastrate", "lead": "Ableitung", "unit": "Einheit", "name": "Nom", "birth": "Geburtsdatum"}
     path = tmp_path / "ecg_2026-05-30.csv"
-    path.write_text(
-        _watch_export(lead_i_uv, decimal_comma=variant == "decimal-comma", keys=keys if "other" in variant else None),
-        encoding="utf-8",
-    )
+    text = _watch_export(lead_i_uv, decimal_comma=variant == "decimal-comma", keys=keys if "other" in variant else None)
+    if variant == "re-saved":  # a spreadsheet's round trip: quoted decimal-comma values, a trailing separator
+        head, _, _ = text.rpartition("\n\n\n")
+        body = "\n".join(f'"{v:.3f}",'.replace(".", ",", 1) for v in lead_i_uv)
+        text = f"{head}\n\n\n{body}\n"
+    path.write_text(text, encoding="utf-8")
     record = read_ecg(path)
     assert record.fs == 512.0 and record.signal.shape == (12, 512 * 30)
     np.testing.assert_allclose(record.signal[LEADS.index("I")], lead_i_uv / 1000.0, atol=1e-9)
@@ -502,6 +504,7 @@ def test_single_lead_key_value_export_reads_lead_i_in_mv(tmp_path: Path, variant
         assert record.meta["phi"] == {"name": "Test Person", "birth_date": "Jan 8, 2002"}
         assert record.meta["acquired"] == "2026-05-30 16:32:18 -0700"
     assert "Test Person" not in " ".join(record.warnings)
+    assert not any("no unit" in w or "no lead" in w for w in record.warnings)  # both read from the header
 
 
 def test_single_lead_exports_refuse_what_they_cannot_read(tmp_path: Path) -> None:

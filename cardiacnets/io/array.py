@@ -222,8 +222,9 @@ def _read_npz(path: Path, data: bytes, fs: float | None, leads: Sequence[str] | 
 
 #: A header value stating the sampling rate (``512 hertz``, ``500 Hz``): it marks a key-value single-lead export.
 _KV_RATE = re.compile(r"^([0-9]+(?:[.,][0-9]+)?)\s*(?:hertz|hz)$", re.IGNORECASE)
-#: One voltage on its own line, with a decimal point or a decimal comma.
-_KV_SAMPLE = re.compile(r"^[+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?$")
+#: One voltage on its own line, with a decimal point or a decimal comma; quoted, or with one trailing separator, as
+#: a spreadsheet that re-saved the export writes it.
+_KV_SAMPLE = re.compile(r'^"?([+-]?(?:\d+(?:[.,]\d*)?|[.,]\d+)(?:[eE][+-]?\d+)?)"?[,;\t]?$')
 
 
 def _key_value_header(lines: list[str]) -> tuple[dict[str, str], int] | None:
@@ -257,9 +258,10 @@ def _read_key_value_csv(
     samples = [line.strip() for line in lines[first:] if line.strip()]
     values = np.empty(len(samples))
     for k, cell in enumerate(samples):
-        if not _KV_SAMPLE.match(cell):
+        number = _KV_SAMPLE.match(cell)
+        if number is None:
             raise CorruptFileError(f"{where}: sample line {k + 1} ({cell[:20]!r}) is not one number")
-        values[k] = float(cell.replace(",", "."))
+        values[k] = float(number.group(1).replace(",", "."))
     if values.size < 2:
         raise CorruptFileError(f"{where}: the export holds fewer than 2 samples after its header")
     warnings: list[str] = []
